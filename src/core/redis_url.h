@@ -1,0 +1,45 @@
+// Parsing of the connection URLs accepted by cachekit.redis_url and
+// cachekit.session_redis_url.
+//
+//   redis://[[username]:password@]host[:port][/db]
+//   redis://[::1]:6379/2                       (IPv6 literal in brackets)
+//   unix:///path/to/redis.sock[?db=N][&password=...]
+//
+// Userinfo and the password query parameter are percent-decoded. rediss://
+// (TLS) is rejected because Debian 12's hiredis 0.14 has no TLS support.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace cachekit {
+
+struct RedisEndpoint {
+  enum class Transport { kTcp, kUnix };
+
+  Transport transport = Transport::kTcp;
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string socket_path;  // kUnix only
+  std::string username;     // empty: AUTH with password only
+  std::string password;     // empty: no AUTH
+  int db = 0;
+
+  // The URL with any password replaced by "********"; safe for logs and views.
+  std::string redacted() const;
+  // host:port or the socket path; never contains credentials.
+  std::string address() const;
+
+  bool operator==(const RedisEndpoint &o) const;
+  bool operator!=(const RedisEndpoint &o) const { return !(*this == o); }
+};
+
+// Throws cachekit::Error (SQLSTATE 22023; 0A000 for rediss://) naming what is
+// malformed. The message never repeats the password.
+RedisEndpoint parse_redis_url(std::string_view url);
+
+// Best-effort redaction of a possibly malformed URL: everything between "://"
+// and the last '@' of the authority, and any password= query value, is masked.
+std::string redact_redis_url(std::string_view url);
+
+}  // namespace cachekit

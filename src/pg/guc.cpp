@@ -1,0 +1,181 @@
+// Every setting of pg_cachekit, declared in one place (as pg_stat_statements
+// does). Secrets: the Redis URLs may carry a password, so they are
+// superuser-only (invisible to other roles, even in pg_settings) and their
+// SHOW output is redacted for everyone.
+#include <climits>
+#include <string>
+
+#include "core/keys.h"
+#include "core/redis_url.h"
+#include "pg/guc.h"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/guc.h"
+}
+
+namespace cachekit::pg {
+
+Settings settings;
+uint64_t redis_config_generation = 1;
+
+namespace {
+
+bool check_redis_url(char **newval, void **, GucSource, bool allow_empty) {
+  if (*newval == nullptr || (*newval)[0] == '\0') return allow_empty;
+  // Copy the text out of the handler: GUC_check_errdetail allocates and so
+  // must not run inside a catch block.
+  static char msg[256];
+  msg[0] = '\0';
+  try {
+    parse_redis_url(*newval);
+  } catch (const std::exception &e) {
+    strlcpy(msg, e.what(), sizeof msg);
+  } catch (...) {
+    strlcpy(msg, "malformed Redis URL", sizeof msg);
+  }
+  if (msg[0] == '\0') return true;
+  // Replace Postgres' own message, which would quote the value, password included.
+  std::string shown = redact_redis_url(*newval);
+  GUC_check_errmsg("invalid Redis URL \"%s\"", shown.c_str());
+  GUC_check_errdetail("%s", msg);
+  return false;
+}
+
+bool check_cache_url(char **newval, void **extra, GucSource source) {
+  return check_redis_url(newval, extra, source, false);
+}
+
+bool check_session_url(char **newval, void **extra, GucSource source) {
+  return check_redis_url(newval, extra, source, true);
+}
+
+bool check_key_prefix(char **newval, void **, GucSource) {
+  if (*newval != nullptr && strlen(*newval) > kMaxPrefixBytes) {
+    GUC_check_errdetail("cachekit.key_prefix is limited to %d bytes.",
+                        static_cast<int>(kMaxPrefixBytes));
+    return false;
+  }
+  return true;
+}
+
+void bump_string(const char *, void *) { ++redis_config_generation; }
+void bump_int(int, void *) { ++redis_config_generation; }
+
+// SHOW never prints a password, not even to a superuser.
+const char *show_url(const char *value) {
+  static std::string shown;
+  shown = value ? redact_redis_url(value) : std::string();
+  return shown.c_str();
+}
+
+const char *show_cache_url() { return show_url(settings.redis_url); }
+const char *show_session_url() { return show_url(settings.session_redis_url); }
+
+}  // namespace
+
+void define_settings() {
+  DefineCustomStringVariable(
+      "cachekit.redis_url",
+      "Redis server for the cache: redis://[:password@]host[:port][/db] or unix:///path[?db=N].",
+      "Superuser only; the password is never shown.",
+      &settings.redis_url,
+      "redis://127.0.0.1:6379/0",
+      PGC_SUSET,
+      GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+      check_cache_url, bump_string, show_cache_url);
+
+  DefineCustomStringVariable(
+      "cachekit.session_redis_url",
+      "Redis server for the session store; empty means database 1 of cachekit.redis_url.",
+      "Superuser only; the password is never shown.",
+      &settings.session_redis_url,
+      "",
+      PGC_SUSET,
+      GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+      check_session_url, bump_string, show_session_url);
+
+  DefineCustomIntVariable(
+      "cachekit.default_ttl",
+      "Time to live of cache entries written without an explicit ttl.",
+      nullptr,
+      &settings.default_ttl,
+      300, 1, INT_MAX,
+      PGC_USERSET,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.session_ttl",
+      "Time to live of sessions written or touched without an explicit ttl.",
+      nullptr,
+      &settings.session_ttl,
+      1800, 1, INT_MAX,
+      PGC_USERSET,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.redis_connect_timeout_ms",
+      "How long a backend waits for a connection to Redis.",
+      nullptr,
+      &settings.connect_timeout_ms,
+      200, 1, 60000,
+      PGC_USERSET,
+      GUC_UNIT_MS,
+      nullptr, bump_int, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.redis_command_timeout_ms",
+      "How long a backend waits for one Redis command (or pipeline) to answer.",
+      "A Redis that does not answer in time counts as down.",
+      &settings.command_timeout_ms,
+      200, 1, 60000,
+      PGC_USERSET,
+      GUC_UNIT_MS,
+      nullptr, bump_int, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.redis_retry_interval_ms",
+      "After a Redis failure, how long calls fail fast before one retries the connection.",
+      "The per-backend circuit breaker: while open, a cache call costs microseconds.",
+      &settings.retry_interval_ms,
+      1000, 0, 3600000,
+      PGC_USERSET,
+      GUC_UNIT_MS,
+      nullptr, bump_int, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.key_prefix",
+      "Prefix of every Redis key pg_cachekit writes.",
+      "Lets several applications or databases share one Redis without collisions.",
+      &settings.key_prefix,
+      "ck:",
+      PGC_SUSET,
+      0,
+      check_key_prefix, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_value_bytes",
+      "Largest value cache_set and session_set accept.",
+      nullptr,
+      &settings.max_value_bytes,
+      1024 * 1024, 1, 512 * 1024 * 1024,
+      PGC_SUSET,
+      GUC_UNIT_BYTE,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomBoolVariable(
+      "cachekit.strict",
+      "Raise an error instead of a warning when Redis is unavailable.",
+      "Off: reads behave as misses and writes are skipped, with one WARNING per outage.",
+      &settings.strict,
+      false,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
+
+  MarkGUCPrefixReserved("cachekit");
+}
+
+}  // namespace cachekit::pg

@@ -1,0 +1,29 @@
+// Settings of pg_cachekit. All are declared in guc.cpp, in one place.
+#pragma once
+
+#include <cstdint>
+
+namespace cachekit::pg {
+
+struct Settings {
+  char *redis_url;
+  char *session_redis_url;
+  int default_ttl;  // seconds
+  int session_ttl;  // seconds
+  int connect_timeout_ms;
+  int command_timeout_ms;
+  int retry_interval_ms;
+  char *key_prefix;
+  int max_value_bytes;
+  bool strict;
+};
+
+extern Settings settings;
+
+// Bumped by the assign hook of every setting that changes how Redis is
+// reached, so a backend reconfigures its connections only when needed.
+extern uint64_t redis_config_generation;
+
+void define_settings();
+
+}  // namespace cachekit::pg

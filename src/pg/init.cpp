@@ -1,0 +1,19 @@
+// Library entry point: settings always; shared memory only when loaded via
+// shared_preload_libraries (the plain cache functions work without it).
+#include "pg/guc.h"
+#include "pg/shmem.h"
+
+extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+}
+
+extern "C" void _PG_init(void) {
+  cachekit::pg::define_settings();
+  if (process_shared_preload_libraries_in_progress) cachekit::pg::install_shmem_hooks();
+}
