@@ -32,9 +32,7 @@ class Error : public std::runtime_error {
  public:
   Error(const char *sqlstate, const std::string &message, std::string detail = {},
         std::string hint = {})
-      : std::runtime_error(message),
-        detail_(std::move(detail)),
-        hint_(std::move(hint)) {
+      : std::runtime_error(message), detail_(std::move(detail)), hint_(std::move(hint)) {
     for (int i = 0; i < 5; ++i) sqlstate_[i] = sqlstate[i];
     sqlstate_[5] = '\0';
   }

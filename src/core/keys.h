@@ -31,8 +31,7 @@ void validate_key(std::string_view key, std::string_view what = "key");
 // Throws cachekit::Error (22023) when the prefix is longer than kMaxPrefixBytes.
 void validate_prefix(std::string_view prefix);
 
-std::string build_key(std::string_view prefix, std::string_view keyspace,
-                      std::string_view key);
+std::string build_key(std::string_view prefix, std::string_view keyspace, std::string_view key);
 
 // Escapes Redis glob metacharacters (* ? [ ] \) so that the result matches the
 // input literally in SCAN MATCH.

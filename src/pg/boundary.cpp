@@ -30,8 +30,7 @@ void save_cpp_error(const char *sqlstate, const char *message, const char *detai
 void raise_saved_error(ErrorData *pg_error) {
   if (pg_error != nullptr) ReThrowError(pg_error);
   const char *s = saved_sqlstate;
-  ereport(ERROR, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])),
-                  errmsg("%s", saved_message),
+  ereport(ERROR, (errcode(MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4])), errmsg("%s", saved_message),
                   saved_detail[0] ? errdetail("%s", saved_detail) : 0,
                   saved_hint[0] ? errhint("%s", saved_hint) : 0));
   pg_unreachable();

@@ -172,8 +172,7 @@ CK_SQL_FUNCTION(ck_cache_incr) {
     if (!replies) PG_RETURN_NULL();
     const RedisReply &r = (*replies)[0];
     if (r.is_error() && r.str.rfind("WRONGTYPE", 0) != 0)
-      throw Error(sqlstate::kNumericValueOutOfRange,
-                  "cached value cannot be incremented", r.str,
+      throw Error(sqlstate::kNumericValueOutOfRange, "cached value cannot be incremented", r.str,
                   "cache_incr works on keys holding a 64-bit integer, or on missing keys.");
     check_reply(r);
     count(CacheCounter::kSets);

@@ -63,10 +63,10 @@ Datum jsonb_datum(std::string_view v) {
 void check_text(std::string_view v) {
   check_text_compatible(v);
   if (!pg_verify_mbstr(GetDatabaseEncoding(), v.data(), static_cast<int>(v.size()), true))
-    throw Error(sqlstate::kCharacterNotInRepertoire, "cached value cannot be read as text",
-                std::string("It is not valid in the database encoding ") +
-                    GetDatabaseEncodingName() + ".",
-                "Use cachekit.cache_get_bytea() for binary values.");
+    throw Error(
+        sqlstate::kCharacterNotInRepertoire, "cached value cannot be read as text",
+        std::string("It is not valid in the database encoding ") + GetDatabaseEncodingName() + ".",
+        "Use cachekit.cache_get_bytea() for binary values.");
 }
 
 int ttl_arg(FunctionCallInfo fcinfo, int i, int fallback) {

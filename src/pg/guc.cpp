@@ -74,6 +74,8 @@ const char *show_session_url() { return show_url(settings.session_redis_url); }
 
 }  // namespace
 
+// One argument per line, as pg_stat_statements does: kept out of clang-format.
+// clang-format off
 void define_settings() {
   DefineCustomStringVariable(
       "cachekit.redis_url",
@@ -177,5 +179,6 @@ void define_settings() {
 
   MarkGUCPrefixReserved("cachekit");
 }
+// clang-format on
 
 }  // namespace cachekit::pg

@@ -40,11 +40,21 @@ std::string json_string(const std::string &s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -67,9 +77,8 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
   ResilientRedis &redis = redis_for(target);
   auto start = std::chrono::steady_clock::now();
   auto pong = redis.probe({"PING"});
-  double rtt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                            start)
-                      .count();
+  double rtt_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::string out = "{\"address\": " + json_string(redis.endpoint().address()) +
                     ", \"db\": " + std::to_string(redis.endpoint().db);
   bool ok = pong && !pong->is_error();
@@ -89,10 +98,11 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
     out += ", \"error\": " + json_string(pong ? pong->str : redis.last_error());
   }
   const CircuitBreaker &b = redis.breaker();
-  out += ", \"circuit_breaker\": {\"state\": " + json_string(CircuitBreaker::state_name(b.state())) +
-         ", \"consecutive_failures\": " + std::to_string(b.consecutive_failures()) +
-         ", \"outages\": " + std::to_string(b.outages()) +
-         ", \"retry_interval_ms\": " + std::to_string(b.retry_interval()) + "}}";
+  out +=
+      ", \"circuit_breaker\": {\"state\": " + json_string(CircuitBreaker::state_name(b.state())) +
+      ", \"consecutive_failures\": " + std::to_string(b.consecutive_failures()) +
+      ", \"outages\": " + std::to_string(b.outages()) +
+      ", \"retry_interval_ms\": " + std::to_string(b.retry_interval()) + "}}";
   return out;
 }
 
@@ -106,8 +116,8 @@ CK_SQL_FUNCTION(ck_health) {
     bool healthy = cache_ok && session_ok;
     std::string doc = "{\"healthy\": " + std::string(healthy ? "true" : "false") +
                       ", \"redis\": " + cache + ", \"session_redis\": " + session +
-                      ", \"shared_preload_libraries\": " +
-                      (shmem_available() ? "true" : "false") + "}";
+                      ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
+                      "}";
     return jsonb_datum(doc);
   });
 }

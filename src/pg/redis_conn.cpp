@@ -43,8 +43,8 @@ void handle_unavailable(Connection &c, const char *sqlstate, const std::string &
 }
 
 void observe(std::chrono::steady_clock::time_point start) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                std::chrono::steady_clock::now() - start)
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
                 .count();
   count(CacheCounter::kOps);
   count(CacheCounter::kOpTimeUs, static_cast<uint64_t>(us));
@@ -74,8 +74,8 @@ RedisEndpoint session_endpoint() {
 ResilientRedis &redis_for(RedisTarget target) {
   Connection &c = connections[static_cast<int>(target)];
   if (c.generation != redis_config_generation) {
-    RedisEndpoint ep = target == RedisTarget::kCache ? parse_redis_url(settings.redis_url)
-                                                     : session_endpoint();
+    RedisEndpoint ep =
+        target == RedisTarget::kCache ? parse_redis_url(settings.redis_url) : session_endpoint();
     c.redis.configure(ep, current_timeouts(), settings.retry_interval_ms);
     c.generation = redis_config_generation;
   }
@@ -92,8 +92,8 @@ std::optional<RedisReply> run(RedisTarget target, const RedisArgv &argv) {
   if (is_oom(*reply)) {
     count(CacheCounter::kErrors);
     if (settings.strict)
-      throw Error(sqlstate::kOutOfMemory, "Redis refused the write because it is full",
-                  reply->str, "Raise maxmemory or choose an eviction policy in Redis.");
+      throw Error(sqlstate::kOutOfMemory, "Redis refused the write because it is full", reply->str,
+                  "Raise maxmemory or choose an eviction policy in Redis.");
     if (!c.oom_warned) {
       c.oom_warned = true;
       warn("Redis is full, cache writes are skipped", reply->str,

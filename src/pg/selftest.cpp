@@ -45,7 +45,8 @@ CK_SQL_FUNCTION(ck_selftest_raise) {
     std::string kind(required(kind_arg, "kind"));
     if (kind == "cpp") {
       std::string s(required(state_arg, "sqlstate"));
-      if (s.size() != 5) throw Error(sqlstate::kInvalidParameterValue, "sqlstate must have 5 characters");
+      if (s.size() != 5)
+        throw Error(sqlstate::kInvalidParameterValue, "sqlstate must have 5 characters");
       throw Error(s.c_str(), "selftest error from C++", "detail from C++", "hint from C++");
     }
     if (kind == "bad_alloc") throw std::bad_alloc();

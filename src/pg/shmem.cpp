@@ -88,13 +88,13 @@ int64_t cache_stats_reset_time() {
 
 void require_shmem(const char *feature) {
   if (shared) return;
-  throw Error(sqlstate::kObjectNotInPrerequisiteState,
-              std::string(feature) +
-                  " requires pg_cachekit to be loaded via shared_preload_libraries",
-              "The key/value cache and session functions work without it; shared statistics, "
-              "cached_query and the background workers do not.",
-              "Add pg_cachekit to shared_preload_libraries in postgresql.conf and restart the "
-              "server.");
+  throw Error(
+      sqlstate::kObjectNotInPrerequisiteState,
+      std::string(feature) + " requires pg_cachekit to be loaded via shared_preload_libraries",
+      "The key/value cache and session functions work without it; shared statistics, "
+      "cached_query and the background workers do not.",
+      "Add pg_cachekit to shared_preload_libraries in postgresql.conf and restart the "
+      "server.");
 }
 
 }  // namespace cachekit::pg

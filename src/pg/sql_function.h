@@ -7,8 +7,8 @@ extern "C" {
 #include "fmgr.h"
 }
 
-#define CK_SQL_FUNCTION(name)         \
-  extern "C" {                        \
-  PG_FUNCTION_INFO_V1(name);          \
-  }                                   \
+#define CK_SQL_FUNCTION(name) \
+  extern "C" {                \
+  PG_FUNCTION_INFO_V1(name);  \
+  }                           \
   extern "C" Datum name(PG_FUNCTION_ARGS)
