@@ -13,8 +13,8 @@ namespace {
 
 struct Connection {
   ResilientRedis redis;
-  uint64_t generation = 0;  // redis_config_generation it was configured at
-  bool oom_warned = false;
+  uint64_t generation = 0;      // redis_config_generation it was configured at
+  bool refusal_warned = false;  // OOM / NOAUTH reported since the last success
 };
 
 Connection connections[2];
@@ -51,6 +51,7 @@ void observe(std::chrono::steady_clock::time_point start) {
 }
 
 bool is_oom(const RedisReply &r) { return r.is_error() && r.str.rfind("OOM", 0) == 0; }
+bool is_noauth(const RedisReply &r) { return r.is_error() && r.str.rfind("NOAUTH", 0) == 0; }
 
 template <typename Result>
 std::optional<Result> finish(Connection &c, std::optional<Result> result) {
@@ -59,6 +60,26 @@ std::optional<Result> finish(Connection &c, std::optional<Result> result) {
     return std::nullopt;
   }
   return result;
+}
+
+// Redis answered, but refuses to do its job: full, or the password is
+// missing. Like an outage for the caller (skip, warn once), not a bad call.
+bool refused(Connection &c, const RedisReply &reply) {
+  if (!is_oom(reply) && !is_noauth(reply)) return false;
+  count(CacheCounter::kErrors);
+  const bool oom = is_oom(reply);
+  const char *what = oom ? "Redis is full, cache writes are skipped"
+                         : "Redis requires authentication, cache calls are skipped";
+  const char *hint =
+      oom ? "Raise maxmemory or set an eviction policy such as allkeys-lru in Redis."
+          : "Put the password in cachekit.redis_url (redis://:password@host:port/db).";
+  if (settings.strict)
+    throw Error(oom ? sqlstate::kOutOfMemory : sqlstate::kUnableToConnect, what, reply.str, hint);
+  if (!c.refusal_warned) {
+    c.refusal_warned = true;
+    warn(what, reply.str, hint);
+  }
+  return true;
 }
 
 }  // namespace
@@ -89,19 +110,8 @@ std::optional<RedisReply> run(RedisTarget target, const RedisArgv &argv) {
   std::optional<RedisReply> reply = finish(c, redis.command(argv));
   if (!reply) return reply;
   observe(start);
-  if (is_oom(*reply)) {
-    count(CacheCounter::kErrors);
-    if (settings.strict)
-      throw Error(sqlstate::kOutOfMemory, "Redis refused the write because it is full", reply->str,
-                  "Raise maxmemory or choose an eviction policy in Redis.");
-    if (!c.oom_warned) {
-      c.oom_warned = true;
-      warn("Redis is full, cache writes are skipped", reply->str,
-           "Raise maxmemory or set an eviction policy such as allkeys-lru in Redis.");
-    }
-    return std::nullopt;
-  }
-  if (!reply->is_error()) c.oom_warned = false;
+  if (refused(c, *reply)) return std::nullopt;
+  if (!reply->is_error()) c.refusal_warned = false;
   return reply;
 }
 
@@ -111,7 +121,10 @@ std::optional<std::vector<RedisReply>> run_pipeline(RedisTarget target,
   ResilientRedis &redis = redis_for(target);
   auto start = std::chrono::steady_clock::now();
   auto replies = finish(c, redis.pipeline(commands));
-  if (replies) observe(start);
+  if (!replies) return replies;
+  observe(start);
+  for (const RedisReply &r : *replies)
+    if (refused(c, r)) return std::nullopt;
   return replies;
 }
 

@@ -9,7 +9,8 @@
 // WARNING per outage, so callers treat reads as misses and skip writes; with
 // cachekit.strict = on it throws instead. Redis error replies that mean the
 // caller's request was wrong (WRONGTYPE, a non-integer INCR) are thrown as
-// errors; OOM (Redis full) is treated like unavailability for the write.
+// errors; OOM (Redis full) and NOAUTH (password missing) are treated like
+// unavailability: the call is skipped with one WARNING.
 #pragma once
 
 #include <optional>
@@ -28,7 +29,7 @@ std::optional<RedisReply> run(RedisTarget target, const RedisArgv &argv);
 std::optional<std::vector<RedisReply>> run_pipeline(RedisTarget target,
                                                     const std::vector<RedisArgv> &commands);
 
-// Throws cachekit::Error for an error reply (after run() handled OOM).
+// Throws cachekit::Error for an error reply (after run() handled OOM/NOAUTH).
 void check_reply(const RedisReply &reply);
 
 // The endpoint the session store uses: cachekit.session_redis_url, or

@@ -18,3 +18,25 @@ SELECT cachekit.cache_get('regress:outage') IS NULL AS miss;
 \! test/sandbox redis-start >/dev/null 2>&1
 SELECT cachekit.cache_get('regress:outage');
 SELECT cachekit.cache_delete('regress:outage');
+
+-- Redis full (maxmemory reached, noeviction): writes are skipped with one
+-- WARNING, reads still work; strict mode raises 53200.
+SELECT cachekit.cache_set('regress:full', 'kept');
+\! redis-cli -p "$CACHEKIT_REDIS_PORT" config set maxmemory 1 >/dev/null
+SELECT cachekit.cache_set('regress:full', repeat('x', 1000)) AS stored;   -- WARNING
+SELECT cachekit.cache_set('regress:full2', 'y') AS stored;                -- silent
+SELECT cachekit.cache_get('regress:full') AS still_readable;
+SET cachekit.strict = on;
+SELECT regress.error_of($$SELECT cachekit.cache_set('regress:full', 'z')$$);
+RESET cachekit.strict;
+\! redis-cli -p "$CACHEKIT_REDIS_PORT" config set maxmemory 0 >/dev/null
+SELECT cachekit.cache_set('regress:full', 'fits again') AS stored;
+
+-- Redis wants a password we do not have: calls are skipped with one WARNING.
+\! redis-cli -p "$CACHEKIT_REDIS_PORT" config set requirepass regress-pw >/dev/null
+SET cachekit.redis_connect_timeout_ms = 201;   -- new timeouts: a new connection
+SELECT cachekit.cache_get('regress:full') IS NULL AS miss;                -- WARNING
+SELECT cachekit.cache_get('regress:full') IS NULL AS miss;                -- silent
+\! redis-cli -p "$CACHEKIT_REDIS_PORT" -a regress-pw --no-auth-warning config set requirepass '' >/dev/null
+SELECT cachekit.cache_get('regress:full');
+SELECT cachekit.cache_delete('regress:full', 'regress:full2');
