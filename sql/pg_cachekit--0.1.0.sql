@@ -117,3 +117,238 @@ TO cachekit_session;
 
 GRANT EXECUTE ON FUNCTION cachekit.cache_clear(text), cachekit.cache_stats_reset()
 TO cachekit_admin;
+
+-- Cached queries ------------------------------------------------------------
+
+-- The statement trigger that cachekit.watch() installs: records the table
+-- (and its ancestors) for a generation bump once the transaction commits.
+CREATE FUNCTION cachekit._invalidate()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
+
+CREATE FUNCTION cachekit.invalidate(table_name regclass)
+RETURNS void AS 'MODULE_PATHNAME', 'ck_invalidate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.invalidate(regclass) IS
+    'Invalidate every cached result that read the table, when this transaction commits';
+CREATE FUNCTION cachekit.invalidate_all()
+RETURNS void AS 'MODULE_PATHNAME', 'ck_invalidate_all' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.invalidate_all() IS
+    'Invalidate every cached result of this database, when this transaction commits';
+
+-- watch/unwatch run as the caller: installing a trigger needs the TRIGGER
+-- privilege on the table, which its owner has.
+CREATE FUNCTION cachekit.watch(table_name regclass)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel record;
+BEGIN
+    IF table_name IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, c.relpersistence INTO rel FROM pg_class c WHERE c.oid = table_name;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cachekit.watch() can only watch tables and partitioned tables'
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('%s is not a table.', table_name);
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION 'cachekit.watch() cannot watch a temporary table'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('%s is visible to this session only.', table_name);
+    END IF;
+    -- The table and, for a partitioned table, every partition: a statement
+    -- on a partition fires the partition's triggers, not its parent's.
+    -- Partitions created or attached later get the trigger from
+    -- cachekit._on_ddl().
+    FOR rel IN
+        -- pg_partition_tree() returns nothing for a plain table.
+        SELECT t.relid FROM (SELECT table_name AS relid
+                             UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
+        WHERE NOT cachekit._is_watched(t.relid)
+          AND (SELECT relkind FROM pg_class WHERE oid = t.relid) IN ('r', 'p')
+    LOOP
+        EXECUTE format('CREATE TRIGGER cachekit_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+                       'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', rel.relid::regclass);
+    END LOOP;
+    PERFORM cachekit.invalidate(table_name);
+END $$;
+COMMENT ON FUNCTION cachekit.watch(regclass) IS
+    'Install the invalidation trigger on a table (and its partitions, present and future)';
+
+CREATE FUNCTION cachekit.unwatch(table_name regclass)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel record;
+BEGIN
+    FOR rel IN
+        SELECT g.tgrelid FROM (SELECT table_name AS relid
+                               UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
+        JOIN pg_trigger g ON g.tgrelid = t.relid AND g.tgfoid = 'cachekit._invalidate'::regproc
+    LOOP
+        EXECUTE format('DROP TRIGGER cachekit_invalidate ON %s', rel.tgrelid::regclass);
+    END LOOP;
+    PERFORM cachekit.invalidate(table_name);
+END $$;
+COMMENT ON FUNCTION cachekit.unwatch(regclass) IS 'Remove the invalidation trigger from a table';
+
+CREATE FUNCTION cachekit._is_watched(table_name oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                   WHERE g.tgrelid = $1 AND g.tgfoid = 'cachekit._invalidate'::pg_catalog.regproc);
+$$;
+
+-- DDL on watched tables invalidates them; new partitions of a watched table
+-- are watched. SECURITY DEFINER: a user creating a partition of a watched
+-- table need not be allowed to use cachekit._invalidate() themselves.
+CREATE FUNCTION cachekit._on_ddl()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cmd record;
+    part record;
+BEGIN
+    FOR cmd IN SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
+               JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p')
+               WHERE d.classid = 'pg_class'::regclass
+    LOOP
+        -- CREATE TABLE ... PARTITION OF, ATTACH PARTITION: every table of the
+        -- tree below a watched table gets the trigger.
+        FOR part IN
+            SELECT t.relid FROM pg_partition_tree(COALESCE(pg_partition_root(cmd.objid), cmd.objid)) t
+            JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+            WHERE NOT cachekit._is_watched(t.relid)
+              AND EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
+                          WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid))
+        LOOP
+            EXECUTE format('CREATE TRIGGER cachekit_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+                           'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', part.relid::regclass);
+        END LOOP;
+        IF cachekit._is_watched(cmd.objid) THEN
+            PERFORM cachekit.invalidate(cmd.objid::regclass);
+        END IF;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION cachekit._on_drop()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    obj record;
+BEGIN
+    FOR obj IN SELECT objid FROM pg_event_trigger_dropped_objects()
+               WHERE classid = 'pg_class'::regclass AND objsubid = 0
+                 AND object_type IN ('table', 'partitioned table')
+    LOOP
+        PERFORM cachekit.invalidate(obj.objid::regclass);
+    END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
+                 'CREATE INDEX', 'CREATE RULE', 'DROP RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
+                 'GRANT', 'REVOKE', 'COMMENT')
+    EXECUTE FUNCTION cachekit._on_ddl();
+CREATE EVENT TRIGGER cachekit_drop ON sql_drop
+    EXECUTE FUNCTION cachekit._on_drop();
+
+CREATE TABLE cachekit.namespace_ttls (
+    namespace text PRIMARY KEY,
+    ttl integer NOT NULL CHECK (ttl > 0)
+);
+COMMENT ON TABLE cachekit.namespace_ttls IS 'Default ttl of cached_query results per namespace';
+
+CREATE FUNCTION cachekit.set_namespace_ttl(namespace text, ttl integer)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO cachekit.namespace_ttls AS n (namespace, ttl) VALUES ($1, $2)
+    ON CONFLICT (namespace) DO UPDATE SET ttl = excluded.ttl;
+$$;
+COMMENT ON FUNCTION cachekit.set_namespace_ttl(text, integer) IS
+    'Default ttl for cached_query calls of a namespace that pass no ttl';
+
+CREATE FUNCTION cachekit.cached_query(
+    query text, params text[] DEFAULT '{}', ttl integer DEFAULT NULL,
+    namespace text DEFAULT NULL, depends_on regclass[] DEFAULT NULL)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_cached_query' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cached_query(text, text[], integer, text, regclass[]) IS
+    'Run a SELECT through the cache; rows are never older than a commit that finished before the call';
+
+CREATE FUNCTION cachekit.cached_query_json(
+    query text, params text[] DEFAULT '{}', ttl integer DEFAULT NULL,
+    namespace text DEFAULT NULL, depends_on regclass[] DEFAULT NULL)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'ck_cached_query_json' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cached_query_json(text, text[], integer, text, regclass[]) IS
+    'cached_query returning the rows as a JSON array of objects';
+
+CREATE FUNCTION cachekit.last_outcome()
+RETURNS text AS 'MODULE_PATHNAME', 'ck_last_outcome' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION cachekit.last_outcome() IS
+    'hit, miss or bypass:<reason> for this session''s last cached_query call';
+
+-- Statistics of cached queries and invalidations -------------------------------
+
+CREATE FUNCTION cachekit.query_stats(
+    OUT dbid oid, OUT namespace text, OUT fingerprint bigint, OUT query text,
+    OUT calls bigint, OUT hits bigint, OUT misses bigint, OUT bypasses jsonb,
+    OUT mean_hit_ms double precision, OUT max_hit_ms double precision,
+    OUT mean_miss_ms double precision, OUT max_miss_ms double precision,
+    OUT rows bigint, OUT bytes bigint, OUT last_invalidation timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_query_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW cachekit.query_stats AS
+    SELECT NULLIF(s.namespace, '') AS namespace, s.fingerprint, s.query, s.calls, s.hits, s.misses,
+           (SELECT COALESCE(sum(v::bigint), 0) FROM jsonb_each_text(s.bypasses) AS b(k, v))::bigint AS bypassed,
+           s.bypasses,
+           CASE WHEN s.hits + s.misses > 0 THEN round(s.hits::numeric / (s.hits + s.misses), 4) END AS hit_rate,
+           s.mean_hit_ms, s.max_hit_ms, s.mean_miss_ms, s.max_miss_ms, s.rows, s.bytes,
+           s.last_invalidation,
+           COALESCE(s.mean_miss_ms > pg_catalog.current_setting('cachekit.slow_query_ms')::double precision, false) AS slow
+    FROM cachekit.query_stats() AS s
+    WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+COMMENT ON VIEW cachekit.query_stats IS
+    'cached_query calls per namespace and query: hits, misses, bypasses by reason, timings';
+
+CREATE FUNCTION cachekit.query_stats_reset()
+RETURNS void AS 'MODULE_PATHNAME', 'ck_query_stats_reset' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION cachekit.table_stats(
+    OUT dbid oid, OUT relid oid, OUT generation bigint, OUT invalidations bigint,
+    OUT last_invalidation timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_table_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW cachekit.table_stats AS
+    SELECT CASE WHEN s.relid = 0 THEN NULL ELSE s.relid::regclass END AS table_name,
+           s.generation, s.invalidations, s.last_invalidation
+    FROM cachekit.table_stats() AS s
+    WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+      AND (s.relid = 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid));
+COMMENT ON VIEW cachekit.table_stats IS
+    'Invalidations per table (table_name NULL: the database-wide generation)';
+
+CREATE FUNCTION cachekit.table_stats_reset()
+RETURNS void AS 'MODULE_PATHNAME', 'ck_table_stats_reset' LANGUAGE C VOLATILE;
+
+CREATE VIEW cachekit.watched_tables AS
+    SELECT c.oid::regclass AS table_name,
+           (SELECT i.inhparent::regclass FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1) AS parent,
+           c.relkind = 'p' AS partitioned,
+           s.generation, s.invalidations, s.last_invalidation
+    FROM pg_catalog.pg_trigger t
+    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    LEFT JOIN cachekit.table_stats s ON s.table_name = c.oid::regclass
+    WHERE t.tgfoid = 'cachekit._invalidate'::regproc;
+COMMENT ON VIEW cachekit.watched_tables IS 'Tables whose changes invalidate cached_query results';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
+REVOKE ALL ON cachekit.namespace_ttls, cachekit.query_stats, cachekit.table_stats,
+              cachekit.watched_tables FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    cachekit.cached_query(text, text[], integer, text, regclass[]),
+    cachekit.cached_query_json(text, text[], integer, text, regclass[]),
+    cachekit.last_outcome(), cachekit.invalidate(regclass),
+    cachekit.watch(regclass), cachekit.unwatch(regclass), cachekit._invalidate(),
+    cachekit.query_stats(), cachekit.table_stats(), cachekit._is_watched(oid)
+TO cachekit_user, cachekit_admin;
+GRANT SELECT ON cachekit.namespace_ttls, cachekit.query_stats, cachekit.table_stats,
+                cachekit.watched_tables
+TO cachekit_user, cachekit_admin;
+GRANT EXECUTE ON FUNCTION
+    cachekit.invalidate_all(), cachekit.set_namespace_ttl(text, integer),
+    cachekit.query_stats_reset(), cachekit.table_stats_reset()
+TO cachekit_admin;

@@ -20,6 +20,7 @@ inline constexpr const char kProgramLimitExceeded[] = "54000";
 inline constexpr const char kConnectionFailure[] = "08006";
 inline constexpr const char kUnableToConnect[] = "08001";
 inline constexpr const char kWrongObjectType[] = "42809";
+inline constexpr const char kDatatypeMismatch[] = "42804";
 inline constexpr const char kOutOfMemory[] = "53200";
 inline constexpr const char kSystemError[] = "58000";
 inline constexpr const char kFeatureNotSupported[] = "0A000";

@@ -72,6 +72,19 @@ const char *show_url(const char *value) {
 const char *show_cache_url() { return show_url(settings.redis_url); }
 const char *show_session_url() { return show_url(settings.session_redis_url); }
 
+const struct config_enum_entry uncacheable_options[] = {
+    {"error", kUncacheableError, false},
+    {"bypass", kUncacheableBypass, false},
+    {nullptr, 0, false},
+};
+
+const struct config_enum_entry pause_options[] = {
+    {"none", kPauseNone, false},
+    {"after_generations", kPauseAfterGenerations, false},
+    {"before_store", kPauseBeforeStore, false},
+    {nullptr, 0, false},
+};
+
 }  // namespace
 
 // One argument per line, as pg_stat_statements does: kept out of clang-format.
@@ -175,6 +188,88 @@ void define_settings() {
       false,
       PGC_USERSET,
       0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_watched_tables",
+      "How many tables get their own generation counter in shared memory.",
+      "Beyond it, tables share one coarse counter: more invalidation, never less.",
+      &settings.max_watched_tables,
+      4096, 16, 1000000,
+      PGC_POSTMASTER,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomEnumVariable(
+      "cachekit.uncacheable",
+      "What cached_query does with a query it cannot cache safely.",
+      "error: raise an error naming the reason; bypass: run it uncached (counted).",
+      &settings.uncacheable,
+      kUncacheableError,
+      uncacheable_options,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_result_bytes",
+      "Largest encoded result cached_query stores; larger results are returned uncached.",
+      nullptr,
+      &settings.max_result_bytes,
+      4 * 1024 * 1024, 1, 512 * 1024 * 1024,
+      PGC_SUSET,
+      GUC_UNIT_BYTE,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.slow_query_ms",
+      "cachekit.query_stats flags queries whose mean miss time is above this.",
+      nullptr,
+      &settings.slow_query_ms,
+      100, 0, INT_MAX,
+      PGC_USERSET,
+      GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.key_settings",
+      "Comma-separated settings whose values are part of every cached_query key.",
+      "For settings that change query results without row-level security, e.g. app.locale.",
+      &settings.key_settings,
+      "",
+      PGC_USERSET,
+      GUC_LIST_INPUT,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_query_stats",
+      "How many distinct queries cachekit.query_stats tracks.",
+      nullptr,
+      &settings.max_query_stats,
+      1000, 16, 100000,
+      PGC_POSTMASTER,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.debug_pause_lock",
+      "For tests: advisory lock cached_query waits on at cachekit.debug_pause_at (0: never).",
+      "Lets isolation tests pin a reader between reading generations and storing its rows.",
+      &settings.debug_pause_lock,
+      0, 0, INT_MAX,
+      PGC_SUSET,
+      GUC_NOT_IN_SAMPLE,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomEnumVariable(
+      "cachekit.debug_pause_at",
+      "For tests: where cached_query waits on cachekit.debug_pause_lock.",
+      nullptr,
+      &settings.debug_pause_at,
+      kPauseNone,
+      pause_options,
+      PGC_SUSET,
+      GUC_NOT_IN_SAMPLE,
       nullptr, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");

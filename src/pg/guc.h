@@ -16,7 +16,21 @@ struct Settings {
   char *key_prefix;
   int max_value_bytes;
   bool strict;
+  int max_watched_tables;
+  int uncacheable;  // UncacheablePolicy
+  int max_result_bytes;
+  int slow_query_ms;
+  char *key_settings;
+  int max_query_stats;
+  int debug_pause_lock;  // tests only
+  int debug_pause_at;    // DebugPausePoint
 };
+
+enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
+
+// Points in cached_query where the isolation tests can hold a reader.
+enum DebugPausePoint { kPauseNone, kPauseAfterGenerations, kPauseBeforeStore };
+
 
 extern Settings settings;
 

@@ -1,6 +1,8 @@
 // Library entry point: settings always; shared memory only when loaded via
 // shared_preload_libraries (the plain cache functions work without it).
 #include "pg/guc.h"
+#include "pg/invalidation.h"
+#include "pg/query_plan.h"
 #include "pg/shmem.h"
 
 extern "C" {
@@ -15,5 +17,7 @@ void _PG_init(void);
 
 extern "C" void _PG_init(void) {
   cachekit::pg::define_settings();
+  cachekit::pg::install_invalidation_callbacks();
+  cachekit::pg::install_plan_cache_callbacks();
   if (process_shared_preload_libraries_in_progress) cachekit::pg::install_shmem_hooks();
 }

@@ -9,12 +9,15 @@
 //
 // The structure is allocated once by the postmaster (shmem_request_hook asks
 // for the size, shmem_startup_hook initialises it under AddinShmemInitLock) and
-// is found by every backend in the same hooks. Later features (table
-// generations and the server epoch of cached_query, worker state) extend this
-// structure; see DESIGN.md for the ordering argument they rely on.
+// is found by every backend in the same hooks. The table generations and
+// server epoch of cached_query live in generations.cpp (with the argument for
+// why their order of operations is safe), per-query statistics in
+// query_stats.cpp; both are set up from the same two hooks.
 #include <string>
 
 #include "core/error.h"
+#include "pg/generations.h"
+#include "pg/query_stats.h"
 #include "pg/shmem.h"
 
 extern "C" {
@@ -43,6 +46,8 @@ shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 void request_shmem() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(MAXALIGN(sizeof(CkShared)));
+  generations_shmem_request();
+  query_stats_shmem_request();
 }
 
 void startup_shmem() {
@@ -54,6 +59,8 @@ void startup_shmem() {
     for (auto &c : shared->counters) pg_atomic_init_u64(&c, 0);
     pg_atomic_init_u64(&shared->stats_reset, static_cast<uint64>(GetCurrentTimestamp()));
   }
+  generations_shmem_startup();
+  query_stats_shmem_startup();
   LWLockRelease(AddinShmemInitLock);
 }
 

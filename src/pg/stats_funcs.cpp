@@ -1,5 +1,12 @@
-// cachekit.cache_stats (view over ck_cache_stats) and cachekit.cache_stats_reset().
+// The statistics functions behind the cache_stats, query_stats and
+// table_stats views, and their reset functions.
+#include <string>
+#include <vector>
+
 #include "pg/boundary.h"
+#include "pg/datum.h"
+#include "pg/generations.h"
+#include "pg/query_stats.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
 
@@ -47,6 +54,87 @@ CK_SQL_FUNCTION(ck_cache_stats_reset) {
   return cpp_entry([&]() -> Datum {
     require_shmem("cachekit.cache_stats_reset()");
     reset_cache_counters();
+    PG_RETURN_VOID();
+  });
+}
+
+// cachekit.query_stats() (all databases; the view filters to the current one).
+CK_SQL_FUNCTION(ck_query_stats) {
+  return cpp_entry([&]() -> Datum {
+    require_shmem("cachekit.query_stats");
+    std::vector<QueryStatsRow> rows = query_stats_snapshot();
+    pg_call([&] { InitMaterializedSRF(fcinfo, 0); });
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    for (const QueryStatsRow &r : rows) {
+      std::string bypasses = "{";
+      for (int b = 0; b < static_cast<int>(Bypass::kCount); ++b) {
+        if (b > 0) bypasses += ", ";
+        bypasses += std::string("\"") + bypass_name(static_cast<Bypass>(b)) +
+                    "\": " + std::to_string(r.bypasses[b]);
+      }
+      bypasses += "}";
+      constexpr int kCols = 15;
+      Datum v[kCols];
+      bool n[kCols] = {};
+      v[0] = ObjectIdGetDatum(r.dbid);
+      v[1] = text_datum(r.ns);
+      v[2] = Int64GetDatum(static_cast<int64>(r.fingerprint));
+      v[3] = text_datum(r.query);
+      v[4] = Int64GetDatum(static_cast<int64>(r.calls));
+      v[5] = Int64GetDatum(static_cast<int64>(r.hits));
+      v[6] = Int64GetDatum(static_cast<int64>(r.misses));
+      v[7] = jsonb_datum(bypasses);
+      v[8] = Float8GetDatum(r.hits ? r.hit_ms_total / static_cast<double>(r.hits) : 0);
+      n[8] = r.hits == 0;
+      v[9] = Float8GetDatum(r.hit_ms_max);
+      n[9] = r.hits == 0;
+      v[10] = Float8GetDatum(r.misses ? r.miss_ms_total / static_cast<double>(r.misses) : 0);
+      n[10] = r.misses == 0;
+      v[11] = Float8GetDatum(r.miss_ms_max);
+      n[11] = r.misses == 0;
+      v[12] = Int64GetDatum(static_cast<int64>(r.rows));
+      v[13] = Int64GetDatum(static_cast<int64>(r.bytes));
+      v[14] = TimestampTzGetDatum(r.last_invalidation);
+      n[14] = r.last_invalidation == 0;
+      pg_call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n); });
+    }
+    return static_cast<Datum>(0);
+  });
+}
+
+CK_SQL_FUNCTION(ck_query_stats_reset) {
+  return cpp_entry([&]() -> Datum {
+    require_shmem("cachekit.query_stats_reset()");
+    reset_query_stats();
+    PG_RETURN_VOID();
+  });
+}
+
+CK_SQL_FUNCTION(ck_table_stats) {
+  return cpp_entry([&]() -> Datum {
+    require_shmem("cachekit.table_stats");
+    std::vector<TableStats> rows = table_stats_snapshot();
+    pg_call([&] { InitMaterializedSRF(fcinfo, 0); });
+    auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    for (const TableStats &r : rows) {
+      Datum v[5];
+      bool n[5] = {};
+      v[0] = ObjectIdGetDatum(r.dbid);
+      v[1] = ObjectIdGetDatum(r.relid);
+      v[2] = Int64GetDatum(static_cast<int64>(r.generation));
+      v[3] = Int64GetDatum(static_cast<int64>(r.invalidations));
+      v[4] = TimestampTzGetDatum(r.last_invalidation);
+      n[4] = r.last_invalidation == 0;
+      pg_call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n); });
+    }
+    return static_cast<Datum>(0);
+  });
+}
+
+CK_SQL_FUNCTION(ck_table_stats_reset) {
+  return cpp_entry([&]() -> Datum {
+    require_shmem("cachekit.table_stats_reset()");
+    reset_table_stats();
     PG_RETURN_VOID();
   });
 }

@@ -1,0 +1,38 @@
+#include "core/key_material.h"
+
+namespace cachekit {
+
+namespace {
+void put_len(std::string &b, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+}  // namespace
+
+void KeyMaterial::add(char tag, std::string_view value) {
+  buf_.push_back(tag);
+  put_len(buf_, value.size());
+  buf_.append(value.data(), value.size());
+}
+
+void KeyMaterial::add_u64(char tag, uint64_t value) {
+  buf_.push_back(tag);
+  put_len(buf_, 8);
+  put_len(buf_, value);
+}
+
+void KeyMaterial::add_null(char tag) {
+  buf_.push_back(tag);
+  put_len(buf_, UINT64_MAX);  // distinct from any length, so NULL != ''
+}
+
+std::string hex_encode(const unsigned char *data, size_t len) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out(len * 2, '0');
+  for (size_t i = 0; i < len; ++i) {
+    out[2 * i] = digits[data[i] >> 4];
+    out[2 * i + 1] = digits[data[i] & 0xF];
+  }
+  return out;
+}
+
+}  // namespace cachekit

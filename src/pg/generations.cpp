@@ -1,0 +1,226 @@
+// Generations in shared memory: why cached_query can never serve rows older
+// than a commit that finished before the read started.
+//
+// Every watched table has a 64-bit generation in a shared hash table keyed by
+// (database, table); (database, InvalidOid) is the database-wide generation.
+// A cache key contains the generations of every table the query depends on.
+//
+//   writer:  statement trigger records the table  ->  COMMIT becomes visible
+//            (ProcArrayEndTransaction)  ->  XACT_EVENT_COMMIT callback bumps
+//            the generations (pg_atomic_fetch_add: a full barrier).
+//   reader:  reads the generations  ->  takes its snapshot  ->  runs the query
+//            ->  stores the rows under a key built from those generations.
+//
+// Take a writer W whose commit finished before reader R started. W's bump
+// happened before W's COMMIT returned, so R reads the bumped generation: R can
+// only hit entries stored under it. Any reader R' that stored under the bumped
+// generation read it after the bump, hence after W's commit was visible, and
+// took its snapshot after that: R' saw W's rows. A reader that read the old
+// generation may store late, but only under the old key, which nobody computes
+// any more. Aborted transactions never reach the commit callback and bump
+// nothing.
+//
+// Capacity: the hash has cachekit.max_watched_tables entries and entries are
+// never removed before the next restart. When it is full, a table without an
+// entry uses the shared overflow generation, which every such writer bumps:
+// coarser, never wrong. A table gains an entry only while there is room, and
+// entries never go away, so a table never moves from its own generation back
+// to the overflow one.
+//
+// Epoch: a random value chosen when shared memory is initialised, i.e. at
+// every start and after a crash restart (which re-creates shared memory), so
+// entries written before a restart, whose generations started over, can never
+// be hit again.
+//
+// Locking: one LWLock protects the hash's structure (LW_SHARED to find an
+// entry, LW_EXCLUSIVE to insert); the counters inside entries are atomics.
+#include "pg/generations.h"
+
+extern "C" {
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+#include "access/transam.h"
+#include "common/pg_prng.h"
+}
+
+#include "pg/guc.h"
+
+namespace cachekit::pg {
+
+namespace {
+
+constexpr int kMaxInDoubt = 64;
+
+struct GenKey {
+  Oid dbid;
+  Oid relid;
+};
+
+struct GenEntry {
+  GenKey key;  // must be first (hash key)
+  pg_atomic_uint64 generation;
+  pg_atomic_uint64 invalidations;
+  pg_atomic_uint64 last_invalidation;  // TimestampTz
+};
+
+struct InDoubt {
+  Oid dbid;  // InvalidOid: free slot
+  TransactionId xid;
+};
+
+struct GenShared {
+  LWLock *lock;
+  uint64 epoch;
+  pg_atomic_uint64 overflow;
+  pg_atomic_uint32 in_doubt_count;  // fast path: zero means nothing to check
+  InDoubt in_doubt[kMaxInDoubt];    // protected by lock
+};
+
+GenShared *gen_shared = nullptr;
+HTAB *gen_hash = nullptr;
+
+GenEntry *find_or_insert(const GenKey &key) {
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  auto *entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_FIND, nullptr));
+  LWLockRelease(gen_shared->lock);
+  if (entry != nullptr) return entry;
+
+  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+  bool found = false;
+  entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_ENTER_NULL, &found));
+  if (entry != nullptr && !found) {
+    pg_atomic_init_u64(&entry->generation, 0);
+    pg_atomic_init_u64(&entry->invalidations, 0);
+    pg_atomic_init_u64(&entry->last_invalidation, 0);
+  }
+  LWLockRelease(gen_shared->lock);
+  return entry;  // nullptr: full
+}
+
+}  // namespace
+
+Size generations_shmem_size() {
+  return add_size(MAXALIGN(sizeof(GenShared)),
+                  hash_estimate_size(settings.max_watched_tables, sizeof(GenEntry)));
+}
+
+void generations_shmem_request() {
+  RequestAddinShmemSpace(generations_shmem_size());
+  RequestNamedLWLockTranche("pg_cachekit_generations", 1);
+}
+
+void generations_shmem_startup() {
+  bool found = false;
+  gen_shared = static_cast<GenShared *>(
+      ShmemInitStruct("pg_cachekit generations", sizeof(GenShared), &found));
+  if (!found) {
+    gen_shared->lock = &(GetNamedLWLockTranche("pg_cachekit_generations"))->lock;
+    // Random rather than a timestamp: two restarts in the same microsecond,
+    // or a clock set back, must still give a new epoch.
+    uint64 epoch = 0;
+    if (!pg_strong_random(&epoch, sizeof epoch))
+      epoch = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(MyProcPid) << 32);
+    gen_shared->epoch = epoch;
+    pg_atomic_init_u64(&gen_shared->overflow, 0);
+    pg_atomic_init_u32(&gen_shared->in_doubt_count, 0);
+    for (auto &d : gen_shared->in_doubt) d = InDoubt{InvalidOid, InvalidTransactionId};
+  }
+  HASHCTL info;
+  info.keysize = sizeof(GenKey);
+  info.entrysize = sizeof(GenEntry);
+  gen_hash = ShmemInitHash("pg_cachekit generation hash", settings.max_watched_tables,
+                           settings.max_watched_tables, &info, HASH_ELEM | HASH_BLOBS);
+}
+
+bool generations_available() { return gen_shared != nullptr; }
+
+uint64_t server_epoch() { return gen_shared->epoch; }
+
+uint64_t overflow_generation() { return pg_atomic_read_u64(&gen_shared->overflow); }
+
+Generation read_generation(Oid dbid, Oid relid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, relid});
+  if (e == nullptr) return Generation{pg_atomic_read_u64(&gen_shared->overflow), true};
+  return Generation{pg_atomic_read_u64(&e->generation), false};
+}
+
+void bump_generation(Oid dbid, Oid relid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, relid});
+  if (e == nullptr) {
+    pg_atomic_fetch_add_u64(&gen_shared->overflow, 1);
+    return;
+  }
+  pg_atomic_fetch_add_u64(&e->generation, 1);
+  pg_atomic_fetch_add_u64(&e->invalidations, 1);
+  pg_atomic_write_u64(&e->last_invalidation, static_cast<uint64>(GetCurrentTimestamp()));
+}
+
+std::vector<TableStats> table_stats_snapshot() {
+  std::vector<TableStats> out;
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, gen_hash);
+  while (auto *e = static_cast<GenEntry *>(hash_seq_search(&seq))) {
+    out.push_back(TableStats{e->key.dbid, e->key.relid, pg_atomic_read_u64(&e->generation),
+                             pg_atomic_read_u64(&e->invalidations),
+                             static_cast<TimestampTz>(pg_atomic_read_u64(&e->last_invalidation))});
+  }
+  LWLockRelease(gen_shared->lock);
+  return out;
+}
+
+void reset_table_stats() {
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, gen_hash);
+  // Only the statistics: the generations themselves must never go back.
+  while (auto *e = static_cast<GenEntry *>(hash_seq_search(&seq))) {
+    pg_atomic_write_u64(&e->invalidations, 0);
+    pg_atomic_write_u64(&e->last_invalidation, 0);
+  }
+  LWLockRelease(gen_shared->lock);
+}
+
+bool register_in_doubt(Oid dbid, TransactionId xid) {
+  bool ok = false;
+  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+  for (auto &d : gen_shared->in_doubt) {
+    if (d.dbid == InvalidOid) {
+      d = InDoubt{dbid, xid};
+      pg_atomic_fetch_add_u32(&gen_shared->in_doubt_count, 1);
+      ok = true;
+      break;
+    }
+  }
+  LWLockRelease(gen_shared->lock);
+  return ok;
+}
+
+bool database_in_doubt(Oid dbid) {
+  if (pg_atomic_read_u32(&gen_shared->in_doubt_count) == 0) return false;
+  bool undecided = false;
+  bool resolved = false;
+  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+  for (auto &d : gen_shared->in_doubt) {
+    if (d.dbid != dbid) continue;
+    if (TransactionIdIsInProgress(d.xid)) {
+      undecided = true;
+    } else {
+      d = InDoubt{InvalidOid, InvalidTransactionId};
+      pg_atomic_fetch_sub_u32(&gen_shared->in_doubt_count, 1);
+      resolved = true;
+    }
+  }
+  LWLockRelease(gen_shared->lock);
+  // The prepared transaction's outcome is visible now (it left the proc
+  // array); bumping after that is the same order a commit callback keeps.
+  if (resolved) bump_generation(dbid, InvalidOid);
+  return undecided;
+}
+
+}  // namespace cachekit::pg

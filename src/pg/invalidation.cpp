@@ -1,0 +1,155 @@
+// Statement trigger, manual invalidation and the commit callback.
+//
+// The pending set is a plain vector of relation OIDs for the current
+// top-level transaction (InvalidOid stands for "the whole database").
+// XACT_EVENT_COMMIT runs after the commit is visible to other backends
+// (ProcArrayEndTransaction comes first in CommitTransaction), which is the
+// order generations.cpp relies on. Aborts drop the set. Subtransactions are
+// not tracked: a table written in a rolled-back savepoint is still bumped at
+// commit, invalidating more than needed, never less.
+//
+// Nothing here may throw or ereport once the transaction has committed: the
+// commit callback only reads the vector and touches shared memory.
+#include <algorithm>
+#include <vector>
+
+#include "pg/boundary.h"
+#include "pg/generations.h"
+#include "pg/invalidation.h"
+#include "pg/sql_function.h"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_inherits.h"
+#include "utils/fmgroids.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/rel.h"
+}
+
+using namespace cachekit;
+using namespace cachekit::pg;
+
+namespace {
+
+std::vector<Oid> pending;
+
+void add_pending(Oid relid) {
+  if (std::find(pending.begin(), pending.end(), relid) == pending.end()) pending.push_back(relid);
+}
+
+void on_xact(XactEvent event, void *) {
+  switch (event) {
+    case XACT_EVENT_COMMIT:
+      if (!pending.empty() && generations_available())
+        for (Oid relid : pending) bump_generation(MyDatabaseId, relid);
+      pending.clear();
+      break;
+    case XACT_EVENT_PRE_PREPARE:
+      // Decided later, maybe by another backend, without any callback here:
+      // readers of this database bypass the cache until it is decided.
+      if (!pending.empty() && generations_available()) {
+        TransactionId xid = GetTopTransactionIdIfAny();
+        if (TransactionIdIsValid(xid) && !register_in_doubt(MyDatabaseId, xid))
+          ereport(ERROR,
+                  (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                   errmsg("too many prepared transactions changed tables watched by pg_cachekit"),
+                   errhint("Commit or roll back some prepared transactions first.")));
+      }
+      break;
+    case XACT_EVENT_PREPARE:
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+      pending.clear();
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+namespace cachekit::pg {
+
+void install_invalidation_callbacks() { RegisterXactCallback(on_xact, nullptr); }
+
+std::vector<Oid> table_and_ancestors(Oid relid) {
+  std::vector<Oid> out{relid};
+  // Breadth-first over pg_inherits: partitions and classic inheritance alike.
+  for (size_t i = 0; i < out.size(); ++i) {
+    Oid child = out[i];
+    List *parents = pg_call([&] {
+      List *result = NIL;
+      Relation inh = table_open(InheritsRelationId, AccessShareLock);
+      ScanKeyData key;
+      ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ,
+                  ObjectIdGetDatum(child));
+      SysScanDesc scan = systable_beginscan(inh, InheritsRelidSeqnoIndexId, true, nullptr, 1, &key);
+      HeapTuple tup;
+      while (HeapTupleIsValid(tup = systable_getnext(scan)))
+        result = lappend_oid(result, ((Form_pg_inherits)GETSTRUCT(tup))->inhparent);
+      systable_endscan(scan);
+      table_close(inh, AccessShareLock);
+      return result;
+    });
+    ListCell *lc;
+    foreach (lc, parents) {
+      Oid parent = lfirst_oid(lc);
+      if (std::find(out.begin(), out.end(), parent) == out.end()) out.push_back(parent);
+    }
+  }
+  return out;
+}
+
+void note_table_changed(Oid relid) {
+  // A child's rows are also its ancestors' rows: readers of the parent must
+  // see writes that went straight to a partition, and readers of a partition
+  // writes that went through the parent (the reader side depends on
+  // ancestors too, see cached_query.cpp).
+  for (Oid r : table_and_ancestors(relid)) add_pending(r);
+}
+
+void note_database_changed() { add_pending(InvalidOid); }
+
+bool changed_in_transaction(Oid relid) {
+  return std::find(pending.begin(), pending.end(), relid) != pending.end() ||
+         std::find(pending.begin(), pending.end(), InvalidOid) != pending.end();
+}
+
+bool any_change_in_transaction() { return !pending.empty(); }
+
+}  // namespace cachekit::pg
+
+// The statement trigger installed by cachekit.watch().
+CK_SQL_FUNCTION(ck_invalidate_trigger) {
+  return cpp_entry([&]() -> Datum {
+    if (!CALLED_AS_TRIGGER(fcinfo))
+      throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                  "cachekit._invalidate() must be called as a trigger");
+    auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+    note_table_changed(RelationGetRelid(trigdata->tg_relation));
+    return PointerGetDatum(nullptr);
+  });
+}
+
+// cachekit.invalidate(regclass): bump at commit, as a write would.
+CK_SQL_FUNCTION(ck_invalidate) {
+  Oid relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+  return cpp_entry([&]() -> Datum {
+    if (relid == InvalidOid) throw Error(sqlstate::kNullValueNotAllowed, "table must not be NULL");
+    note_table_changed(relid);
+    PG_RETURN_VOID();
+  });
+}
+
+// cachekit.invalidate_all(): every cached result of this database.
+CK_SQL_FUNCTION(ck_invalidate_all) {
+  return cpp_entry([&]() -> Datum {
+    note_database_changed();
+    PG_RETURN_VOID();
+  });
+}

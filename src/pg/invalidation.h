@@ -1,0 +1,29 @@
+// The writer side of cached_query: tables changed by the current transaction,
+// recorded by the statement trigger (and by DDL and manual invalidation), and
+// bumped in shared memory once the commit is visible.
+#pragma once
+
+#include <vector>
+
+extern "C" {
+#include "postgres.h"
+}
+
+namespace cachekit::pg {
+
+// Registers the transaction callbacks; called from _PG_init.
+void install_invalidation_callbacks();
+
+// relid followed by every table it inherits from (partition parents included).
+std::vector<Oid> table_and_ancestors(Oid relid);
+
+// Records relid and its ancestors for a bump at commit. May throw.
+void note_table_changed(Oid relid);
+// Records a database-wide bump at commit.
+void note_database_changed();
+
+// Has the current transaction changed `relid` (or the whole database)?
+bool changed_in_transaction(Oid relid);
+bool any_change_in_transaction();
+
+}  // namespace cachekit::pg
