@@ -255,10 +255,15 @@ CREATE TABLE cachekit.namespace_ttls (
 COMMENT ON TABLE cachekit.namespace_ttls IS 'Default ttl of cached_query results per namespace';
 
 CREATE FUNCTION cachekit.set_namespace_ttl(namespace text, ttl integer)
-RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF namespace IS NULL OR ttl IS NULL OR ttl <= 0 THEN
+        RAISE EXCEPTION 'namespace must not be NULL and ttl must be a positive number of seconds'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO cachekit.namespace_ttls AS n (namespace, ttl) VALUES ($1, $2)
-    ON CONFLICT (namespace) DO UPDATE SET ttl = excluded.ttl;
-$$;
+    ON CONFLICT ON CONSTRAINT namespace_ttls_pkey DO UPDATE SET ttl = excluded.ttl;
+END $$;
 COMMENT ON FUNCTION cachekit.set_namespace_ttl(text, integer) IS
     'Default ttl for cached_query calls of a namespace that pass no ttl';
 
@@ -298,7 +303,8 @@ CREATE VIEW cachekit.query_stats AS
            CASE WHEN s.hits + s.misses > 0 THEN round(s.hits::numeric / (s.hits + s.misses), 4) END AS hit_rate,
            s.mean_hit_ms, s.max_hit_ms, s.mean_miss_ms, s.max_miss_ms, s.rows, s.bytes,
            s.last_invalidation,
-           COALESCE(s.mean_miss_ms > pg_catalog.current_setting('cachekit.slow_query_ms')::double precision, false) AS slow
+           COALESCE(s.mean_miss_ms > (SELECT setting::double precision FROM pg_catalog.pg_settings
+                                        WHERE name = 'cachekit.slow_query_ms'), false) AS slow
     FROM cachekit.query_stats() AS s
     WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 COMMENT ON VIEW cachekit.query_stats IS

@@ -288,11 +288,37 @@ bool replay(const std::string &stored, const std::vector<Oid> &types, Tuplestore
   return !dec->corrupt();
 }
 
+// Prepared transactions left from before a restart were never seen by this
+// server's PREPARE callback: register them all as in doubt (coarse: the whole
+// database, never late).
+void register_prepared_after_restart() {
+  std::vector<TransactionId> xids;
+  pg_call([&] {
+    int ret = SPI_execute(
+        "SELECT transaction FROM pg_catalog.pg_prepared_xacts "
+        "WHERE database = pg_catalog.current_database()",
+        true, 0);
+    if (ret != SPI_OK_SELECT)
+      ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not read pg_prepared_xacts")));
+  });
+  for (uint64 i = 0; i < SPI_processed; ++i) {
+    bool isnull = false;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+    if (!isnull) xids.push_back(DatumGetTransactionId(d));
+  }
+  for (TransactionId xid : xids)
+    if (!register_in_doubt(MyDatabaseId, xid))
+      throw Error(sqlstate::kProgramLimitExceeded,
+                  "too many prepared transactions for pg_cachekit to track");
+  prepared_scan_done(MyDatabaseId);
+}
+
 enum class Mode { kRows, kJson };
 
 Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
   return cpp_entry([&]() -> Datum {
     auto started = std::chrono::steady_clock::now();
+    last_outcome = "error";  // until this call finishes
     require_shmem("cached_query");
     CallArgs args;
     read_args(fcinfo, args);
@@ -341,6 +367,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       bool wrote = changed_in_transaction(InvalidOid);
       for (Oid d : q.deps) wrote = wrote || changed_in_transaction(d);
       if (wrote) bypass(Bypass::kWriteInTransaction);
+      if (use_cache && prepared_scan_needed(MyDatabaseId)) register_prepared_after_restart();
       if (use_cache && database_in_doubt(MyDatabaseId)) bypass(Bypass::kPreparedTransaction);
     }
 

@@ -66,6 +66,7 @@ struct GenEntry {
   pg_atomic_uint64 generation;
   pg_atomic_uint64 invalidations;
   pg_atomic_uint64 last_invalidation;  // TimestampTz
+  pg_atomic_uint32 prepared_scanned;   // database entries: pg_prepared_xacts read since start
 };
 
 struct InDoubt {
@@ -97,6 +98,7 @@ GenEntry *find_or_insert(const GenKey &key) {
     pg_atomic_init_u64(&entry->generation, 0);
     pg_atomic_init_u64(&entry->invalidations, 0);
     pg_atomic_init_u64(&entry->last_invalidation, 0);
+    pg_atomic_init_u32(&entry->prepared_scanned, 0);
   }
   LWLockRelease(gen_shared->lock);
   return entry;  // nullptr: full
@@ -184,6 +186,18 @@ void reset_table_stats() {
     pg_atomic_write_u64(&e->last_invalidation, 0);
   }
   LWLockRelease(gen_shared->lock);
+}
+
+bool prepared_scan_needed(Oid dbid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, InvalidOid});
+  // Without an entry the database uses the overflow generation; scanning
+  // every time is then the safe answer.
+  return e == nullptr || pg_atomic_read_u32(&e->prepared_scanned) == 0;
+}
+
+void prepared_scan_done(Oid dbid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, InvalidOid});
+  if (e != nullptr) pg_atomic_write_u32(&e->prepared_scanned, 1);
 }
 
 bool register_in_doubt(Oid dbid, TransactionId xid) {

@@ -51,6 +51,11 @@ uint64_t overflow_generation();
 // needed, never late). Returns false when the in-doubt table is full; the
 // caller then refuses the PREPARE.
 bool register_in_doubt(Oid dbid, TransactionId xid);
+// Prepared transactions survive a restart, the in-doubt list does not: the
+// first reader of a database after a start registers every prepared
+// transaction of the database found in pg_prepared_xacts.
+bool prepared_scan_needed(Oid dbid);
+void prepared_scan_done(Oid dbid);
 // True while some prepared transaction of the database is still undecided.
 // Resolves (bumps and forgets) the finished ones.
 bool database_in_doubt(Oid dbid);

@@ -195,7 +195,19 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
   q.deps = std::move(tables);
 }
 
-void check_functions(PreparedQuery &q, const char *plan_text, bool have_depends_on) {
+// analysed_text: the rewritten query before planning; plan_text: the plan.
+// A VOLATILE function counts even when the planner inlined it away (the
+// caller declared it volatile); the tables a function reads are known only
+// when it was inlined, i.e. it no longer appears in the plan.
+void check_functions(PreparedQuery &q, const char *analysed_text, const char *plan_text,
+                     bool have_depends_on) {
+  for (Oid fn : functions_in(analysed_text)) {
+    if (pg_call([&] { return func_volatile(fn); }) != PROVOLATILE_VOLATILE) continue;
+    char *name = pg_call([&] { return format_procedure(fn); });
+    uncacheable(q, "cached_query cannot cache a query that calls a volatile function",
+                std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
+                "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
+  }
   for (Oid fn : functions_in(plan_text)) {
     char volatility = pg_call([&] { return func_volatile(fn); });
     if (volatility == PROVOLATILE_VOLATILE) {
@@ -251,14 +263,14 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
     q.result_types.push_back(TupleDescAttr(source->resultDesc, i)->atttypid);
 
   // 3. What it depends on, from the generic plan.
-  char *analysed = pg_call([&] { return nodeToString(source->query_list); });
+  std::string analysed = pg_call([&] { return nodeToString(source->query_list); });
   q.analysed_digest = sha256_hex(analysed);
   CachedPlan *cplan = pg_call([&] { return SPI_plan_get_cached_plan(q.plan); });
   const PlannedStmt *stmt = linitial_node(PlannedStmt, cplan->stmt_list);
   std::string plan_text = pg_call([&] { return nodeToString(stmt); });
   try {
     collect_dependencies(q, stmt, depends_on);
-    check_functions(q, plan_text.c_str(), !depends_on.empty());
+    check_functions(q, analysed.c_str(), plan_text.c_str(), !depends_on.empty());
   } catch (...) {
     pg_call([&] { ReleaseCachedPlan(cplan, CurrentResourceOwner); });
     throw;
