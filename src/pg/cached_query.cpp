@@ -146,7 +146,8 @@ void add_settings(KeyMaterial &km, bool row_security) {
     if (v) km.add('v', v); else km.add_null('v');
   }
   // Row-level security policies often read custom settings
-  // (current_setting('app.tenant_id')): then every custom setting counts.
+  // (current_setting('app.tenant_id')), and so may the query itself: then
+  // every custom setting counts.
   if (row_security) {
     struct config_generic **vars = get_guc_variables();
     int n = GetNumConfigOptions();
@@ -395,7 +396,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         gens.add_u64(g.overflow ? 'O' : 'g', g.value);
       }
       km.add('G', gens.bytes());
-      add_settings(km, q.row_security);
+      add_settings(km, q.row_security || q.reads_settings);
       key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));
       call.generations_digest = std::stoull(sha256_hex(gens.bytes()).substr(0, 15), nullptr, 16);
     }

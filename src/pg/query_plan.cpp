@@ -37,6 +37,7 @@ extern "C" {
 #include "parser/parse_func.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/regproc.h"
 #include "utils/lsyscache.h"
@@ -209,6 +210,9 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
                 "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
   }
   for (Oid fn : functions_in(plan_text)) {
+    // current_setting('app.x') reads a setting, not a table: every custom
+    // setting then joins the key, as for row-level security.
+    if (fn == F_CURRENT_SETTING_TEXT || fn == F_CURRENT_SETTING_TEXT_BOOL) q.reads_settings = true;
     char volatility = pg_call([&] { return func_volatile(fn); });
     if (volatility == PROVOLATILE_VOLATILE) {
       char *name = pg_call([&] { return format_procedure(fn); });

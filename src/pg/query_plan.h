@@ -23,6 +23,7 @@ struct PreparedQuery {
   std::vector<Oid> result_types;
   std::vector<Oid> deps;            // tables, with their ancestors
   bool row_security = false;        // RLS applies to a dependency for this role
+  bool reads_settings = false;      // calls current_setting()
   std::string analysed_digest;      // hex SHA-256 of the rewritten query tree
   uint64_t fingerprint = 0;         // of the query text, for query_stats
   // Set when the query cannot be cached safely.

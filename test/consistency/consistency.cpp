@@ -26,8 +26,8 @@
 // readers answer repeated queries from a client-side memo that is never
 // invalidated: a deliberately broken cache, to prove the checker can fail.
 //
-// Exit status: 0 when every read checked out and no SQL error occurred, 1
-// otherwise, 2 for a usage or setup error.
+// Exit status: 0 when every read checked out and no SQL error occurred
+// (setup included), 1 otherwise, 2 for a usage error.
 #include <libpq-fe.h>
 
 #include <algorithm>
@@ -754,7 +754,7 @@ int main(int argc, char **argv) {
     Conn c = connect_db(error);
     if (!c) {
       fprintf(stderr, "cachekit_consistency: cannot connect: %s\n", error.c_str());
-      return 2;
+      return 1;
     }
     std::vector<std::string> steps = {
         "DROP SCHEMA IF EXISTS consistency CASCADE",
@@ -771,7 +771,7 @@ int main(int argc, char **argv) {
       if (!e.ok()) {
         fprintf(stderr, "cachekit_consistency: setup failed: %s: %s\n", sql.c_str(),
                 e.error.c_str());
-        return 2;
+        return 1;
       }
     }
   }

@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Benchmark of cachekit.cached_query against plain SQL, pgpool-II's in-memory
+# query cache and the "backend GET floor" (one Redis GET from a backend).
+#
+# usage: test/bench/cached_query.sh          (full run, ~25 minutes)
+#        BENCH_QUICK=1 test/bench/cached_query.sh   (smoke test: 3 s runs, 1 repetition)
+#
+# Environment (all optional):
+#   BENCH_SECONDS    seconds per pgbench run (default 10; 3 with BENCH_QUICK=1)
+#   REPS             repetitions of every variant (default 3; 1 with BENCH_QUICK=1)
+#   BENCH_QUICK      1: smoke test defaults (see above)
+#   BENCH_CLIENTS    client counts (default "1 8"; pgbench -j is min(clients, 2))
+#   BENCH_MODES      pgbench query modes (default "simple prepared")
+#   BENCH_WORKLOADS  subset of "pk agg mixed tpcb" (default: all four)
+#   BENCH_SCALE      pgbench scale (default 10 = 1M accounts)
+#   BENCH_PK_KEYS    PK lookups use aid random(1, N) so that all keys can be warmed (default 10000)
+#   BENCH_RESULTS    output folder (default test/bench/results)
+#   BENCH_KEEP_WORK  1: keep the scratch folder (pgbench logs, pgpool log) at the end
+#
+# Starts its own sandbox (test/sandbox, fsync on) and its own pgpool-II; stops
+# both on exit. Run as root (the clusters then belong to the postgres user) or
+# as a user that can run initdb. Needs pgbench, pgpool2, gnuplot-nox and
+# python3; pgpool2 and gnuplot-nox are installed with apt-get when missing.
+# See test/bench/README.md for what it measures and the caveats.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/../.." && pwd)
+WL=$BENCH_DIR/workloads
+SANDBOX=$REPO/test/sandbox
+
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+	SECS=${BENCH_SECONDS:-3}
+	REPS=${REPS:-1}
+else
+	SECS=${BENCH_SECONDS:-10}
+	REPS=${REPS:-3}
+fi
+read -r -a CLIENTS <<<"${BENCH_CLIENTS:-1 8}"
+read -r -a MODES <<<"${BENCH_MODES:-simple prepared}"
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-pk agg mixed tpcb}"
+SCALE=${BENCH_SCALE:-10}
+PK_KEYS=${BENCH_PK_KEYS:-10000}
+RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT=$RESULTS/cached_query-$STAMP
+
+PK_QUERY='SELECT abalance FROM pgbench_accounts WHERE aid = $1'
+AGG_QUERY='SELECT bid, count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN $1 AND $1+5000 GROUP BY bid'
+TABLES=(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history)
+
+log() { echo "bench: $*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+has() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
+
+[[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || die "BENCH_SECONDS must be a positive integer"
+[[ $REPS =~ ^[0-9]+$ && $REPS -gt 0 ]] || die "REPS must be a positive integer"
+for w in "${WORKLOADS[@]}"; do
+	[[ $w =~ ^(pk|agg|mixed|tpcb)$ ]] || die "unknown workload '$w' in BENCH_WORKLOADS"
+done
+for m in "${MODES[@]}"; do
+	[[ $m =~ ^(simple|extended|prepared)$ ]] || die "unknown pgbench mode '$m' in BENCH_MODES"
+done
+
+# --- tools -----------------------------------------------------------------
+
+apt_install() {
+	log "installing $* (apt-get)"
+	[[ $EUID -eq 0 ]] || die "$* missing and not root: install it (apt-get install $*)"
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; then
+		apt-get update -q >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+	fi
+}
+command -v pgbench >/dev/null || die "pgbench not found (postgresql-client-15)"
+command -v python3 >/dev/null || die "python3 not found"
+PGPOOL=$(command -v pgpool || true)
+if [[ -z $PGPOOL ]]; then
+	apt_install pgpool2
+	# The Debian package may start its own service: that one is not ours and
+	# listens on 5433/9898 only, so it is left alone.
+	PGPOOL=$(command -v pgpool) || die "pgpool not found after installing pgpool2"
+fi
+if ! command -v gnuplot >/dev/null; then
+	apt_install gnuplot-nox || log "warning: could not install gnuplot-nox; no plot"
+fi
+
+# Commands that must run as the cluster owner.
+as_pg() {
+	if [[ $EUID -eq 0 ]]; then
+		(cd / && runuser -u postgres -- "$@")
+	else
+		"$@"
+	fi
+}
+
+free_ports() {
+	python3 - "$1" <<'PY'
+import random, socket, sys
+wanted, found = int(sys.argv[1]), []
+for _ in range(1000):
+    if len(found) == wanted:
+        break
+    port = random.randint(20000, 32000)
+    if port in found:
+        continue
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    found.append(port)
+print(" ".join(map(str, found)))
+PY
+}
+
+# --- scratch space, cleanup ------------------------------------------------
+
+WORK=$(mktemp -d /tmp/ckbench.XXXXXX)
+chmod 755 "$WORK"
+SB=$WORK/sb
+PP=$WORK/pgpool
+LOGS=$WORK/logs
+RUNS=$WORK/runs.csv
+HITS=$WORK/hits.csv
+NOTES=$WORK/notes.txt
+mkdir -p "$LOGS" "$PP" "$PP/oiddir"
+[[ $EUID -eq 0 ]] && chown -R postgres: "$PP"
+echo "rep,workload,mode,clients,variant,tps,latency_ms,failed" >"$RUNS"
+echo "rep,workload,mode,clients,variant,cache,hits,lookups" >"$HITS"
+: >"$NOTES"
+SANDBOX_UP=
+PGPOOL_PID=
+
+note() { echo "$*" | tee -a "$NOTES" >&2; }
+
+stop_pgpool() {
+	[[ -n $PGPOOL_PID ]] || return 0
+	as_pg "$PGPOOL" -f "$PP/pgpool.conf" -m fast stop >/dev/null 2>&1 || true
+	local deadline=$((SECONDS + 20))
+	while kill -0 "$PGPOOL_PID" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			log "pgpool did not stop; sending SIGTERM to its main process"
+			if [[ -f $PP/pgpool.pid ]]; then
+				kill -TERM "$(<"$PP/pgpool.pid")" 2>/dev/null || true
+			fi
+			sleep 2
+			kill -TERM "$PGPOOL_PID" 2>/dev/null || true
+			break
+		fi
+		sleep 0.2
+	done
+	wait "$PGPOOL_PID" 2>/dev/null || true
+	PGPOOL_PID=
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	stop_pgpool
+	if ((rc != 0)); then
+		log "failed (exit $rc); last lines of the logs:"
+		for f in "$PP/pgpool.log" "$SB/postgres.log"; do
+			[[ -s $f ]] && {
+				echo "--- $f" >&2
+				tail -n 20 "$f" >&2
+			}
+		done
+	fi
+	if [[ -n $SANDBOX_UP ]]; then
+		CACHEKIT_SANDBOX_DIR=$SB "$SANDBOX" stop
+	fi
+	if ((rc == 0)) && [[ ${BENCH_KEEP_WORK:-0} != 1 ]]; then
+		rm -rf -- "$WORK"
+	else
+		log "scratch files (pgbench logs) kept in $WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- sandbox ----------------------------------------------------------------
+
+log "starting the sandbox in $SB (fsync on)"
+# Cached entries must outlive the whole run (pgpool's memqcache_expire = 0
+# means never): the default ttl of 300 s would expire warmed keys mid-run.
+SANDBOX_ENV=$(CACHEKIT_SANDBOX_DIR=$SB CACHEKIT_SANDBOX_FSYNC=on \
+	CACHEKIT_SANDBOX_EXTRA_CONF="cachekit.default_ttl = 86400" "$SANDBOX" start)
+SANDBOX_UP=1
+eval "$SANDBOX_ENV"
+PG_PORT=$PGPORT
+psqlx() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+if ! psqlx -c 'CREATE EXTENSION pg_cachekit' 2>"$WORK/create.err"; then
+	log "CREATE EXTENSION failed ($(head -n 1 "$WORK/create.err")); running make install"
+	make -C "$REPO" install >"$WORK/make-install.log" 2>&1 || die "make install failed: see $WORK/make-install.log"
+	psqlx -c 'CREATE EXTENSION pg_cachekit'
+fi
+
+log "pgbench -i -s $SCALE"
+pgbench -i -s "$SCALE" -q postgres >"$LOGS/init.log" 2>&1 || {
+	tail "$LOGS/init.log" >&2
+	die "pgbench -i failed"
+}
+watch_all() { for t in "${TABLES[@]}"; do psqlx -c "SELECT cachekit.watch('$t')" >/dev/null; done; }
+unwatch_all() { for t in "${TABLES[@]}"; do psqlx -c "SELECT cachekit.unwatch('$t')" >/dev/null; done; }
+watch_all
+psqlx -c 'CREATE SEQUENCE bench_warm_seq'
+
+# --- pgpool -----------------------------------------------------------------
+
+read -r PGPOOL_PORT PCP_PORT <<<"$(free_ports 2)"
+[[ -n $PGPOOL_PORT && -n $PCP_PORT ]] || die "no free ports for pgpool"
+cat >"$PP/pgpool.conf" <<CONF
+backend_clustering_mode = 'raw'
+listen_addresses = '127.0.0.1'
+port = $PGPOOL_PORT
+socket_dir = '$PP'
+pcp_listen_addresses = '127.0.0.1'
+pcp_port = $PCP_PORT
+pcp_socket_dir = '$PP'
+wd_ipc_socket_dir = '$PP'
+pid_file_name = '$PP/pgpool.pid'
+logdir = '$PP'
+use_watchdog = off
+backend_hostname0 = '$SB'
+backend_port0 = $PG_PORT
+backend_flag0 = 'DISALLOW_TO_FAILOVER'
+enable_pool_hba = off
+pool_passwd = ''
+num_init_children = 16
+max_pool = 2
+load_balance_mode = off
+health_check_period = 0
+log_min_messages = warning
+memory_cache_enabled = on
+memqcache_method = 'shmem'
+memqcache_total_size = 256MB
+memqcache_max_num_cache = 200000
+memqcache_expire = 0
+memqcache_auto_cache_invalidation = on
+memqcache_maxcache = 400kB
+memqcache_cache_block_size = 1MB
+memqcache_oiddir = '$PP/oiddir'
+CONF
+: >"$PP/pcp.conf"
+: >"$PP/pool_hba.conf"
+[[ $EUID -eq 0 ]] && chown postgres: "$PP"/*.conf
+
+log "starting pgpool on 127.0.0.1:$PGPOOL_PORT (backend $SB:$PG_PORT)"
+if [[ $EUID -eq 0 ]]; then
+	(cd / && exec runuser -u postgres -- "$PGPOOL" -n -f "$PP/pgpool.conf" -F "$PP/pcp.conf" \
+		-a "$PP/pool_hba.conf") >"$PP/pgpool.log" 2>&1 &
+else
+	"$PGPOOL" -n -f "$PP/pgpool.conf" -F "$PP/pcp.conf" -a "$PP/pool_hba.conf" >"$PP/pgpool.log" 2>&1 &
+fi
+PGPOOL_PID=$!
+deadline=$((SECONDS + 30))
+until psql -X -At -h 127.0.0.1 -p "$PGPOOL_PORT" -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; do
+	kill -0 "$PGPOOL_PID" 2>/dev/null || die "pgpool exited at startup"
+	((SECONDS < deadline)) || die "pgpool does not accept connections on port $PGPOOL_PORT"
+	sleep 0.3
+done
+pgpoolx() { psql -X -q -At -h 127.0.0.1 -p "$PGPOOL_PORT" -U postgres -d postgres "$@"; }
+
+# "num_cache_hits num_selects" of pgpool's query cache.
+pool_cache_counters() {
+	pgpoolx -F ' ' -c 'SHOW POOL_CACHE' | awk 'NR == 1 { print $1, $2 }'
+}
+# "hits calls" of cached_query since the last query_stats_reset().
+ck_counters() {
+	psqlx -F ' ' -c 'SELECT coalesce(sum(hits), 0), coalesce(sum(calls), 0) FROM cachekit.query_stats'
+}
+
+# --- runs -------------------------------------------------------------------
+
+# run_one REP WORKLOAD MODE CLIENTS VARIANT PORT pgbench-args...
+# Appends "tps,latency" of one pgbench run to $RUNS; for the cached variants
+# also the hit counts of the cache involved to $HITS.
+run_one() {
+	local rep=$1 wl=$2 mode=$3 c=$4 variant=$5 port=$6
+	shift 6
+	local j=$((c < 2 ? c : 2)) logf="$LOGS/$wl-$mode-c$c-$variant-r$rep.log"
+	local before=() after=() tps lat failed rc=0 cache=
+	case $variant in
+	cached_query) cache=cachekit ;;
+	pgpool) cache=pgpool ;;
+	esac
+	if [[ $cache == cachekit ]]; then
+		psqlx -c 'SELECT cachekit.query_stats_reset()' >/dev/null
+	elif [[ $cache == pgpool ]]; then
+		read -r -a before <<<"$(pool_cache_counters)"
+	fi
+	pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" -c "$c" -j "$j" -T "$SECS" \
+		-D pk_keys="$PK_KEYS" -D scale="$SCALE" "$@" postgres >"$logf" 2>&1 || rc=$?
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | tail -n 1)
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logf" | tail -n 1)
+	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$logf" | tail -n 1)
+	if ((rc != 0)) || [[ -z $tps || -z $lat ]]; then
+		note "ANOMALY: pgbench exited $rc for $wl/$mode/c$c/$variant (rep $rep); log: $(grep -m 3 -iE 'error|abort' "$logf" | tr '\n' ' ')"
+		tps=${tps:-nan}
+		lat=${lat:-nan}
+	fi
+	if [[ -n $failed && $failed != 0 ]]; then
+		note "ANOMALY: $failed failed transactions in $wl/$mode/c$c/$variant (rep $rep)"
+	fi
+	echo "$rep,$wl,$mode,$c,$variant,$tps,$lat,${failed:-0}" >>"$RUNS"
+	if [[ $cache == cachekit ]]; then
+		read -r -a after <<<"$(ck_counters)"
+		echo "$rep,$wl,$mode,$c,$variant,cachekit,${after[0]},${after[1]}" >>"$HITS"
+	elif [[ $cache == pgpool ]]; then
+		read -r -a after <<<"$(pool_cache_counters)"
+		echo "$rep,$wl,$mode,$c,$variant,pgpool,$((after[0] - before[0])),$((after[1] - before[1]))" >>"$HITS"
+	fi
+	printf 'bench: rep %d %-5s %-8s c%-2s %-12s %10s tps %8s ms\n' "$rep" "$wl" "$mode" "$c" "$variant" "$tps" "$lat" >&2
+}
+
+# Variant order, rotated by one per repetition so that no variant always
+# runs first (right after a warm-up) or last.
+rotate() {
+	local k=$1
+	shift
+	local a=("$@")
+	k=$((k % ${#a[@]}))
+	echo "${a[@]:k}" "${a[@]:0:k}"
+}
+
+warm_caches() {
+	local mode n
+	log "warming cached_query: $PK_KEYS PK keys and 20 aggregate keys"
+	psqlx -c "SELECT cachekit.cache_set('bench:k', 'x', 86400)" >/dev/null
+	psqlx -c "SELECT count(*) FROM generate_series(1, $PK_KEYS) g,
+	          LATERAL cachekit.cached_query('$PK_QUERY', ARRAY[g::text]) AS r(abalance int)" >/dev/null
+	psqlx -c "SELECT count(*) FROM generate_series(1, 20) g,
+	          LATERAL cachekit.cached_query('$AGG_QUERY', ARRAY[(g * 1000)::text]) AS r(bid int, count bigint, sum bigint)" >/dev/null
+	for mode in "${MODES[@]}"; do
+		log "warming pgpool (-M $mode): same texts as the benchmark scripts"
+		for spec in "pk:$PK_KEYS" "agg:20"; do
+			n=${spec#*:}
+			psqlx -c 'ALTER SEQUENCE bench_warm_seq RESTART 1'
+			pgbench -n -h 127.0.0.1 -p "$PGPOOL_PORT" -U postgres -M "$mode" -c 1 -t "$n" \
+				-f "$WL/warm_${spec%%:*}_pgpool.sql" postgres >"$LOGS/warm-${spec%%:*}-$mode.log" 2>&1 ||
+				die "pgpool warm-up failed: $(tail -n 3 "$LOGS/warm-${spec%%:*}-$mode.log")"
+		done
+	done
+}
+
+check_hits() {
+	local rep=$1 out direct cached
+	out=$(psqlx -c "SELECT * FROM cachekit.cached_query('$PK_QUERY', ARRAY['4242']) AS r(abalance int)" \
+		-c 'SELECT cachekit.last_outcome()' | tail -n 1)
+	note "rep $rep: after warm-up, cached_query PK aid=4242 -> last_outcome() = $out"
+	[[ $out == hit ]] || note "ANOMALY: expected a hit for the warmed PK key 4242, got '$out'"
+	out=$(psqlx -c "SELECT * FROM cachekit.cached_query('$AGG_QUERY', ARRAY['7000']) AS r(bid int, count bigint, sum bigint)" \
+		-c 'SELECT cachekit.last_outcome()' | tail -n 1)
+	note "rep $rep: after warm-up, cached_query aggregate a=7000 -> last_outcome() = $out"
+	[[ $out == hit ]] || note "ANOMALY: expected a hit for the warmed aggregate key 7000, got '$out'"
+	direct=$(psqlx -c "SELECT bid, count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN 7000 AND 7000+5000 GROUP BY bid ORDER BY 1" | tr '\n' ' ')
+	cached=$(psqlx -c "SELECT * FROM cachekit.cached_query('$AGG_QUERY', ARRAY['7000']) AS r(bid int, count bigint, sum bigint) ORDER BY 1" | tr '\n' ' ')
+	if [[ $direct == "$cached" ]]; then
+		note "rep $rep: cached aggregate a=7000 equals the direct result ($direct)"
+	else
+		note "ANOMALY: cached aggregate a=7000 '$cached' differs from direct '$direct'"
+	fi
+	direct=$(pgpoolx -c "SELECT bid, count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN 7000 AND 7000+5000 GROUP BY bid;" | tr '\n' ' ')
+	[[ $direct == "$cached" ]] || note "ANOMALY: pgpool's aggregate a=7000 '$direct' differs from cached_query's '$cached'"
+	note "rep $rep: pgpool SHOW POOL_CACHE after warm-up: $(pgpoolx -F ' ' -c 'SHOW POOL_CACHE' | awk '{ printf "hits=%s selects=%s hit_ratio=%s cache_entries=%s", $1, $2, $3, $6 }')"
+}
+
+read_workload() {
+	local rep=$1 wl=$2 mode c v
+	for mode in "${MODES[@]}"; do
+		for c in "${CLIENTS[@]}"; do
+			for v in $(rotate "$((rep - 1))" direct cached_query pgpool floor); do
+				case $v in
+				direct) run_one "$rep" "$wl" "$mode" "$c" direct "$PG_PORT" -f "$WL/${wl}_direct.sql" ;;
+				cached_query) run_one "$rep" "$wl" "$mode" "$c" cached_query "$PG_PORT" -f "$WL/${wl}_cached.sql" ;;
+				pgpool) run_one "$rep" "$wl" "$mode" "$c" pgpool "$PGPOOL_PORT" -f "$WL/${wl}_direct.sql" ;;
+				floor) run_one "$rep" "$wl" "$mode" "$c" floor "$PG_PORT" -f "$WL/floor.sql" ;;
+				esac
+			done
+		done
+	done
+}
+
+mixed_workload() {
+	local rep=$1 mode c v
+	for mode in "${MODES[@]}"; do
+		for c in "${CLIENTS[@]}"; do
+			for v in $(rotate "$((rep - 1))" direct cached_query pgpool); do
+				psqlx -c CHECKPOINT
+				case $v in
+				direct) run_one "$rep" mixed "$mode" "$c" direct "$PG_PORT" \
+					-f "$WL/agg_direct.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
+				cached_query) run_one "$rep" mixed "$mode" "$c" cached_query "$PG_PORT" \
+					-f "$WL/agg_cached.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
+				pgpool) run_one "$rep" mixed "$mode" "$c" pgpool "$PGPOOL_PORT" \
+					-f "$WL/agg_direct.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
+				esac
+			done
+		done
+	done
+}
+
+tpcb_workload() {
+	local rep=$1 mode c v
+	for mode in "${MODES[@]}"; do
+		for c in "${CLIENTS[@]}"; do
+			for v in $(rotate "$((rep - 1))" unwatched watched); do
+				[[ $v == unwatched ]] && unwatch_all
+				psqlx -c CHECKPOINT
+				run_one "$rep" tpcb "$mode" "$c" "$v" "$PG_PORT" -b tpcb-like
+				[[ $v == unwatched ]] && watch_all
+			done
+		done
+	done
+	local n
+	n=$(psqlx -c "SELECT count(*) FROM cachekit.watched_tables")
+	[[ $n == "${#TABLES[@]}" ]] || note "ANOMALY: $n watched tables after TPC-B, expected ${#TABLES[@]}"
+}
+
+{
+	echo "date: $(date -Is)"
+	echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src sql 2>/dev/null || echo ' (src/ or sql/ modified)')"
+	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); $("$PGPOOL" --version 2>&1)"
+	echo "settings: ${SECS}s per run, $REPS repetitions, clients ${CLIENTS[*]} (-j min(c,2)), modes ${MODES[*]}, scale $SCALE, PK keys random(1, $PK_KEYS), fsync on, cachekit.default_ttl 86400"
+} >>"$NOTES"
+
+log "runs of ${SECS}s, $REPS repetitions, workloads ${WORKLOADS[*]}"
+for ((rep = 1; rep <= REPS; rep++)); do
+	# The mixed and TPC-B workloads of the previous repetition invalidated
+	# both caches (they update pgbench_accounts): warm again.
+	if has pk || has agg; then
+		warm_caches
+		check_hits "$rep"
+	fi
+	has pk && read_workload "$rep" pk
+	has agg && read_workload "$rep" agg
+	if has pk || has agg; then
+		note "rep $rep: pgpool SHOW POOL_CACHE after the read workloads: $(pgpoolx -F ' ' -c 'SHOW POOL_CACHE' | awk '{ printf "hits=%s selects=%s hit_ratio=%s", $1, $2, $3 }')"
+	fi
+	has mixed && mixed_workload "$rep"
+	has tpcb && tpcb_workload "$rep"
+done
+
+if grep -qi 'error\|fatal\|panic' "$PP/pgpool.log"; then
+	note "pgpool log has errors: $(grep -i -m 5 'error\|fatal\|panic' "$PP/pgpool.log" | tr '\n' ' ')"
+fi
+
+mkdir -p "$RESULTS"
+python3 "$BENCH_DIR/cached_query_report.py" --runs "$RUNS" --hits "$HITS" --notes "$NOTES" --out "$OUT"
+cp "$RUNS" "$OUT-runs.csv"
+log "wrote $OUT.txt, $OUT.csv, $OUT-runs.csv$([[ -f $OUT.png ]] && echo ", $OUT.png")"
