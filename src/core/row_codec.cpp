@@ -22,7 +22,8 @@ void put_u64(std::string &b, uint64_t v) {
 bool get_u32(std::string_view d, size_t &pos, uint32_t &v) {
   if (d.size() - pos < 4) return false;
   v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
   pos += 4;
   return true;
 }
@@ -30,7 +31,8 @@ bool get_u32(std::string_view d, size_t &pos, uint32_t &v) {
 bool get_u64(std::string_view d, size_t &pos, uint64_t &v) {
   if (d.size() - pos < 8) return false;
   v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
   pos += 8;
   return true;
 }
@@ -60,14 +62,14 @@ void RowEncoder::add_value(std::string_view text) {
 }
 
 void RowEncoder::end_row() {
-  if (in_row_ != ncols_) throw Error(sqlstate::kInternalError, "row has the wrong number of columns");
+  if (in_row_ != ncols_)
+    throw Error(sqlstate::kInternalError, "row has the wrong number of columns");
   in_row_ = 0;
   ++rows_;
 }
 
 std::string RowEncoder::finish() {
-  for (int i = 0; i < 8; ++i)
-    buf_[rows_offset_ + i] = static_cast<char>((rows_ >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i) buf_[rows_offset_ + i] = static_cast<char>((rows_ >> (8 * i)) & 0xFF);
   return std::move(buf_);
 }
 

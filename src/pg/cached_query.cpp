@@ -54,11 +54,21 @@ namespace {
 
 // Settings that change what a query returns or how its values print.
 const char *const kOutputSettings[] = {
-    "TimeZone",      "DateStyle",          "IntervalStyle",
-    "extra_float_digits", "bytea_output", "lc_monetary",
-    "lc_numeric",    "lc_time",            "standard_conforming_strings",
-    "row_security",  "default_text_search_config", "xmlbinary",
-    "xmloption",     "transform_null_equals", "search_path",
+    "TimeZone",
+    "DateStyle",
+    "IntervalStyle",
+    "extra_float_digits",
+    "bytea_output",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "standard_conforming_strings",
+    "row_security",
+    "default_text_search_config",
+    "xmlbinary",
+    "xmloption",
+    "transform_null_equals",
+    "search_path",
 };
 
 std::string last_outcome = "none";
@@ -143,7 +153,10 @@ void add_settings(KeyMaterial &km, bool row_security) {
   for (const char *name : kOutputSettings) {
     const char *v = pg_call([&] { return GetConfigOption(name, true, false); });
     km.add('o', name);
-    if (v) km.add('v', v); else km.add_null('v');
+    if (v)
+      km.add('v', v);
+    else
+      km.add_null('v');
   }
   // Row-level security policies often read custom settings
   // (current_setting('app.tenant_id')), and so may the query itself: then
@@ -156,7 +169,10 @@ void add_settings(KeyMaterial &km, bool row_security) {
       if (strchr(name, '.') == nullptr || strncmp(name, "cachekit.", 9) == 0) continue;
       const char *v = pg_call([&] { return GetConfigOption(name, true, false); });
       km.add('c', name);
-      if (v) km.add('v', v); else km.add_null('v');
+      if (v)
+        km.add('v', v);
+      else
+        km.add_null('v');
     }
   }
   if (settings.key_settings && settings.key_settings[0] != '\0') {
@@ -164,13 +180,17 @@ void add_settings(KeyMaterial &km, bool row_security) {
     size_t start = 0;
     while (start <= list.size()) {
       size_t comma = list.find(',', start);
-      std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string name =
+          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       name.erase(0, name.find_first_not_of(" \t"));
       name.erase(name.find_last_not_of(" \t") + 1);
       if (!name.empty()) {
         const char *v = pg_call([&] { return GetConfigOption(name.c_str(), true, false); });
         km.add('k', name);
-        if (v) km.add('v', v); else km.add_null('v');
+        if (v)
+          km.add('v', v);
+        else
+          km.add_null('v');
       }
       if (comma == std::string::npos) break;
       start = comma + 1;
@@ -186,8 +206,8 @@ struct ParamValues {
 ParamValues convert_params(const PreparedQuery &q, const CallArgs &args) {
   if (args.params.size() != q.param_types.size())
     throw Error(sqlstate::kInvalidParameterValue, "wrong number of query parameters",
-                "The query has " + std::to_string(q.param_types.size()) + " parameter(s); params has " +
-                    std::to_string(args.params.size()) + ".");
+                "The query has " + std::to_string(q.param_types.size()) +
+                    " parameter(s); params has " + std::to_string(args.params.size()) + ".");
   ParamValues pv;
   for (size_t i = 0; i < args.params.size(); ++i) {
     if (!args.params[i]) {
@@ -213,9 +233,9 @@ int ttl_for(const CallArgs &args) {
     int ttl = pg_call([&] {
       Datum arg = CStringGetTextDatum(args.ns.c_str());
       Oid argtype = TEXTOID;
-      int ret = SPI_execute_with_args(
-          "SELECT ttl FROM cachekit.namespace_ttls WHERE namespace = $1", 1, &argtype, &arg,
-          nullptr, true, 1);
+      int ret =
+          SPI_execute_with_args("SELECT ttl FROM cachekit.namespace_ttls WHERE namespace = $1", 1,
+                                &argtype, &arg, nullptr, true, 1);
       if (ret != SPI_OK_SELECT || SPI_processed == 0) return 0;
       bool isnull = false;
       Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -279,9 +299,8 @@ bool replay(const std::string &stored, const std::vector<Oid> &types, Tuplestore
       Oid in = input[i], io = ioparam[i];
       int32 tm = typmod[i];
       const char *cstr = scratch.c_str();
-      values[i] = pg_call([&] {
-        return OidInputFunctionCall(in, const_cast<char *>(cstr), io, tm);
-      });
+      values[i] =
+          pg_call([&] { return OidInputFunctionCall(in, const_cast<char *>(cstr), io, tm); });
     }
     pg_call([&] { tuplestore_putvalues(store, desc, values.data(), nulls.get()); });
     ++rows;
@@ -325,8 +344,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     read_args(fcinfo, args);
     const std::string shown_query = args.query;  // for query_stats, without the JSON wrapper
     if (mode == Mode::kJson)
-      args.query = "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(cachekit_q)), '[]') "
-                   "FROM (" + args.query + "\n) AS cachekit_q";
+      args.query =
+          "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(cachekit_q)), '[]') "
+          "FROM (" +
+          args.query + "\n) AS cachekit_q";
 
     // Where the rows go.
     ReturnSetInfo *rsinfo = nullptr;
@@ -385,7 +406,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       km.add('N', args.ns);
       for (size_t i = 0; i < args.params.size(); ++i) {
         km.add_u64('T', q.param_types[i]);
-        if (args.params[i]) km.add('P', *args.params[i]); else km.add_null('P');
+        if (args.params[i])
+          km.add('P', *args.params[i]);
+        else
+          km.add_null('P');
       }
       Generation db = read_generation(MyDatabaseId, InvalidOid);
       gens.add_u64('d', db.value);
@@ -438,9 +462,8 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     // Miss or bypass: run it.
     if (call.outcome != Outcome::kHit) {
       SPIPlanPtr plan = q.plan;
-      int ret = pg_call([&] {
-        return SPI_execute_plan(plan, pv.values.data(), pv.nulls.c_str(), false, 0);
-      });
+      int ret = pg_call(
+          [&] { return SPI_execute_plan(plan, pv.values.data(), pv.nulls.c_str(), false, 0); });
       if (ret != SPI_OK_SELECT)
         throw Error(sqlstate::kInternalError, "cached_query: query did not return rows");
       SPITupleTable *tuptable = SPI_tuptable;
@@ -499,9 +522,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     call.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
                   .count();
     record_query_call(q.fingerprint, args.ns, shown_query, call);
-    last_outcome = call.outcome == Outcome::kHit    ? "hit"
-                   : call.outcome == Outcome::kMiss ? "miss"
-                                                    : std::string("bypass:") + bypass_name(call.bypass);
+    last_outcome = call.outcome == Outcome::kHit ? "hit"
+                   : call.outcome == Outcome::kMiss
+                       ? "miss"
+                       : std::string("bypass:") + bypass_name(call.bypass);
     if (mode == Mode::kJson) {
       if (call.outcome == Outcome::kHit) return jsonb_datum(json_hit);
       if (json_null) PG_RETURN_NULL();

@@ -89,7 +89,7 @@ const struct config_enum_entry pause_options[] = {
 
 // One argument per line, as pg_stat_statements does: kept out of clang-format.
 // clang-format off
-void define_settings() {
+void define_settings(bool preloading) {
   DefineCustomStringVariable(
       "cachekit.redis_url",
       "Redis server for the cache: redis://[:password@]host[:port][/db] or unix:///path[?db=N].",
@@ -190,15 +190,18 @@ void define_settings() {
       0,
       nullptr, nullptr, nullptr);
 
-  DefineCustomIntVariable(
-      "cachekit.max_watched_tables",
-      "How many tables get their own generation counter in shared memory.",
-      "Beyond it, tables share one coarse counter: more invalidation, never less.",
-      &settings.max_watched_tables,
-      4096, 16, 1000000,
-      PGC_POSTMASTER,
-      0,
-      nullptr, nullptr, nullptr);
+  // Sizes shared memory: only while the postmaster loads the library.
+  if (preloading) {
+    DefineCustomIntVariable(
+        "cachekit.max_watched_tables",
+        "How many tables get their own generation counter in shared memory.",
+        "Beyond it, tables share one coarse counter: more invalidation, never less.",
+        &settings.max_watched_tables,
+        4096, 16, 1000000,
+        PGC_POSTMASTER,
+        0,
+        nullptr, nullptr, nullptr);
+  }
 
   DefineCustomEnumVariable(
       "cachekit.uncacheable",
@@ -241,15 +244,18 @@ void define_settings() {
       GUC_LIST_INPUT,
       nullptr, nullptr, nullptr);
 
-  DefineCustomIntVariable(
-      "cachekit.max_query_stats",
-      "How many distinct queries cachekit.query_stats tracks.",
-      nullptr,
-      &settings.max_query_stats,
-      1000, 16, 100000,
-      PGC_POSTMASTER,
-      0,
-      nullptr, nullptr, nullptr);
+  // Sizes shared memory: only while the postmaster loads the library.
+  if (preloading) {
+    DefineCustomIntVariable(
+        "cachekit.max_query_stats",
+        "How many distinct queries cachekit.query_stats tracks.",
+        nullptr,
+        &settings.max_query_stats,
+        1000, 16, 100000,
+        PGC_POSTMASTER,
+        0,
+        nullptr, nullptr, nullptr);
+  }
 
   DefineCustomIntVariable(
       "cachekit.debug_pause_lock",

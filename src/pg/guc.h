@@ -16,12 +16,12 @@ struct Settings {
   char *key_prefix;
   int max_value_bytes;
   bool strict;
-  int max_watched_tables;
+  int max_watched_tables = 4096;
   int uncacheable;  // UncacheablePolicy
   int max_result_bytes;
   int slow_query_ms;
   char *key_settings;
-  int max_query_stats;
+  int max_query_stats = 1000;
   int debug_pause_lock;  // tests only
   int debug_pause_at;    // DebugPausePoint
 };
@@ -31,13 +31,14 @@ enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
 // Points in cached_query where the isolation tests can hold a reader.
 enum DebugPausePoint { kPauseNone, kPauseAfterGenerations, kPauseBeforeStore };
 
-
 extern Settings settings;
 
 // Bumped by the assign hook of every setting that changes how Redis is
 // reached, so a backend reconfigures its connections only when needed.
 extern uint64_t redis_config_generation;
 
-void define_settings();
+// PGC_POSTMASTER settings (shared memory sizes) exist only when the library
+// is loaded from shared_preload_libraries.
+void define_settings(bool preloading);
 
 }  // namespace cachekit::pg

@@ -16,7 +16,7 @@ void _PG_init(void);
 }
 
 extern "C" void _PG_init(void) {
-  cachekit::pg::define_settings();
+  cachekit::pg::define_settings(process_shared_preload_libraries_in_progress);
   cachekit::pg::install_invalidation_callbacks();
   cachekit::pg::install_plan_cache_callbacks();
   if (process_shared_preload_libraries_in_progress) cachekit::pg::install_shmem_hooks();

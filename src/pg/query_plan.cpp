@@ -82,7 +82,8 @@ bool has_invalidate_trigger(Oid relid, Oid trigger_fn) {
     Relation rel = relation_open(relid, AccessShareLock);
     if (rel->trigdesc != nullptr)
       for (int i = 0; i < rel->trigdesc->numtriggers; ++i)
-        if (rel->trigdesc->triggers[i].tgfoid == trigger_fn && rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED)
+        if (rel->trigdesc->triggers[i].tgfoid == trigger_fn &&
+            rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED)
           found = true;
     relation_close(rel, AccessShareLock);
     return found;
@@ -185,9 +186,10 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
   for (Oid relid : tables) {
     if (trigger_fn == InvalidOid || !has_invalidate_trigger(relid, trigger_fn)) {
       std::string label = relation_label(relid);
-      uncacheable(q, "cached_query cannot cache a query that reads an unwatched table",
-                  "Table " + label + " is not watched, so its changes would not invalidate the cache.",
-                  "Run SELECT cachekit.watch('" + label + "').");
+      uncacheable(
+          q, "cached_query cannot cache a query that reads an unwatched table",
+          "Table " + label + " is not watched, so its changes would not invalidate the cache.",
+          "Run SELECT cachekit.watch('" + label + "').");
     }
     if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true); }) == RLS_ENABLED)
       q.row_security = true;
@@ -205,9 +207,10 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
   for (Oid fn : functions_in(analysed_text)) {
     if (pg_call([&] { return func_volatile(fn); }) != PROVOLATILE_VOLATILE) continue;
     char *name = pg_call([&] { return format_procedure(fn); });
-    uncacheable(q, "cached_query cannot cache a query that calls a volatile function",
-                std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
-                "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
+    uncacheable(
+        q, "cached_query cannot cache a query that calls a volatile function",
+        std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
+        "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
   }
   for (Oid fn : functions_in(plan_text)) {
     // current_setting('app.x') reads a setting, not a table: every custom
@@ -216,10 +219,12 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
     char volatility = pg_call([&] { return func_volatile(fn); });
     if (volatility == PROVOLATILE_VOLATILE) {
       char *name = pg_call([&] { return format_procedure(fn); });
-      uncacheable(q, "cached_query cannot cache a query that calls a volatile function",
-                  std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
-                  "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
-    } else if (fn >= FirstNormalObjectId && volatility != PROVOLATILE_IMMUTABLE && !have_depends_on) {
+      uncacheable(
+          q, "cached_query cannot cache a query that calls a volatile function",
+          std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
+          "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
+    } else if (fn >= FirstNormalObjectId && volatility != PROVOLATILE_IMMUTABLE &&
+               !have_depends_on) {
       char *name = pg_call([&] { return format_procedure(fn); });
       uncacheable(q, "cached_query cannot see what a non-inlined function reads",
                   std::string("Function ") + name +
@@ -238,8 +243,9 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
   pg_call([&] {
     List *raw = pg_parse_query(text.c_str());
     if (list_length(raw) != 1)
-      ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
-                      errmsg("cached_query takes exactly one statement, got %d", list_length(raw))));
+      ereport(ERROR,
+              (errcode(ERRCODE_SYNTAX_ERROR),
+               errmsg("cached_query takes exactly one statement, got %d", list_length(raw))));
     parse_analyze_varparams(linitial_node(RawStmt, raw), text.c_str(), &types, &ntypes, nullptr);
   });
   for (int i = 0; i < ntypes; ++i) {
@@ -310,8 +316,7 @@ PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &d
   id.add('q', query);
   List *path = pg_call([] { return fetch_search_path(true); });
   ListCell *lc;
-  foreach (lc, path)
-    id.add_u64('s', lfirst_oid(lc));
+  foreach (lc, path) id.add_u64('s', lfirst_oid(lc));
   id.add_u64('u', GetUserId());
   for (Oid d : depends_on) id.add_u64('d', d);
 

@@ -18,14 +18,14 @@ extern "C" {
 namespace cachekit::pg {
 
 struct PreparedQuery {
-  SPIPlanPtr plan = nullptr;        // kept (SPI_keepplan)
+  SPIPlanPtr plan = nullptr;  // kept (SPI_keepplan)
   std::vector<Oid> param_types;
   std::vector<Oid> result_types;
-  std::vector<Oid> deps;            // tables, with their ancestors
-  bool row_security = false;        // RLS applies to a dependency for this role
-  bool reads_settings = false;      // calls current_setting()
-  std::string analysed_digest;      // hex SHA-256 of the rewritten query tree
-  uint64_t fingerprint = 0;         // of the query text, for query_stats
+  std::vector<Oid> deps;        // tables, with their ancestors
+  bool row_security = false;    // RLS applies to a dependency for this role
+  bool reads_settings = false;  // calls current_setting()
+  std::string analysed_digest;  // hex SHA-256 of the rewritten query tree
+  uint64_t fingerprint = 0;     // of the query text, for query_stats
   // Set when the query cannot be cached safely.
   bool uncacheable = false;
   std::string reason, detail, hint;

@@ -64,14 +64,22 @@ void copy_truncated(char *dst, size_t size, const std::string &src) {
 
 const char *bypass_name(Bypass b) {
   switch (b) {
-    case Bypass::kWriteInTransaction: return "write_in_transaction";
-    case Bypass::kIsolationLevel: return "isolation_level";
-    case Bypass::kRedisUnavailable: return "redis_unavailable";
-    case Bypass::kUncacheable: return "uncacheable";
-    case Bypass::kTooLarge: return "too_large";
-    case Bypass::kHotStandby: return "hot_standby";
-    case Bypass::kPreparedTransaction: return "prepared_transaction";
-    case Bypass::kCount: break;
+    case Bypass::kWriteInTransaction:
+      return "write_in_transaction";
+    case Bypass::kIsolationLevel:
+      return "isolation_level";
+    case Bypass::kRedisUnavailable:
+      return "redis_unavailable";
+    case Bypass::kUncacheable:
+      return "uncacheable";
+    case Bypass::kTooLarge:
+      return "too_large";
+    case Bypass::kHotStandby:
+      return "hot_standby";
+    case Bypass::kPreparedTransaction:
+      return "prepared_transaction";
+    case Bypass::kCount:
+      break;
   }
   return "unknown";
 }

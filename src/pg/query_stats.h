@@ -19,8 +19,8 @@ enum class Bypass : int {
   kWriteInTransaction,  // the transaction wrote a dependency
   kIsolationLevel,      // REPEATABLE READ / SERIALIZABLE
   kRedisUnavailable,
-  kUncacheable,         // cachekit.uncacheable = bypass
-  kTooLarge,            // result above cachekit.max_result_bytes (ran, not stored)
+  kUncacheable,  // cachekit.uncacheable = bypass
+  kTooLarge,     // result above cachekit.max_result_bytes (ran, not stored)
   kHotStandby,
   kPreparedTransaction,  // a prepared transaction of this database is undecided
   kCount

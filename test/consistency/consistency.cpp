@@ -19,7 +19,10 @@
 //             rolled-back or not-yet-committed data leaking through the cache).
 //
 // Writers also read through cached_query inside their own transaction after
-// an update and expect to see their own write (own_write_violations).
+// an update and expect to see their own write (own_write_violations). The op
+// sequence of every thread depends only on --seed; readers repeat a query 1-4
+// times in a row (so the cache can hit) and keep pace with the writers'
+// progress, and writers pause 0..2x --writer-pause-us between transactions.
 //
 // --direct runs the inner queries without cached_query (a plain server
 // without pg_cachekit suffices; cachekit.watch is skipped). --fake-stale makes
@@ -271,7 +274,8 @@ long long us_since(const Shared &s, TimePoint t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t - s.t0).count();
 }
 
-// Waits for the start signal; false if the run was called off.
+// Registers this thread at the start gate and waits until all threads are
+// there; returns whether this one has a connection to run with.
 bool wait_for_start(Shared &s, bool connected_ok) {
   std::unique_lock<std::mutex> g(s.gate_mu);
   if (connected_ok)

@@ -32,6 +32,18 @@ EXCEPTION WHEN object_not_in_prerequisite_state THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
     RAISE NOTICE '% %', st, hint;
 END $$;
+CREATE TABLE t (id int);
+SELECT cachekit.watch('t');
+INSERT INTO t VALUES (1);
+DO $$
+DECLARE st text; hint text;
+BEGIN
+    PERFORM * FROM cachekit.cached_query('SELECT id FROM t') AS r(id int);
+    RAISE EXCEPTION 'cached_query worked without shared memory';
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE '% %', st, hint;
+END $$;
 SQL
 )
 expected="t
@@ -40,10 +52,12 @@ t
 1
 false
 1
+NOTICE:  55000 Add pg_cachekit to shared_preload_libraries in postgresql.conf and restart the server.
+
 NOTICE:  55000 Add pg_cachekit to shared_preload_libraries in postgresql.conf and restart the server."
 if [ "$out" != "$expected" ]; then
 	echo "not ok - unexpected output without shared_preload_libraries:"
 	diff <(echo "$expected") <(echo "$out") || true
 	exit 1
 fi
-echo "ok - cache and sessions work without shared_preload_libraries; cache_stats asks for it (55000 + HINT)"
+echo "ok - cache and sessions work without shared_preload_libraries; cache_stats and cached_query ask for it (55000 + HINT); watched tables still accept writes"

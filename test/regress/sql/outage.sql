@@ -40,3 +40,23 @@ SELECT cachekit.cache_get('regress:full') IS NULL AS miss;                -- sil
 \! redis-cli -p "$CACHEKIT_REDIS_PORT" -a regress-pw --no-auth-warning config set requirepass '' >/dev/null
 SELECT cachekit.cache_get('regress:full');
 SELECT cachekit.cache_delete('regress:full', 'regress:full2');
+
+-- cached_query with Redis down: correct rows, from the database, counted
+CREATE TABLE outage_t (id int PRIMARY KEY, v text);
+INSERT INTO outage_t VALUES (1, 'one');
+SELECT cachekit.watch('outage_t');
+SELECT * FROM cachekit.cached_query('SELECT v FROM outage_t WHERE id = $1', ARRAY['1']) AS r(v text);
+SELECT cachekit.last_outcome();
+\! test/sandbox redis-stop >/dev/null 2>&1
+UPDATE outage_t SET v = 'uno';
+SELECT * FROM cachekit.cached_query('SELECT v FROM outage_t WHERE id = $1', ARRAY['1']) AS r(v text);
+SELECT cachekit.last_outcome();
+\! test/sandbox redis-start >/dev/null 2>&1
+SET cachekit.redis_retry_interval_ms = 0;
+SELECT * FROM cachekit.cached_query('SELECT v FROM outage_t WHERE id = $1', ARRAY['1']) AS r(v text);
+SELECT cachekit.last_outcome();
+SELECT * FROM cachekit.cached_query('SELECT v FROM outage_t WHERE id = $1', ARRAY['1']) AS r(v text);
+SELECT cachekit.last_outcome();
+SELECT bypasses ->> 'redis_unavailable' AS redis_unavailable
+  FROM cachekit.query_stats WHERE query = 'SELECT v FROM outage_t WHERE id = $1';
+DROP TABLE outage_t;
