@@ -122,6 +122,9 @@ TO cachekit_admin;
 
 -- The statement trigger that cachekit.watch() installs: records the table
 -- (and its ancestors) for a generation bump once the transaction commits.
+-- BEFORE, not AFTER: a cached_query running later in the same statement (a
+-- writable CTE, a row trigger) must already know the transaction wrote the
+-- table, or it would cache rows nobody committed.
 CREATE FUNCTION cachekit._invalidate()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
 
@@ -166,7 +169,7 @@ BEGIN
         WHERE NOT cachekit._is_watched(t.relid)
           AND (SELECT relkind FROM pg_class WHERE oid = t.relid) IN ('r', 'p')
     LOOP
-        EXECUTE format('CREATE TRIGGER cachekit_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+        EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
                        'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', rel.relid::regclass);
     END LOOP;
     PERFORM cachekit.invalidate(table_name);
@@ -218,7 +221,7 @@ BEGIN
               AND EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
                           WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid))
         LOOP
-            EXECUTE format('CREATE TRIGGER cachekit_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+            EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
                            'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', part.relid::regclass);
         END LOOP;
         IF cachekit._is_watched(cmd.objid) THEN

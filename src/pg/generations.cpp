@@ -218,22 +218,36 @@ bool register_in_doubt(Oid dbid, TransactionId xid) {
 bool database_in_doubt(Oid dbid) {
   if (pg_atomic_read_u32(&gen_shared->in_doubt_count) == 0) return false;
   bool undecided = false;
-  bool resolved = false;
-  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
-  for (auto &d : gen_shared->in_doubt) {
+  int finished[kMaxInDoubt];
+  TransactionId finished_xid[kMaxInDoubt];
+  int nfinished = 0;
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  for (int i = 0; i < kMaxInDoubt; ++i) {
+    const InDoubt &d = gen_shared->in_doubt[i];
     if (d.dbid != dbid) continue;
     if (TransactionIdIsInProgress(d.xid)) {
       undecided = true;
     } else {
-      d = InDoubt{InvalidOid, InvalidTransactionId};
-      pg_atomic_fetch_sub_u32(&gen_shared->in_doubt_count, 1);
-      resolved = true;
+      finished[nfinished] = i;
+      finished_xid[nfinished++] = d.xid;
     }
   }
   LWLockRelease(gen_shared->lock);
-  // The prepared transaction's outcome is visible now (it left the proc
-  // array); bumping after that is the same order a commit callback keeps.
-  if (resolved) bump_generation(dbid, InvalidOid);
+  if (nfinished == 0) return undecided;
+  // The outcome is visible now (the transaction left the proc array). Bump
+  // first, forget the slot second: a reader that finds the slot gone (or the
+  // counter at zero) must already see the bumped generation. Readers that
+  // still see the slot in between bump again, which is harmless.
+  bump_generation(dbid, InvalidOid);
+  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+  for (int k = 0; k < nfinished; ++k) {
+    InDoubt &d = gen_shared->in_doubt[finished[k]];
+    if (d.dbid == dbid && d.xid == finished_xid[k]) {
+      d = InDoubt{InvalidOid, InvalidTransactionId};
+      pg_atomic_fetch_sub_u32(&gen_shared->in_doubt_count, 1);
+    }
+  }
+  LWLockRelease(gen_shared->lock);
   return undecided;
 }
 

@@ -21,8 +21,9 @@
 // Writers also read through cached_query inside their own transaction after
 // an update and expect to see their own write (own_write_violations). The op
 // sequence of every thread depends only on --seed; readers repeat a query 1-4
-// times in a row (so the cache can hit) and keep pace with the writers'
-// progress, and writers pause 0..2x --writer-pause-us between transactions.
+// times back to back (so the cache can hit) and, between such bursts, keep
+// pace with the writers' progress, and writers pause between transactions:
+// half the time not at all, else 0..4x --writer-pause-us (default 1000).
 //
 // --direct runs the inner queries without cached_query (a plain server
 // without pg_cachekit suffices; cachekit.watch is skipped). --fake-stale makes
@@ -68,7 +69,7 @@ struct Options {
   long ops = 2000;
   uint64_t seed = 42;
   int rows = 20;
-  int writer_pause_us = 200;
+  int writer_pause_us = 1000;
   bool direct = false;
   bool fake_stale = false;
 };
@@ -77,7 +78,7 @@ struct Options {
   if (msg) fprintf(stderr, "cachekit_consistency: %s\n", msg);
   fprintf(stderr,
           "usage: cachekit_consistency --writers N --readers N --ops N --seed N\n"
-          "                            [--rows N] [--writer-pause-us N] [--direct] "
+          "                            [--rows N] [--writer-pause-us N (1000)] [--direct] "
           "[--fake-stale]\n"
           "Connects using the PG* environment variables.\n");
   exit(2);
@@ -361,7 +362,10 @@ class Writer {
         if (b >= a) ++b;
       }
       uint64_t pause_raw = rng_();
-      long pause = static_cast<long>(pause_raw % (2ull * s_.opt.writer_pause_us + 1));
+      // Half the time none (commits racing reads), else 0..4x: mean 1x.
+      long pause = (pause_raw & 1)
+                       ? 0
+                       : static_cast<long>((pause_raw >> 1) % (4ull * s_.opt.writer_pause_us + 1));
       if (kind < 28) {
         explicit_update(a, false);
       } else if (kind < 40) {
@@ -560,9 +564,10 @@ class Reader {
         s_.add_problem(s_.sql_errors, where() + "connection lost, reader stops");
         break;
       }
-      pace();
-      // The same query a few times in a row, so that the cache gets hits.
+      // The same query a few times in a row, back to back, so that the cache
+      // gets hits; pacing happens between such bursts only.
       if (repeats == 0) {
+        pace();
         is_sum = pick(rng_, 0, 3) == 0;
         id = static_cast<int>(pick(rng_, 1, s_.opt.rows));
         repeats = pick(rng_, 1, 4);
