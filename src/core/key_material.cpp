@@ -15,8 +15,10 @@ void KeyMaterial::add(char tag, std::string_view value) {
 }
 
 void KeyMaterial::add_u64(char tag, uint64_t value) {
+  // A length no string can have marks a number, so a number never reads the
+  // same as an 8-byte string under the same tag.
   buf_.push_back(tag);
-  put_len(buf_, 8);
+  put_len(buf_, UINT64_MAX - 1);
   put_len(buf_, value);
 }
 

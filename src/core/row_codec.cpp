@@ -10,6 +10,7 @@ namespace {
 
 constexpr char kMagic[3] = {'C', 'K', 'R'};
 constexpr uint32_t kNull = 0xFFFFFFFFu;
+constexpr uint64_t kMaxColumnlessRows = 100000000;
 
 void put_u32(std::string &b, uint32_t v) {
   for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
@@ -93,6 +94,9 @@ std::optional<RowDecoder> RowDecoder::open(std::string_view data) {
   // No rows or no columns: nothing may follow the header (next_row() would
   // never look at the trailing bytes).
   if ((d.rows_ == 0 || ncols == 0) && d.pos_ != data.size()) return std::nullopt;
+  // Rows without columns take no bytes, so their count cannot be checked
+  // against the buffer: cap it instead of trusting it.
+  if (ncols == 0 && d.rows_ > kMaxColumnlessRows) return std::nullopt;
   d.current_.resize(ncols);
   return d;
 }

@@ -288,6 +288,7 @@ bool replay(const std::string &stored, const std::vector<Oid> &types, Tuplestore
   std::string scratch;
   rows = 0;
   while (dec->next_row()) {
+    if ((rows & 1023) == 1023) check_for_interrupts();
     for (int i = 0; i < natts; ++i) {
       auto v = dec->column(i);
       nulls[i] = !v.has_value();
@@ -360,11 +361,17 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       store = rsinfo->setResult;
     }
 
-    pg_call([] {
-      if (SPI_connect() != SPI_OK_CONNECT)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
-    });
-    PreparedQuery &q = prepare_query(args.query, args.depends_on);
+    // SPI only when needed: the hit path of a prepared query never uses it.
+    bool spi_connected = false;
+    auto need_spi = [&spi_connected] {
+      if (spi_connected) return;
+      pg_call([] {
+        if (SPI_connect() != SPI_OK_CONNECT)
+          ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("SPI_connect failed")));
+      });
+      spi_connected = true;
+    };
+    PreparedQuery &q = prepare_query(args.query, args.depends_on, need_spi);
     if (mode == Mode::kRows) check_result_types(q.result_types, out_desc);
     ParamValues pv = convert_params(q, args);
 
@@ -389,7 +396,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       bool wrote = changed_in_transaction(InvalidOid);
       for (Oid d : q.deps) wrote = wrote || changed_in_transaction(d);
       if (wrote) bypass(Bypass::kWriteInTransaction);
-      if (use_cache && prepared_scan_needed(MyDatabaseId)) register_prepared_after_restart();
+      if (use_cache && prepared_scan_needed(MyDatabaseId)) {
+        need_spi();
+        register_prepared_after_restart();
+      }
       if (use_cache && database_in_doubt(MyDatabaseId)) bypass(Bypass::kPreparedTransaction);
     }
 
@@ -422,7 +432,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       km.add('G', gens.bytes());
       add_settings(km, q.row_security || q.reads_settings);
       key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));
-      call.generations_digest = std::stoull(sha256_hex(gens.bytes()).substr(0, 15), nullptr, 16);
+      call.generations_digest = std::hash<std::string>{}(gens.bytes());
     }
     debug_pause(kPauseAfterGenerations);
 
@@ -461,6 +471,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
 
     // Miss or bypass: run it.
     if (call.outcome != Outcome::kHit) {
+      need_spi();
       SPIPlanPtr plan = q.plan;
       int ret = pg_call(
           [&] { return SPI_execute_plan(plan, pv.values.data(), pv.nulls.c_str(), false, 0); });
@@ -518,7 +529,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       }
     }
 
-    pg_call([] { SPI_finish(); });
+    if (spi_connected) pg_call([] { SPI_finish(); });
     call.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
                   .count();
     record_query_call(q.fingerprint, args.ns, shown_query, call);

@@ -36,6 +36,8 @@
 // entry, LW_EXCLUSIVE to insert); the counters inside entries are atomics.
 #include "pg/generations.h"
 
+#include <unordered_map>
+
 extern "C" {
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -85,7 +87,7 @@ struct GenShared {
 GenShared *gen_shared = nullptr;
 HTAB *gen_hash = nullptr;
 
-GenEntry *find_or_insert(const GenKey &key) {
+GenEntry *find_or_insert_locked(const GenKey &key) {
   LWLockAcquire(gen_shared->lock, LW_SHARED);
   auto *entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_FIND, nullptr));
   LWLockRelease(gen_shared->lock);
@@ -102,6 +104,20 @@ GenEntry *find_or_insert(const GenKey &key) {
   }
   LWLockRelease(gen_shared->lock);
   return entry;  // nullptr: full
+}
+
+// Entries are never removed while the server runs (and a restart ends every
+// backend), so a backend may remember where an entry lives and read its
+// atomics without taking the lock again.
+std::unordered_map<uint64, GenEntry *> known_entries;
+
+GenEntry *find_or_insert(const GenKey &key) {
+  const uint64 local_key = (static_cast<uint64>(key.dbid) << 32) | key.relid;
+  auto known = known_entries.find(local_key);
+  if (known != known_entries.end()) return known->second;
+  GenEntry *entry = find_or_insert_locked(key);
+  if (entry != nullptr) known_entries.emplace(local_key, entry);
+  return entry;
 }
 
 }  // namespace

@@ -307,7 +307,8 @@ std::string sha256_hex(const std::string &bytes) {
   return hex_encode(digest, sizeof digest);
 }
 
-PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on) {
+PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
+                             const std::function<void()> &connect_spi) {
   if (prepared_stale) drop_all_prepared();
 
   // What changes the meaning of the same text: search_path (as schema OIDs),
@@ -323,6 +324,7 @@ PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &d
   auto it = prepared.find(id.bytes());
   if (it != prepared.end()) return *it->second;
 
+  connect_spi();
   auto q = std::make_unique<PreparedQuery>();
   try {
     prepare_into(*q, query, depends_on);

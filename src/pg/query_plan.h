@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,10 @@ struct PreparedQuery {
 
 // The prepared form of `query`. Throws cachekit::Error / PgError for queries
 // that do not parse or are not a single SELECT-like statement.
-PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on);
+// connect_spi is called before anything that needs SPI (only when the query
+// is not prepared yet).
+PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
+                             const std::function<void()> &connect_spi);
 
 // Registers the invalidation callbacks; from _PG_init.
 void install_plan_cache_callbacks();

@@ -49,7 +49,14 @@ TEST(KeyMaterial, FieldLayoutIsTagLengthValue) {
   EXPECT_EQ(m.bytes(), "q"s + le64(2) + "ab" + "p" + le64(0) + "n" + le64(UINT64_MAX));
   m.add_u64('g', 0x0102030405060708ull);
   EXPECT_EQ(m.bytes(), "q"s + le64(2) + "ab" + "p" + le64(0) + "n" + le64(UINT64_MAX) + "g" +
-                           le64(8) + le64(0x0102030405060708ull));
+                           le64(UINT64_MAX - 1) + le64(0x0102030405060708ull));
+}
+
+TEST(KeyMaterial, NumberDiffersFromItsBytesAsAString) {
+  KeyMaterial number, text;
+  number.add_u64('g', 0x0102030405060708ull);
+  text.add('g', le64(0x0102030405060708ull));
+  EXPECT_NE(number.bytes(), text.bytes());
 }
 
 TEST(KeyMaterial, DifferentSplitsGiveDifferentBytes) {

@@ -389,3 +389,16 @@ TEST(RowCodec, SurvivesRandomBytes) {
 
 }  // namespace
 }  // namespace cachekit
+
+TEST(RowCodecCaps, AbsurdColumnlessRowCountIsRejected) {
+  using cachekit::RowDecoder;
+  using cachekit::RowEncoder;
+  RowEncoder enc({});
+  enc.end_row();
+  std::string bytes = enc.finish();
+  ASSERT_TRUE(RowDecoder::open(bytes).has_value());
+  // Patch the row count (the 8 bytes after magic, version and ncols) to 2^40.
+  uint64_t huge = 1ull << 40;
+  for (int i = 0; i < 8; ++i) bytes[8 + i] = static_cast<char>((huge >> (8 * i)) & 0xFF);
+  EXPECT_FALSE(RowDecoder::open(bytes).has_value());
+}
