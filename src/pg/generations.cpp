@@ -20,8 +20,8 @@
 // any more. Aborted transactions never reach the commit callback and bump
 // nothing.
 //
-// Capacity: the hash has cachekit.max_watched_tables entries and entries are
-// never removed before the next restart. When it is full, a table without an
+// Capacity: the hash has cachekit.max_watched_tables table entries (plus one
+// per database) and entries are never removed before the next restart. When it is full, a table without an
 // entry uses the shared overflow generation, which every such writer bumps:
 // coarser, never wrong. A table gains an entry only while there is room, and
 // entries never go away, so a table never moves from its own generation back
@@ -95,7 +95,19 @@ GenEntry *find_or_insert_locked(const GenKey &key) {
 
   LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
   bool found = false;
-  entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_ENTER_NULL, &found));
+  // A shared dynahash keeps allocating elements past its nominal size while
+  // shared memory lasts: the capacity is enforced here.
+  entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_FIND, nullptr));
+  // Database-wide entries (relid 0) always get one: every key includes them.
+  if (entry == nullptr && key.relid != InvalidOid &&
+      hash_get_num_entries(gen_hash) >= settings.max_watched_tables) {
+    LWLockRelease(gen_shared->lock);
+    return nullptr;
+  }
+  if (entry == nullptr)
+    entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_ENTER_NULL, &found));
+  else
+    found = true;
   if (entry != nullptr && !found) {
     pg_atomic_init_u64(&entry->generation, 0);
     pg_atomic_init_u64(&entry->invalidations, 0);
