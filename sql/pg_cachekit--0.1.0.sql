@@ -227,6 +227,13 @@ BEGIN
         IF cachekit._is_watched(cmd.objid) THEN
             PERFORM cachekit.invalidate(cmd.objid::regclass);
         END IF;
+        -- Key rules of an ancestor cover new partitions too.
+        FOR part IN SELECT k.name FROM cachekit._key_rules k
+                    WHERE k.table_name IN (SELECT a.relid FROM pg_partition_ancestors(cmd.objid) a)
+                       OR k.table_name IN (SELECT t.relid FROM pg_partition_tree(cmd.objid) t)
+        LOOP
+            PERFORM cachekit._install_rule_triggers(part.name);
+        END LOOP;
     END LOOP;
 END $$;
 
@@ -243,13 +250,6 @@ BEGIN
     END LOOP;
 END $$;
 
-CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
-                 'CREATE INDEX', 'CREATE RULE', 'DROP RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
-                 'GRANT', 'REVOKE', 'COMMENT')
-    EXECUTE FUNCTION cachekit._on_ddl();
-CREATE EVENT TRIGGER cachekit_drop ON sql_drop
-    EXECUTE FUNCTION cachekit._on_drop();
 
 CREATE TABLE cachekit.namespace_ttls (
     namespace text PRIMARY KEY,
@@ -361,3 +361,171 @@ GRANT EXECUTE ON FUNCTION
     cachekit.invalidate_all(), cachekit.set_namespace_ttl(text, integer),
     cachekit.query_stats_reset(), cachekit.table_stats_reset()
 TO cachekit_admin;
+
+-- Invalidation for applications ---------------------------------------------
+
+-- Durable outbox: written in the committing transaction (so it is durable
+-- exactly when the change is), delivered right after commit by the backend
+-- when Redis answers, otherwise by the background worker, in id order.
+CREATE TABLE cachekit.outbox (
+    id bigserial PRIMARY KEY,
+    xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    payload jsonb NOT NULL
+);
+COMMENT ON TABLE cachekit.outbox IS
+    'Invalidations (pub/sub messages, keys, key patterns) committed but not yet delivered to Redis';
+
+CREATE TABLE cachekit._key_rules (
+    name text PRIMARY KEY,
+    table_name regclass NOT NULL,
+    template text NOT NULL,
+    operations text[] NOT NULL,
+    columns text[],
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE cachekit._key_rules IS 'Application keys deleted when rows of a table change';
+
+CREATE VIEW cachekit.key_rules AS
+    SELECT r.name, r.table_name, r.template, r.operations, r.columns, r.created_at,
+           (SELECT count(*) FROM pg_catalog.pg_trigger g
+             WHERE g.tgname LIKE 'cachekit_keys_' || substr(md5(r.name), 1, 16) || '_%') AS triggers
+    FROM cachekit._key_rules r;
+COMMENT ON VIEW cachekit.key_rules IS 'Key rules and how many capture triggers implement them';
+
+CREATE FUNCTION cachekit._template_columns(template text)
+RETURNS text[] AS 'MODULE_PATHNAME', 'ck_template_columns' LANGUAGE C IMMUTABLE STRICT;
+
+CREATE FUNCTION cachekit._capture_keys()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_capture_keys' LANGUAGE C;
+
+-- (Re)creates the capture triggers of one rule on a table and its partitions.
+-- One trigger per event: transition tables allow only one event per trigger.
+CREATE FUNCTION cachekit._install_rule_triggers(rule_name text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r cachekit._key_rules;
+    rel record;
+    op text;
+    trig text;
+BEGIN
+    SELECT * INTO STRICT r FROM cachekit._key_rules WHERE name = rule_name;
+    trig := 'cachekit_keys_' || substr(md5(rule_name), 1, 16);
+    FOR rel IN SELECT t.relid FROM (SELECT r.table_name::oid AS relid
+                                     UNION SELECT p.relid FROM pg_partition_tree(r.table_name) p) t
+               JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+    LOOP
+        FOREACH op IN ARRAY r.operations LOOP
+            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel.relid
+                       AND tgname = trig || '_' || lower(left(op, 1))) THEN
+                CONTINUE;
+            END IF;
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
+                           'EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
+                           trig || '_' || lower(left(op, 1)), op, rel.relid::regclass,
+                           CASE op WHEN 'INSERT' THEN 'NEW TABLE AS cachekit_new'
+                                   WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
+                                   ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END,
+                           r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ','));
+        END LOOP;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION cachekit.invalidate_key_on(
+    table_name regclass, template text, name text DEFAULT NULL,
+    operations text[] DEFAULT ARRAY['INSERT', 'UPDATE', 'DELETE'], columns text[] DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    wanted text[];
+    missing text[];
+    have text;
+    rule_name text := coalesce(name, table_name::text || ':' || template);
+BEGIN
+    IF table_name IS NULL OR template IS NULL THEN
+        RAISE EXCEPTION 'table and template must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT cachekit._is_watched(table_name) THEN
+        PERFORM cachekit.watch(table_name);
+    END IF;
+    wanted := cachekit._template_columns(template);
+    SELECT array_agg(c ORDER BY c) INTO missing FROM unnest(wanted || coalesce(columns, '{}')) c
+     WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = table_name AND a.attname = c
+                       AND a.attnum > 0 AND NOT a.attisdropped);
+    IF missing IS NOT NULL THEN
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO have
+          FROM pg_attribute a WHERE a.attrelid = table_name AND a.attnum > 0 AND NOT a.attisdropped;
+        RAISE EXCEPTION 'key template names columns that % does not have', table_name
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = format('Unknown: %s. The table has: %s.', array_to_string(missing, ', '), have),
+                  HINT = 'Use {column} with one of the table''s columns.';
+    END IF;
+    IF operations IS NULL OR cardinality(operations) = 0
+       OR EXISTS (SELECT 1 FROM unnest(operations) o WHERE o NOT IN ('INSERT', 'UPDATE', 'DELETE')) THEN
+        RAISE EXCEPTION 'operations must be a non-empty subset of INSERT, UPDATE, DELETE'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF columns IS NOT NULL AND NOT 'UPDATE' = ANY (operations) THEN
+        RAISE EXCEPTION 'columns restricts UPDATE rules only' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Include UPDATE in operations, or leave columns NULL.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM cachekit._key_rules k WHERE k.name = rule_name) THEN
+        RAISE EXCEPTION 'key rule "%" already exists', rule_name USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO cachekit._key_rules (name, table_name, template, operations, columns)
+    VALUES (rule_name, table_name, template,
+            ARRAY(SELECT DISTINCT o FROM unnest(operations) o ORDER BY 1), columns);
+    PERFORM cachekit._install_rule_triggers(rule_name);
+    RETURN rule_name;
+END $$;
+COMMENT ON FUNCTION cachekit.invalidate_key_on(regclass, text, text, text[], text[]) IS
+    'Delete the application key built from each changed row (OLD and NEW) when the change commits';
+
+CREATE FUNCTION cachekit.drop_key_rule(name text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r cachekit._key_rules;
+    t record;
+BEGIN
+    SELECT * INTO r FROM cachekit._key_rules k WHERE k.name = drop_key_rule.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'key rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR t IN SELECT g.tgname, g.tgrelid FROM pg_trigger g
+             WHERE g.tgname LIKE 'cachekit_keys_' || substr(md5(r.name), 1, 16) || '_%'
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass);
+    END LOOP;
+    DELETE FROM cachekit._key_rules k WHERE k.name = r.name;
+END $$;
+
+CREATE FUNCTION cachekit.app_invalidation_stats(
+    OUT messages_published bigint, OUT keys_deleted bigint, OUT patterns_flushed bigint,
+    OUT outbox_written bigint, OUT delivered_at_commit bigint, OUT delivered_by_worker bigint,
+    OUT delivery_failures bigint, OUT keys_overflowed bigint)
+RETURNS record AS 'MODULE_PATHNAME', 'ck_app_invalidation_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW cachekit.invalidation_stats AS
+    SELECT s.*,
+           (SELECT count(*) FROM cachekit.outbox) AS outbox_depth,
+           (SELECT pg_catalog.clock_timestamp() - min(created_at) FROM cachekit.outbox) AS oldest_undelivered_age
+    FROM cachekit.app_invalidation_stats() AS s;
+COMMENT ON VIEW cachekit.invalidation_stats IS
+    'Pub/sub messages, deleted keys and the outbox of trigger-driven invalidation (cluster-wide counters)';
+
+REVOKE ALL ON cachekit.outbox, cachekit._key_rules, cachekit.key_rules, cachekit.invalidation_stats FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
+GRANT SELECT ON cachekit.key_rules, cachekit.invalidation_stats TO cachekit_user, cachekit_admin;
+GRANT EXECUTE ON FUNCTION cachekit.app_invalidation_stats() TO cachekit_user, cachekit_admin;
+-- SECURITY DEFINER: they create the capture triggers as the extension owner.
+GRANT EXECUTE ON FUNCTION cachekit.invalidate_key_on(regclass, text, text, text[], text[]),
+    cachekit.drop_key_rule(text)
+TO cachekit_admin;
+
+-- Last, so that the script's own DDL above does not fire them.
+CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
+                 'CREATE INDEX', 'CREATE RULE', 'DROP RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
+                 'GRANT', 'REVOKE', 'COMMENT')
+    EXECUTE FUNCTION cachekit._on_ddl();
+CREATE EVENT TRIGGER cachekit_drop ON sql_drop
+    EXECUTE FUNCTION cachekit._on_drop();

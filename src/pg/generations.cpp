@@ -21,11 +21,10 @@
 // nothing.
 //
 // Capacity: the hash has cachekit.max_watched_tables table entries (plus one
-// per database) and entries are never removed before the next restart. When it is full, a table without an
-// entry uses the shared overflow generation, which every such writer bumps:
-// coarser, never wrong. A table gains an entry only while there is room, and
-// entries never go away, so a table never moves from its own generation back
-// to the overflow one.
+// per database) and entries are never removed before the next restart. When it is full, a table
+// without an entry uses the shared overflow generation, which every such writer bumps: coarser,
+// never wrong. A table gains an entry only while there is room, and entries never go away, so a
+// table never moves from its own generation back to the overflow one.
 //
 // Epoch: a random value chosen when shared memory is initialised, i.e. at
 // every start and after a crash restart (which re-creates shared memory), so

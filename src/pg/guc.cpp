@@ -257,6 +257,26 @@ void define_settings(bool preloading) {
         nullptr, nullptr, nullptr);
   }
 
+  DefineCustomStringVariable(
+      "cachekit.invalidation_channel",
+      "Redis pub/sub channel of the messages published when watched tables change.",
+      "Empty: publish nothing (key rules still delete keys).",
+      &settings.invalidation_channel,
+      "cachekit:invalidate",
+      PGC_SUSET,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_keys_per_xact",
+      "How many application keys one transaction collects before deleting by key pattern.",
+      "Above it, the table's key rules fall back to SCAN + UNLINK of the rule's pattern by the worker.",
+      &settings.max_keys_per_xact,
+      10000, 1, 10000000,
+      PGC_SUSET,
+      0,
+      nullptr, nullptr, nullptr);
+
   DefineCustomIntVariable(
       "cachekit.debug_pause_lock",
       "For tests: advisory lock cached_query waits on at cachekit.debug_pause_at (0: never).",

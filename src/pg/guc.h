@@ -22,6 +22,8 @@ struct Settings {
   int slow_query_ms;
   char *key_settings;
   int max_query_stats = 1000;
+  char *invalidation_channel;
+  int max_keys_per_xact;
   int debug_pause_lock;  // tests only
   int debug_pause_at;    // DebugPausePoint
 };

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 
+#include "core/json.h"
 #include "core/redis_client.h"
 #include "pg/datum.h"
 #include "pg/redis_conn.h"
@@ -35,39 +36,6 @@ std::string info_field(const std::string &info, const std::string &field) {
   return {};
 }
 
-// JSON string literal (escape_json needs a StringInfo, i.e. palloc).
-std::string json_string(const std::string &s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string json_number_or_null(const std::string &s) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) return "null";
   return s;
@@ -79,7 +47,7 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
   auto pong = redis.probe({"PING"});
   double rtt_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::string out = "{\"address\": " + json_string(redis.endpoint().address()) +
+  std::string out = "{\"address\": " + json_quote(redis.endpoint().address()) +
                     ", \"db\": " + std::to_string(redis.endpoint().db);
   bool ok = pong && !pong->is_error();
   *reachable = ok;
@@ -90,19 +58,18 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
     out += ", \"rtt_ms\": " + std::string(rtt);
     auto info = redis.probe({"INFO"});
     std::string text = info && !info->is_error() ? info->str : std::string();
-    out += ", \"server_version\": " + json_string(info_field(text, "redis_version"));
+    out += ", \"server_version\": " + json_quote(info_field(text, "redis_version"));
     out += ", \"used_memory\": " + json_number_or_null(info_field(text, "used_memory"));
     out += ", \"maxmemory\": " + json_number_or_null(info_field(text, "maxmemory"));
-    out += ", \"maxmemory_policy\": " + json_string(info_field(text, "maxmemory_policy"));
+    out += ", \"maxmemory_policy\": " + json_quote(info_field(text, "maxmemory_policy"));
   } else {
-    out += ", \"error\": " + json_string(pong ? pong->str : redis.last_error());
+    out += ", \"error\": " + json_quote(pong ? pong->str : redis.last_error());
   }
   const CircuitBreaker &b = redis.breaker();
-  out +=
-      ", \"circuit_breaker\": {\"state\": " + json_string(CircuitBreaker::state_name(b.state())) +
-      ", \"consecutive_failures\": " + std::to_string(b.consecutive_failures()) +
-      ", \"outages\": " + std::to_string(b.outages()) +
-      ", \"retry_interval_ms\": " + std::to_string(b.retry_interval()) + "}}";
+  out += ", \"circuit_breaker\": {\"state\": " + json_quote(CircuitBreaker::state_name(b.state())) +
+         ", \"consecutive_failures\": " + std::to_string(b.consecutive_failures()) +
+         ", \"outages\": " + std::to_string(b.outages()) +
+         ", \"retry_interval_ms\": " + std::to_string(b.retry_interval()) + "}}";
   return out;
 }
 

@@ -1,9 +1,11 @@
 // Library entry point: settings always; shared memory only when loaded via
 // shared_preload_libraries (the plain cache functions work without it).
+#include "pg/app_events.h"
 #include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/query_plan.h"
 #include "pg/shmem.h"
+#include "worker/launcher.h"
 
 extern "C" {
 #include "postgres.h"
@@ -18,6 +20,11 @@ void _PG_init(void);
 extern "C" void _PG_init(void) {
   cachekit::pg::define_settings(process_shared_preload_libraries_in_progress);
   cachekit::pg::install_invalidation_callbacks();
+  cachekit::pg::install_app_event_callbacks();
   cachekit::pg::install_plan_cache_callbacks();
-  if (process_shared_preload_libraries_in_progress) cachekit::pg::install_shmem_hooks();
+  cachekit::pg::install_utility_hook();
+  if (process_shared_preload_libraries_in_progress) {
+    cachekit::pg::install_shmem_hooks();
+    cachekit::pg::register_launcher();
+  }
 }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "pg/app_events.h"
 #include "pg/boundary.h"
 #include "pg/generations.h"
 #include "pg/invalidation.h"
@@ -131,7 +132,13 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
       throw Error(sqlstate::kObjectNotInPrerequisiteState,
                   "cachekit._invalidate() must be called as a trigger");
     auto *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
-    note_table_changed(RelationGetRelid(trigdata->tg_relation));
+    Oid relid = RelationGetRelid(trigdata->tg_relation);
+    note_table_changed(relid);
+    TriggerEvent ev = trigdata->tg_event;
+    note_statement(relid, TRIGGER_FIRED_BY_INSERT(ev)   ? kOpInsert
+                          : TRIGGER_FIRED_BY_UPDATE(ev) ? kOpUpdate
+                          : TRIGGER_FIRED_BY_DELETE(ev) ? kOpDelete
+                                                        : kOpTruncate);
     return PointerGetDatum(nullptr);
   });
 }

@@ -171,8 +171,10 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
       continue;
     }
     if (get_rel_persistence(rte->relid) == RELPERSISTENCE_TEMP) {
+      // (Named without its pg_temp_N schema, which differs from session to session.)
+      std::string name = pg_call([&] { return get_rel_name(rte->relid); });
       uncacheable(q, "cached_query cannot cache a query that reads a temporary table",
-                  label + " is temporary: other sessions cannot see or invalidate it.",
+                  name + " is temporary: other sessions cannot see or invalidate it.",
                   "Run the query directly.");
       continue;
     }

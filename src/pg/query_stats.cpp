@@ -125,7 +125,8 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
     if (hash_get_num_entries(stats_hash) < settings.max_query_stats)
       e = static_cast<StatsEntry *>(hash_search(stats_hash, &key, HASH_ENTER_NULL, &found));
     else
-      e = static_cast<StatsEntry *>(hash_search(stats_hash, &key, HASH_FIND, nullptr)), found = true;
+      e = static_cast<StatsEntry *>(hash_search(stats_hash, &key, HASH_FIND, nullptr)),
+      found = true;
     if (e != nullptr && !found) {
       SpinLockInit(&e->mutex);
       memset(reinterpret_cast<char *>(e) + offsetof(StatsEntry, query), 0,

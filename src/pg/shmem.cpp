@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "pg/app_events.h"
 #include "pg/generations.h"
 #include "pg/query_stats.h"
 #include "pg/shmem.h"
@@ -47,6 +48,7 @@ void request_shmem() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(MAXALIGN(sizeof(CkShared)));
   generations_shmem_request();
+  app_events_shmem_request();
   query_stats_shmem_request();
 }
 
@@ -60,6 +62,7 @@ void startup_shmem() {
     pg_atomic_init_u64(&shared->stats_reset, static_cast<uint64>(GetCurrentTimestamp()));
   }
   generations_shmem_startup();
+  app_events_shmem_startup();
   query_stats_shmem_startup();
   LWLockRelease(AddinShmemInitLock);
 }

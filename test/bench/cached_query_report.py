@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--runs", required=True)
     ap.add_argument("--hits", required=True)
     ap.add_argument("--notes", required=True)
+    ap.add_argument("--flags", help="lines 'workload mode variant stale': rows to mark")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args()
 
@@ -71,6 +72,14 @@ def main():
             key = (r["workload"], r["mode"], int(r["clients"]), r["variant"])
             hits[key][0] += int(r["hits"])
             hits[key][1] += int(r["lookups"])
+
+    stale = set()  # (wl, mode, variant)
+    if args.flags and os.path.exists(args.flags):
+        with open(args.flags) as f:
+            for ln in f:
+                parts = ln.split()
+                if len(parts) >= 4 and parts[3] == "stale":
+                    stale.add(tuple(parts[:3]))
 
     def sort_key(k):
         wl, mode, c, v = k
@@ -120,7 +129,8 @@ def main():
     table = []
     for key, s, vd, vp, vf, spread in rows:
         wl, mode, c, v = key
-        table.append([wl, mode, str(c), v, str(s["runs"]), fmt(s["tps"]), fmt(spread, 0),
+        mark = " *" if (wl, mode, v) in stale else ""
+        table.append([wl, mode, str(c), v + mark, str(s["runs"]), fmt(s["tps"]), fmt(spread, 0),
                       fmt(s["lat"], 3), fmt(None if s["hit"] is None else 100 * s["hit"], 1),
                       fmt(vd, 2), fmt(vp, 2), fmt(vf, 2)])
     widths = [max(len(header[i]), *(len(r[i]) for r in table)) if table else len(header[i])
@@ -148,6 +158,11 @@ def main():
         "(cachekit.query_stats for cached_query; SHOW POOL_CACHE deltas for pgpool, which counts a prepared",
         "execution twice).",
     ]
+    if stale:
+        legend += [
+            "* served results older than committed writes (see the read-your-writes probe / stale checks in the",
+            "  notes): its cache missed invalidations, so its TPS and hit% here are not a like-for-like comparison.",
+        ]
     with open(args.notes) as f:
         notes = f.read().rstrip("\n")
     text = "\n".join(["pg_cachekit cached_query benchmark", "", notes, "", *out_lines, *legend]) + "\n"
@@ -160,7 +175,7 @@ def main():
         w = csv.writer(f)
         w.writerow(["workload", "mode", "clients", "variant", "runs", "median_tps", "min_tps",
                     "max_tps", "median_latency_ms", "hit_ratio", "cached_over_direct_tps",
-                    "cached_over_pgpool_tps", "cached_over_floor_latency"])
+                    "cached_over_pgpool_tps", "cached_over_floor_latency", "stale_results"])
         for key, s, vd, vp, vf, _ in rows:
             wl, mode, c, v = key
 
@@ -168,7 +183,8 @@ def main():
                 return "" if x is None else f"{x:.4f}"
 
             w.writerow([wl, mode, c, v, s["runs"], r4(s["tps"]), r4(s["min"]), r4(s["max"]),
-                        r4(s["lat"]), r4(s["hit"]), r4(vd), r4(vp), r4(vf)])
+                        r4(s["lat"]), r4(s["hit"]), r4(vd), r4(vp), r4(vf),
+                        "yes" if (wl, mode, v) in stale else ""])
 
     # --- plot ---
     gnuplot = shutil.which("gnuplot")
@@ -190,33 +206,36 @@ def main():
                 groups.append(g)
         path = os.path.join(tmp, f"{wl}.dat")
         with open(path, "w") as f:
-            f.write("group " + " ".join(variants) + "\n")
             for mode, c in groups:
                 vals = [get(wl, mode, c, v, "tps") for v in variants]
                 f.write(f'"{mode} c{c}" ' + " ".join("-" if x is None else f"{x:.1f}" for x in vals) + "\n")
-        panels.append((wl, path, len(variants)))
+        panels.append((wl, path, variants, len(groups)))
     cols = 2 if len(panels) > 1 else 1
     nrows = (len(panels) + cols - 1) // cols
     colors = {"direct": "#4c72b0", "cached_query": "#dd8452", "pgpool": "#55a868", "floor": "#8c8c8c",
               "unwatched": "#4c72b0", "watched": "#dd8452"}
     script = [
-        f"set terminal pngcairo size {700 * cols},{430 * nrows} font 'sans,9'",
+        f"set terminal pngcairo noenhanced size {700 * cols},{430 * nrows} font 'sans,9'",
         f"set output '{args.out}.png'",
         "set datafile missing '-'",
         "set style data histogram",
         "set style histogram clustered gap 1",
         "set style fill solid 0.85 border -1",
         "set boxwidth 0.9",
-        "set key top right font 'sans,8'",
+        "set key top left horizontal font 'sans,8'",
         "set grid ytics",
         "set yrange [0:*]",
+        "set offsets 0, 0, graph 0.12, 0",
         "set ylabel 'median TPS'",
         f"set multiplot layout {nrows},{cols} title 'pg_cachekit cached_query vs direct SQL vs pgpool-II query cache (median TPS, higher is better)'",
     ]
-    for wl, path, nvar in panels:
-        with open(path) as f:
-            variants = f.readline().split()[1:]
-        script.append(f"set title '{WORKLOAD_TITLE.get(wl, wl)}'")
+    for wl, path, variants, ngroups in panels:
+        title = WORKLOAD_TITLE.get(wl, wl)
+        marks = sorted(f"{v} {m}" for w_, m, v in stale if w_ == wl)
+        if marks:
+            title += f" (stale results: {', '.join(marks)})"
+        script.append(f"set title '{title}'")
+        script.append(f"set xrange [-0.6:{ngroups - 0.4}]")
         plots = []
         for i, v in enumerate(variants):
             plots.append(f"'{path}' using {i + 2}:xtic(1) title '{v}' lc rgb '{colors.get(v, '#000000')}'")

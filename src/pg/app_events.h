@@ -1,0 +1,60 @@
+// Trigger-driven invalidation for applications: the per-transaction record
+// of changed watched tables and of the application keys their key rules
+// produce, the durable outbox row written before commit, and the delivery
+// right after commit. The background worker (worker/) delivers what the
+// backend could not.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+extern "C" {
+#include "postgres.h"
+}
+
+namespace cachekit::pg {
+
+enum TableOp : uint8_t { kOpInsert = 1, kOpUpdate = 2, kOpDelete = 4, kOpTruncate = 8 };
+
+void install_app_event_callbacks();
+
+// From the statement trigger of a watched table (op: one TableOp).
+void note_statement(Oid relid, uint8_t op);
+
+// Shared memory: counters and the marks of outbox rows delivered at commit.
+Size app_events_shmem_size();
+void app_events_shmem_request();
+void app_events_shmem_startup();
+
+enum class AppCounter : int {
+  kMessagesPublished,
+  kKeysDeleted,
+  kPatternsFlushed,
+  kOutboxWritten,
+  kDeliveredAtCommit,
+  kDeliveredByWorker,
+  kDeliveryFailures,
+  kKeysOverflowed,
+  kCount
+};
+void count_app(AppCounter c, uint64_t n = 1);
+uint64_t app_counter(AppCounter c);
+
+void mark_delivered(Oid dbid, int64_t id);
+// Outbox ids of `dbid` the backends delivered themselves; the worker deletes
+// those rows instead of delivering them again.
+std::vector<int64_t> take_delivered(Oid dbid);
+
+// The worker of a database registers its latch so backends can wake it.
+void register_worker_latch(Oid dbid, int pid);
+void unregister_worker_latch(Oid dbid);
+void wake_worker(Oid dbid);
+// pid of the running worker of a database (0: none).
+int worker_pid(Oid dbid);
+// Launcher: a database whose worker was stopped for DROP DATABASE etc. is
+// left alone until this time (TimestampTz; 0: no pause).
+void pause_worker(Oid dbid, int64_t until, bool no_extension = false);
+void register_launcher_latch();
+int64_t worker_paused_until(Oid dbid);
+
+}  // namespace cachekit::pg
