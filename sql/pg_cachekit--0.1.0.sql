@@ -247,6 +247,7 @@ BEGIN
                  AND object_type IN ('table', 'partitioned table')
     LOOP
         PERFORM cachekit.invalidate(obj.objid::regclass);
+        DELETE FROM cachekit._key_rules WHERE table_name = obj.objid;
     END LOOP;
 END $$;
 
