@@ -6,12 +6,20 @@
 
 #include "core/json.h"
 #include "core/redis_client.h"
+#include "pg/app_events.h"
 #include "pg/datum.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "lib/stringinfo.h"
 #include "utils/json.h"
 }
@@ -75,6 +83,48 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
 
 }  // namespace
 
+// Trigger-driven invalidation: counters and what waits in the outbox of this
+// database (the outbox is read as the extension owner would: health() is
+// granted to cachekit_user, the table is not).
+std::string invalidation_health() {
+  std::string out = "{";
+  const char *names[] = {"messages_published", "keys_deleted",        "patterns_flushed",
+                         "outbox_written",     "delivered_at_commit", "delivered_by_worker",
+                         "delivery_failures",  "keys_overflowed"};
+  for (int i = 0; i < static_cast<int>(AppCounter::kCount); ++i)
+    out += std::string(i ? ", " : "") + "\"" + names[i] +
+           "\": " + std::to_string(app_counter(static_cast<AppCounter>(i)));
+  int64 depth = -1;
+  double oldest = -1;
+  pg_call([&] {
+    Oid outbox = get_relname_relid("outbox", get_namespace_oid("cachekit", true));
+    if (outbox == InvalidOid) return;
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox));
+    Oid owner = HeapTupleIsValid(tup) ? ((Form_pg_class)GETSTRUCT(tup))->relowner : save_user;
+    if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
+    SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+    if (SPI_connect() == SPI_OK_CONNECT) {
+      if (SPI_execute("SELECT count(*), extract(epoch FROM pg_catalog.clock_timestamp() - min(created_at))"
+                      " FROM cachekit.outbox", true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
+        bool isnull = false;
+        depth = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        char *age = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+        oldest = age ? strtod(age, nullptr) : -1;
+      }
+      SPI_finish();
+    }
+    SetUserIdAndSecContext(save_user, save_sec);
+  });
+  out += ", \"outbox_depth\": " + (depth >= 0 ? std::to_string(depth) : std::string("null"));
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.3f", oldest);
+  out += ", \"oldest_undelivered_s\": " + (oldest >= 0 ? std::string(buf) : std::string("null"));
+  return out + "}";
+}
+
 CK_SQL_FUNCTION(ck_health) {
   return cpp_entry([&]() -> Datum {
     bool cache_ok = false, session_ok = false;
@@ -84,7 +134,7 @@ CK_SQL_FUNCTION(ck_health) {
     std::string doc = "{\"healthy\": " + std::string(healthy ? "true" : "false") +
                       ", \"redis\": " + cache + ", \"session_redis\": " + session +
                       ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
-                      "}";
+                      ", \"invalidation\": " + invalidation_health() + "}";
     return jsonb_datum(doc);
   });
 }

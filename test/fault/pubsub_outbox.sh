@@ -90,6 +90,8 @@ q "INSERT INTO notes VALUES (3, 'down')"
 unset PGOPTIONS
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 [ "$(q "SELECT count(*) FROM cachekit.outbox")" = "4" ] || fail "expected 4 outbox rows, got $(q "SELECT count(*) FROM cachekit.outbox")"
+[ "$(q "SELECT cachekit.health() -> 'invalidation' ->> 'outbox_depth'")" = "4" ] || fail "health() does not show the outbox depth"
+[ "$(q "SELECT outbox_depth FROM cachekit.invalidation_stats")" = "4" ] || fail "invalidation_stats does not show the outbox depth"
 echo "ok - 4 commits with Redis down took ${elapsed_ms} ms in all; their invalidations are in the outbox"
 as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$data_dir" -m immediate stop >/dev/null
 as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null
