@@ -96,53 +96,114 @@ bool extension_present() {
   });
 }
 
-// One cycle; true when the extension is (still) there.
-bool relay_cycle() {
-  if (!extension_present()) return false;
-  delete_rows(take_delivered(relay_db));
+// Rows of the outbox, decoded. `where` selects them (parameters: $1 grace
+// in ms, $2 batch size, $3 ids).
+struct Row {
+  int64_t id;
+  Invalidation inv;
+};
 
-  int grace_ms = settings.command_timeout_ms + 1000;
+std::vector<Row> fetch(const char *where, int grace_ms, const std::vector<int64_t> &ids) {
+  Datum ids_arr = int8_array(ids);
   pg_call([&] {
-    Oid types[2] = {INT4OID, INT4OID};
-    Datum args[2] = {Int32GetDatum(grace_ms), Int32GetDatum(kBatch)};
-    int ret = SPI_execute_with_args(
+    Oid types[3] = {INT4OID, INT4OID, INT8ARRAYOID};
+    Datum args[3] = {Int32GetDatum(grace_ms), Int32GetDatum(kBatch), ids_arr};
+    std::string sql =
         "SELECT id, coalesce(payload->>'channel', ''),"
         " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'messages')),"
         " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'keys')),"
         " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'patterns'))"
-        " FROM cachekit.outbox"
-        " WHERE created_at < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $1 / "
-        "1000.0)"
-        " ORDER BY id LIMIT $2",
-        2, types, args, nullptr, true, 0);
+        " FROM cachekit.outbox WHERE ";
+    sql += where;
+    sql += " ORDER BY id LIMIT $2";
+    // Not read-only: a fresh command id, so rows deleted earlier in this
+    // transaction are gone.
+    int ret = SPI_execute_with_args(sql.c_str(), 3, types, args, nullptr, false, 0);
     if (ret != SPI_OK_SELECT) elog(ERROR, "could not read the pg_cachekit outbox");
   });
-  SPITupleTable *rows = SPI_tuptable;
-  uint64 n = SPI_processed;
-  std::vector<int64_t> done;
-  ResilientRedis &redis = redis_for(RedisTarget::kCache);
-  for (uint64 i = 0; i < n; ++i) {
+  std::vector<Row> rows;
+  SPITupleTable *t = SPI_tuptable;
+  for (uint64 i = 0; i < SPI_processed; ++i) {
     bool isnull;
-    HeapTuple tup = rows->vals[i];
-    int64_t id = DatumGetInt64(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
-    Invalidation inv;
-    inv.channel =
-        pg_call([&] { return TextDatumGetCString(SPI_getbinval(tup, rows->tupdesc, 2, &isnull)); });
-    inv.messages = text_array(SPI_getbinval(tup, rows->tupdesc, 3, &isnull));
-    inv.keys = text_array(SPI_getbinval(tup, rows->tupdesc, 4, &isnull));
-    inv.patterns = text_array(SPI_getbinval(tup, rows->tupdesc, 5, &isnull));
-    DeliveryResult r = deliver(redis, inv, true, [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
+    HeapTuple tup = t->vals[i];
+    Row r;
+    r.id = DatumGetInt64(SPI_getbinval(tup, t->tupdesc, 1, &isnull));
+    r.inv.channel =
+        pg_call([&] { return TextDatumGetCString(SPI_getbinval(tup, t->tupdesc, 2, &isnull)); });
+    r.inv.messages = text_array(SPI_getbinval(tup, t->tupdesc, 3, &isnull));
+    r.inv.keys = text_array(SPI_getbinval(tup, t->tupdesc, 4, &isnull));
+    r.inv.patterns = text_array(SPI_getbinval(tup, t->tupdesc, 5, &isnull));
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+// Delivers rows in order; returns false at the first failure.
+bool deliver_rows(std::vector<Row> &rows, bool patterns_only, std::vector<int64_t> &done) {
+  ResilientRedis &redis = redis_for(RedisTarget::kCache);
+  for (Row &row : rows) {
+    if (patterns_only) {
+      row.inv.messages.clear();
+      row.inv.keys.clear();
+    }
+    DeliveryResult r =
+        deliver(redis, row.inv, true, [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
     if (!r.ok) {
       count_app(AppCounter::kDeliveryFailures);
-      break;  // keep commit order: later rows wait for this one
+      return false;
     }
     count_app(AppCounter::kMessagesPublished, r.published);
     count_app(AppCounter::kKeysDeleted, r.keys_deleted + r.pattern_keys_deleted);
-    count_app(AppCounter::kPatternsFlushed, inv.patterns.size());
-    count_app(AppCounter::kDeliveredByWorker);
-    done.push_back(id);
+    count_app(AppCounter::kPatternsFlushed, row.inv.patterns.size());
+    if (!patterns_only) count_app(AppCounter::kDeliveredByWorker);
+    done.push_back(row.id);
   }
-  delete_rows(done);
+  return true;
+}
+
+int64_t outbox_count() {
+  return pg_call([] {
+    SPI_execute("SELECT count(*) FROM cachekit.outbox", false, 1);
+    bool isnull;
+    return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+  });
+}
+
+// One cycle; true when the extension is (still) there.
+bool relay_cycle() {
+  if (!extension_present()) return false;
+  const int grace_ms = settings.command_timeout_ms + 1000;
+
+  // Rows the backends delivered: delete them, after their key patterns.
+  std::vector<int64_t> delivered, pending;
+  for (const Delivered &d : take_delivered(relay_db))
+    (d.patterns_pending ? pending : delivered).push_back(d.id);
+  delete_rows(delivered);
+  if (!pending.empty()) {
+    std::vector<Row> rows = fetch("id = ANY ($3)", grace_ms, pending);
+    std::vector<int64_t> done;
+    deliver_rows(rows, true, done);
+    delete_rows(done);
+    if (done.size() < rows.size()) return true;  // Redis failed: next cycle
+  }
+
+  // Rows nobody delivered. Normally only rows past the grace period (their
+  // backend failed or died); with a backlog every row, since backends leave
+  // theirs to the relay then. Oldest first; stop at the first failure.
+  const bool backlogged = backlog(relay_db);
+  const char *where = backlogged ? "true"
+                                 : "created_at < pg_catalog.clock_timestamp() - "
+                                   "pg_catalog.make_interval(secs => $1 / 1000.0)";
+  for (;;) {
+    std::vector<Row> rows = fetch(where, grace_ms, {});
+    std::vector<int64_t> done;
+    bool ok = deliver_rows(rows, false, done);
+    delete_rows(done);
+    if (!ok) return true;
+    if (rows.size() < static_cast<size_t>(kBatch)) break;
+  }
+  // Caught up: backends may deliver again themselves.
+  if (backlogged && outbox_count() == 0) clear_backlog(relay_db);
   return true;
 }
 

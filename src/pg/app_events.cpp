@@ -181,14 +181,14 @@ std::string message_for(const TableEvent &t, const std::string &db, const std::s
   }
   std::sort(listed.begin(), listed.end());
   bool more = t.overflow || t.keys.size() > listed.size();
-  std::string m = "{\"database\": " + json_quote(db) + ", \"schema\": " + json_quote(t.schema) +
-                  ", \"table\": " + json_quote(t.table) +
-                  ", \"operations\": " + json_string_array(ops) +
-                  ", \"rows\": " + (t.rows_known ? std::to_string(t.rows) : std::string("null")) +
-                  ", \"commit_time\": " + json_quote(when) + ", \"xid\": " + std::to_string(xid) +
-                  ", \"keys\": " + json_string_array(listed) +
-                  ", \"keys_overflow\": " + (more ? "true" : "false") +
-                  ", \"flush\": " + (t.patterns.empty() ? "false" : "true") + "}";
+  std::string m =
+      "{\"database\": " + json_quote(db) + ", \"schema\": " + json_quote(t.schema) +
+      ", \"table\": " + json_quote(t.table) + ", \"operations\": " + json_string_array(ops) +
+      ", \"rows\": " + (t.rows_known ? std::to_string(t.rows) : std::string("null")) +
+      ", \"commit_time\": " + json_quote(when) + ", \"xid\": " + std::to_string(xid) +
+      ", \"keys\": " + json_string_array(listed) +
+      ", \"keys_overflow\": " + (more ? "true" : "false") +
+      ", \"flush\": " + (t.patterns.empty() && !(t.ops & kOpTruncate) ? "false" : "true") + "}";
   return m;
 }
 
@@ -271,22 +271,25 @@ void deliver_after_commit() noexcept {
   try {
     Invalidation inv = std::move(pending_delivery);
     pending_delivery = Invalidation{};
-    // Pattern deletions can take long: always the worker's job.
-    if (!inv.patterns.empty()) {
+    // Older rows wait in the outbox: deliver through the relay too, so that
+    // this one does not overtake them.
+    if (backlog(MyDatabaseId)) {
       wake_worker(MyDatabaseId);
       return;
     }
     ResilientRedis &redis = redis_for(RedisTarget::kCache);
-    DeliveryResult r = deliver(redis, inv, false);
+    DeliveryResult r = deliver(redis, inv, false);  // pattern deletions take long: the relay's
     if (!r.ok) {
       count_app(AppCounter::kDeliveryFailures);
+      set_backlog(MyDatabaseId);
       wake_worker(MyDatabaseId);
       return;
     }
     count_app(AppCounter::kMessagesPublished, r.published);
     count_app(AppCounter::kKeysDeleted, r.keys_deleted);
     count_app(AppCounter::kDeliveredAtCommit);
-    mark_delivered(MyDatabaseId, id);
+    mark_delivered(MyDatabaseId, id, !inv.patterns.empty());
+    if (!inv.patterns.empty()) wake_worker(MyDatabaseId);
   } catch (...) {
     // Out of memory or a configuration error: the outbox row stays for the
     // worker, which is exactly what durability needs.
@@ -432,6 +435,7 @@ constexpr int kWorkerSlots = 64;
 struct DeliveredMark {
   Oid dbid;  // InvalidOid: free
   int64 id;
+  bool patterns_pending;  // messages and keys went out; the patterns are the relay's
 };
 
 struct WorkerSlot {
@@ -440,6 +444,7 @@ struct WorkerSlot {
   Latch *latch;
   int64 paused_until;
   bool no_extension;  // the pause only means "no extension found last time"
+  bool backlog;       // undelivered rows wait: backends leave delivery to the relay
 };
 
 struct AppShared {
@@ -466,8 +471,8 @@ void app_events_shmem_startup() {
   for (auto &c : app_shared->counters) pg_atomic_init_u64(&c, 0);
   SpinLockInit(&app_shared->mutex);
   app_shared->cursor = 0;
-  for (auto &d : app_shared->delivered) d = DeliveredMark{InvalidOid, 0};
-  for (auto &w : app_shared->workers) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false};
+  for (auto &d : app_shared->delivered) d = DeliveredMark{InvalidOid, 0, false};
+  for (auto &w : app_shared->workers) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false};
   app_shared->launcher_latch = nullptr;
 }
 
@@ -479,13 +484,13 @@ uint64_t app_counter(AppCounter c) {
   return app_shared ? pg_atomic_read_u64(&app_shared->counters[static_cast<int>(c)]) : 0;
 }
 
-void mark_delivered(Oid dbid, int64 id) {
+void mark_delivered(Oid dbid, int64 id, bool patterns_pending) {
   if (!app_shared) return;
   SpinLockAcquire(&app_shared->mutex);
   for (int n = 0; n < kDeliveredSlots; ++n) {
     int i = (app_shared->cursor + n) % kDeliveredSlots;
     if (app_shared->delivered[i].dbid == InvalidOid) {
-      app_shared->delivered[i] = DeliveredMark{dbid, id};
+      app_shared->delivered[i] = DeliveredMark{dbid, id, patterns_pending};
       app_shared->cursor = (i + 1) % kDeliveredSlots;
       break;
     }
@@ -493,18 +498,58 @@ void mark_delivered(Oid dbid, int64 id) {
   SpinLockRelease(&app_shared->mutex);
 }
 
-std::vector<int64_t> take_delivered(Oid dbid) {
-  std::vector<int64_t> ids;
+std::vector<Delivered> take_delivered(Oid dbid) {
+  std::vector<Delivered> ids;
   if (!app_shared) return ids;
   ids.reserve(256);
   SpinLockAcquire(&app_shared->mutex);
   for (auto &d : app_shared->delivered)
     if (d.dbid == dbid && ids.size() < ids.capacity()) {
-      ids.push_back(d.id);  // no allocation: capacity reserved above
-      d = DeliveredMark{InvalidOid, 0};
+      ids.push_back(Delivered{d.id, d.patterns_pending});  // no allocation: reserved above
+      d = DeliveredMark{InvalidOid, 0, false};
     }
   SpinLockRelease(&app_shared->mutex);
   return ids;
+}
+
+namespace {
+WorkerSlot *slot_for(Oid dbid, bool create) {
+  WorkerSlot *slot = nullptr;
+  for (auto &w : app_shared->workers)
+    if (w.dbid == dbid) slot = &w;
+  if (!slot && create)
+    for (auto &w : app_shared->workers)
+      if (w.dbid == InvalidOid && !slot) {
+        slot = &w;
+        // Until a relay has looked at this database's outbox (after a start
+        // or a crash), older rows may be waiting there.
+        *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true};
+      }
+  return slot;
+}
+}  // namespace
+
+void set_backlog(Oid dbid) {
+  if (!app_shared) return;
+  SpinLockAcquire(&app_shared->mutex);
+  if (WorkerSlot *slot = slot_for(dbid, true)) slot->backlog = true;
+  SpinLockRelease(&app_shared->mutex);
+}
+
+bool backlog(Oid dbid) {
+  if (!app_shared) return false;
+  SpinLockAcquire(&app_shared->mutex);
+  WorkerSlot *slot = slot_for(dbid, false);
+  bool b = !slot || slot->backlog;  // no relay has looked yet: assume there is one
+  SpinLockRelease(&app_shared->mutex);
+  return b;
+}
+
+void clear_backlog(Oid dbid) {
+  if (!app_shared) return;
+  SpinLockAcquire(&app_shared->mutex);
+  if (WorkerSlot *slot = slot_for(dbid, false)) slot->backlog = false;
+  SpinLockRelease(&app_shared->mutex);
 }
 
 void register_worker_latch(Oid dbid, int pid) {
@@ -518,7 +563,8 @@ void register_worker_latch(Oid dbid, int pid) {
       if (w.dbid == InvalidOid && !slot) slot = &w;
   if (slot) {
     int64 paused = slot->dbid == dbid ? slot->paused_until : 0;
-    *slot = WorkerSlot{dbid, pid, &MyProc->procLatch, paused, false};
+    bool backlog = slot->dbid != dbid || slot->backlog;
+    *slot = WorkerSlot{dbid, pid, &MyProc->procLatch, paused, false, backlog};
   }
   SpinLockRelease(&app_shared->mutex);
 }
@@ -578,7 +624,7 @@ void pause_worker(Oid dbid, int64_t until, bool no_extension) {
     for (auto &w : app_shared->workers)
       if (w.dbid == InvalidOid && !slot) slot = &w;
   if (slot) {
-    if (slot->dbid != dbid) *slot = WorkerSlot{dbid, 0, nullptr, 0, false};
+    if (slot->dbid != dbid) *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true};
     slot->paused_until = until;
     slot->no_extension = no_extension;
   }

@@ -40,10 +40,24 @@ enum class AppCounter : int {
 void count_app(AppCounter c, uint64_t n = 1);
 uint64_t app_counter(AppCounter c);
 
-void mark_delivered(Oid dbid, int64_t id);
-// Outbox ids of `dbid` the backends delivered themselves; the worker deletes
-// those rows instead of delivering them again.
-std::vector<int64_t> take_delivered(Oid dbid);
+// patterns_pending: messages and keys went out, the key patterns are left
+// to the relay.
+void mark_delivered(Oid dbid, int64_t id, bool patterns_pending);
+struct Delivered {
+  int64_t id;
+  bool patterns_pending;
+};
+// Outbox rows of `dbid` the backends delivered themselves; the relay deletes
+// them (after the pending patterns) instead of delivering them again.
+std::vector<Delivered> take_delivered(Oid dbid);
+
+// Backlog: a backend could not deliver, so older rows wait in the outbox (or
+// no relay has looked at the outbox since the server started). While it is
+// set, backends leave delivery to the relay (which goes in id order); the
+// relay clears it once the outbox is empty.
+void set_backlog(Oid dbid);
+bool backlog(Oid dbid);
+void clear_backlog(Oid dbid);
 
 // The worker of a database registers its latch so backends can wake it.
 void register_worker_latch(Oid dbid, int pid);

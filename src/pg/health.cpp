@@ -107,10 +107,14 @@ std::string invalidation_health() {
     if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
     SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
     if (SPI_connect() == SPI_OK_CONNECT) {
-      if (SPI_execute("SELECT count(*), extract(epoch FROM pg_catalog.clock_timestamp() - min(created_at))"
-                      " FROM cachekit.outbox", true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
+      if (SPI_execute(
+              "SELECT count(*), extract(epoch FROM pg_catalog.clock_timestamp() - min(created_at))"
+              " FROM cachekit.outbox",
+              true, 1) == SPI_OK_SELECT &&
+          SPI_processed == 1) {
         bool isnull = false;
-        depth = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        depth =
+            DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         char *age = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
         oldest = age ? strtod(age, nullptr) : -1;
       }

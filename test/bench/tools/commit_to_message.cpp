@@ -50,7 +50,8 @@ int main(int argc, char **argv) {
   freeReplyObject(r);
   std::vector<long> sent_to_recv, returned_to_recv;
   for (int i = 0; i < n; ++i) {
-    std::string sql = "UPDATE bench_latency SET v = v + 1 WHERE id = " + std::to_string(i % 100 + 1);
+    std::string sql =
+        "UPDATE bench_latency SET v = v + 1 WHERE id = " + std::to_string(i % 100 + 1);
     auto sent = Clock::now();
     PGresult *res = PQexec(pg, sql.c_str());
     auto returned = Clock::now();

@@ -9,7 +9,8 @@ BEGIN
     END LOOP;
     RETURN (SELECT count(*) FROM cachekit.outbox);
 END $$;
-\set keys '\\! redis-cli -p "$CACHEKIT_REDIS_PORT" --scan --pattern "kr:*" | sort | tr "\\n" " "; echo'
+-- :keys waits until nothing is left to deliver, then lists the kr:* keys
+\set keys 'SELECT regress.wait_outbox() AS undelivered \\gset \\! redis-cli -p "$CACHEKIT_REDIS_PORT" --scan --pattern "kr:*" | sort | tr "\\n" " "; echo'
 
 CREATE TABLE kr_users (id int PRIMARY KEY, team int, name text);
 INSERT INTO kr_users VALUES (1, 10, 'ann'), (2, 10, 'bob'), (3, 20, 'cy');
