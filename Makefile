@@ -4,6 +4,7 @@
 #   make test                the whole suite on a throwaway cluster + Redis (tools/run-tests)
 #   make demo                set up everything and show what the extension does (tools/demo)
 #   make deps                install missing Debian packages (tools/deps)
+#   make bench               long consistency run and the benchmarks (test/bench/run-all)
 
 MODULE_big = pg_cachekit
 EXTVERSION = 0.1.0
@@ -41,7 +42,7 @@ include $(PGXS)
 BITCODE_CXXFLAGS += -std=c++17 -Wno-register -I$(srcdir)/src
 
 installcheck: | build-dirs
-.PHONY: build-dirs test demo deps format
+.PHONY: build-dirs test demo deps format bench
 build-dirs:
 	@mkdir -p build/regress build/isolation
 
@@ -50,6 +51,9 @@ test:
 
 demo:
 	tools/demo
+
+bench:
+	test/bench/run-all
 
 deps:
 	@tools/deps

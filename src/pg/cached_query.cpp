@@ -203,11 +203,15 @@ struct ParamValues {
   std::string nulls;  // SPI convention: 'n' null, ' ' not null
 };
 
-ParamValues convert_params(const PreparedQuery &q, const CallArgs &args) {
+void check_param_count(const PreparedQuery &q, const CallArgs &args) {
   if (args.params.size() != q.param_types.size())
     throw Error(sqlstate::kInvalidParameterValue, "wrong number of query parameters",
                 "The query has " + std::to_string(q.param_types.size()) +
                     " parameter(s); params has " + std::to_string(args.params.size()) + ".");
+}
+
+// Only a miss needs the parameters as Datums (the key uses their text).
+ParamValues convert_params(const PreparedQuery &q, const CallArgs &args) {
   ParamValues pv;
   for (size_t i = 0; i < args.params.size(); ++i) {
     if (!args.params[i]) {
@@ -373,7 +377,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     };
     PreparedQuery &q = prepare_query(args.query, args.depends_on, need_spi);
     if (mode == Mode::kRows) check_result_types(q.result_types, out_desc);
-    ParamValues pv = convert_params(q, args);
+    check_param_count(q, args);
 
     // Should this call use the cache at all?
     QueryCall call{Outcome::kMiss, Bypass::kCount, 0, 0, 0, 0};
@@ -472,6 +476,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     // Miss or bypass: run it.
     if (call.outcome != Outcome::kHit) {
       need_spi();
+      ParamValues pv = convert_params(q, args);
       SPIPlanPtr plan = q.plan;
       int ret = pg_call(
           [&] { return SPI_execute_plan(plan, pv.values.data(), pv.nulls.c_str(), false, 0); });
