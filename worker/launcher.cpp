@@ -21,6 +21,7 @@ extern "C" {
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -87,6 +88,14 @@ void scan_databases() {
   PopActiveSnapshot();
   CommitTransactionCommand();
 
+  // Forget dropped databases, here and in shared memory.
+  for (auto &r : relays) {
+    bool exists = false;
+    for (int i = 0; i < n; ++i) exists = exists || r.dbid == dbs[i];
+    if (r.dbid != InvalidOid && !exists && !relay_running(r)) r = Relay{InvalidOid, nullptr};
+  }
+  cachekit::pg::forget_workers_except(dbs, n);
+
   TimestampTz now = GetCurrentTimestamp();
   for (int i = 0; i < n; ++i) {
     Relay *slot = nullptr;
@@ -146,11 +155,16 @@ void register_launcher() {
 void stop_relay_for(const char *dbname) {
   Oid dbid = get_database_oid(dbname, true);
   if (dbid == InvalidOid) return;
+  // Only for someone the command will let through (the command checks again).
+  if (!superuser() && !pg_database_ownercheck(dbid, GetUserId())) return;
   pause_worker(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
   int pid = worker_pid(dbid);
   if (pid == 0) return;
   kill(pid, SIGTERM);
-  for (int i = 0; i < 500 && worker_pid(dbid) == pid; ++i) pg_usleep(10000L);
+  for (int i = 0; i < 500 && worker_pid(dbid) == pid; ++i) {
+    CHECK_FOR_INTERRUPTS();
+    pg_usleep(10000L);
+  }
 }
 
 }  // namespace cachekit::pg

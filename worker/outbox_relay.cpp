@@ -64,7 +64,7 @@ std::vector<std::string> text_array(Datum d) {
     deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
   });
   for (int i = 0; i < n; ++i)
-    if (!nulls[i]) out.push_back(TextDatumGetCString(elems[i]));
+    if (!nulls[i]) out.push_back(pg_call([&] { return TextDatumGetCString(elems[i]); }));
   return out;
 }
 
@@ -105,17 +105,17 @@ struct Row {
 
 std::vector<Row> fetch(const char *where, int grace_ms, const std::vector<int64_t> &ids) {
   Datum ids_arr = int8_array(ids);
+  std::string sql =
+      "SELECT id, coalesce(payload->>'channel', ''),"
+      " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'messages')),"
+      " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'keys')),"
+      " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'patterns'))"
+      " FROM cachekit.outbox WHERE ";
+  sql += where;
+  sql += " ORDER BY id LIMIT $2";
   pg_call([&] {
     Oid types[3] = {INT4OID, INT4OID, INT8ARRAYOID};
     Datum args[3] = {Int32GetDatum(grace_ms), Int32GetDatum(kBatch), ids_arr};
-    std::string sql =
-        "SELECT id, coalesce(payload->>'channel', ''),"
-        " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'messages')),"
-        " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'keys')),"
-        " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(payload->'patterns'))"
-        " FROM cachekit.outbox WHERE ";
-    sql += where;
-    sql += " ORDER BY id LIMIT $2";
     // Not read-only: a fresh command id, so rows deleted earlier in this
     // transaction are gone.
     int ret = SPI_execute_with_args(sql.c_str(), 3, types, args, nullptr, false, 0);
@@ -163,7 +163,9 @@ bool deliver_rows(std::vector<Row> &rows, bool patterns_only, std::vector<int64_
 
 int64_t outbox_count() {
   return pg_call([] {
-    SPI_execute("SELECT count(*) FROM cachekit.outbox", false, 1);
+    if (SPI_execute("SELECT count(*) FROM cachekit.outbox", false, 1) != SPI_OK_SELECT ||
+        SPI_processed != 1)
+      elog(ERROR, "could not count the pg_cachekit outbox");
     bool isnull;
     return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
   });
@@ -215,6 +217,9 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
   BackgroundWorkerUnblockSignals();
   BackgroundWorkerInitializeConnectionByOid(relay_db, InvalidOid, 0);
+  // The relay runs as a superuser: never resolve names through a search_path
+  // that the database's owner could have set (ALTER DATABASE ... SET).
+  SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
   pgstat_report_appname("pg_cachekit outbox relay");
   register_worker_latch(relay_db, MyProcPid);
   before_shmem_exit(on_exit_unregister, 0);
@@ -230,7 +235,7 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
     }
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
-    SPI_connect();
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_cachekit outbox relay");
     bool present = cpp_entry([] { return relay_cycle(); });

@@ -41,6 +41,7 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/pg_class.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -153,18 +154,26 @@ size_t level_keys(const Level &l) {
   return n;
 }
 
+// A released savepoint merges into its parent before the subtransaction
+// commits (PRE_COMMIT_SUB, where an error is still an ordinary error); a
+// rolled-back one is dropped (destructors only, nothing that can fail).
 void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void *) {
-  if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB) return;
+  if (event != SUBXACT_EVENT_PRE_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB) return;
   size_t depth = static_cast<size_t>(GetCurrentTransactionNestLevel());
-  while (levels.size() >= depth && !levels.empty()) {
-    Level child = std::move(levels.back());
-    levels.pop_back();
-    if (event == SUBXACT_EVENT_ABORT_SUB || levels.empty()) {
-      total_keys -= std::min(total_keys, level_keys(child));
-    } else {
+  if (event == SUBXACT_EVENT_ABORT_SUB) {
+    while (levels.size() >= depth && !levels.empty()) {
+      total_keys -= std::min(total_keys, level_keys(levels.back()));
+      levels.pop_back();
+    }
+    return;
+  }
+  cpp_entry([depth] {
+    while (levels.size() >= depth && levels.size() > 1) {
+      Level child = std::move(levels.back());
+      levels.pop_back();
       merge_into(levels.back(), child);
     }
-  }
+  });
 }
 
 const char *op_names[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"};
@@ -597,6 +606,17 @@ void wake_worker(Oid dbid) {
   if (latch) SetLatch(latch);
 }
 
+void forget_workers_except(const Oid *dbs, int n) {
+  if (!app_shared) return;
+  SpinLockAcquire(&app_shared->mutex);
+  for (auto &w : app_shared->workers) {
+    bool keep = w.dbid == InvalidOid || w.pid != 0;
+    for (int i = 0; i < n && !keep; ++i) keep = w.dbid == dbs[i];
+    if (!keep) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false};
+  }
+  SpinLockRelease(&app_shared->mutex);
+}
+
 void register_launcher_latch() {
   if (!app_shared) return;
   SpinLockAcquire(&app_shared->mutex);
@@ -653,17 +673,20 @@ void note_statement(Oid relid, uint8_t op) {
   // TRUNCATE has no transition tables: every key rule of the table deletes
   // by pattern instead.
   Oid fn = capture_fn_oid();
-  std::vector<std::string> templates;
-  pg_call([&] {
-    Relation rel = RelationIdGetRelation(relid);
-    if (rel->trigdesc)
-      for (int i = 0; i < rel->trigdesc->numtriggers; ++i) {
-        Trigger *tg = &rel->trigdesc->triggers[i];
-        if (tg->tgfoid == fn && tg->tgnargs >= 2) templates.emplace_back(tg->tgargs[1]);
-      }
-    RelationClose(rel);
+  // The statement holds a lock on the table, so its relcache entry (and the
+  // trigger arguments in it) stays valid while we read them.
+  TriggerDesc *trigdesc = pg_call([&] {
+    Relation rel = relation_open(relid, NoLock);
+    TriggerDesc *desc = rel->trigdesc;
+    relation_close(rel, NoLock);
+    return desc;
   });
-  for (const auto &tmpl : templates) add_pattern(t, KeyTemplate::parse(tmpl).pattern());
+  if (trigdesc == nullptr) return;
+  for (int i = 0; i < trigdesc->numtriggers; ++i) {
+    Trigger *tg = &trigdesc->triggers[i];
+    if (tg->tgfoid == fn && tg->tgnargs >= 2)
+      add_pattern(t, KeyTemplate::parse(tg->tgargs[1]).pattern());
+  }
 }
 
 }  // namespace cachekit::pg
@@ -698,6 +721,13 @@ CK_SQL_FUNCTION(ck_capture_keys) {
         tuplestore_rescan(td->tg_newtable);
       }
     });
+    // Output strings of each row are freed with the row: a 1M-row statement
+    // must not keep 1M allocations alive.
+    MemoryContext row_cxt = pg_call([] {
+      return AllocSetContextCreate(CurrentMemoryContext, "pg_cachekit key capture",
+                                   ALLOCSET_SMALL_SIZES);
+    });
+    MemoryContext outer_cxt = CurrentMemoryContext;
     uint64 rows = 0;
     for (;;) {
       bool have_old = old_slot && pg_call([&] {
@@ -710,15 +740,20 @@ CK_SQL_FUNCTION(ck_capture_keys) {
       ++rows;
       if ((rows & 4095) == 0) check_for_interrupts();
       if (t.overflow) continue;  // only counting from here on
+      MemoryContextReset(row_cxt);
+      MemoryContextSwitchTo(row_cxt);
       // UPDATE OF columns: OLD and NEW transition rows come in pairs.
+      bool changed = true;
       if (is_update && have_old && have_new && !rule.changed_attnums.empty()) {
-        bool changed = false;
+        changed = false;
         for (int a : rule.changed_attnums) changed = changed || !attr_equal(old_slot, new_slot, a);
-        if (!changed) continue;
       }
-      if (have_old) keys_from(t, rule, old_slot);
-      if (have_new) keys_from(t, rule, new_slot);
+      if (changed && have_old) keys_from(t, rule, old_slot);
+      if (changed && have_new) keys_from(t, rule, new_slot);
+      MemoryContextSwitchTo(outer_cxt);
     }
+    MemoryContextSwitchTo(outer_cxt);
+    MemoryContextDelete(row_cxt);
     pg_call([&] {
       if (old_slot) ExecDropSingleTupleTableSlot(old_slot);
       if (new_slot) ExecDropSingleTupleTableSlot(new_slot);

@@ -69,6 +69,8 @@ int worker_pid(Oid dbid);
 // left alone until this time (TimestampTz; 0: no pause).
 void pause_worker(Oid dbid, int64_t until, bool no_extension = false);
 void register_launcher_latch();
+// Frees the slots of databases not in `dbs` that have no running relay.
+void forget_workers_except(const Oid *dbs, int n);
 int64_t worker_paused_until(Oid dbid);
 
 }  // namespace cachekit::pg

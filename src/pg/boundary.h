@@ -23,6 +23,7 @@
 #pragma once
 
 #include <exception>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -33,6 +34,7 @@ extern "C" {
 #include "postgres.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
+#include "miscadmin.h"
 }
 
 namespace cachekit::pg {
@@ -75,22 +77,42 @@ auto cpp_entry(F &&f) -> decltype(f()) {
   raise_saved_error(pg_error);
 }
 
+// Runs f, catching a C++ exception inside it so that it never leaves a
+// PG_TRY block without PG_END_TRY (which would leave Postgres' error stack
+// pointing at a dead frame). The exception is stored through a pointer, so
+// it lives in memory that a longjmp cannot leave stale.
+template <typename F>
+void run_catching(F &f, std::exception_ptr *error) noexcept {
+  try {
+    f();
+  } catch (...) {
+    *error = std::current_exception();
+  }
+}
+
 template <typename F>
 auto pg_call(F &&f) -> decltype(f()) {
   using R = decltype(f());
   MemoryContext caller_cxt = CurrentMemoryContext;
+  // errfinish() zeroes it before the longjmp; the caller may have held
+  // interrupts on purpose.
+  const uint32 holdoff = InterruptHoldoffCount;
   ErrorData *volatile edata = nullptr;
   if constexpr (std::is_void_v<R>) {
+    std::exception_ptr cpp_error;
+    std::exception_ptr *error_slot = &cpp_error;
     PG_TRY();
-    { f(); }
+    { run_catching(f, error_slot); }
     PG_CATCH();
     {
       MemoryContextSwitchTo(caller_cxt);
       edata = CopyErrorData();
       FlushErrorState();
+      InterruptHoldoffCount = holdoff;
     }
     PG_END_TRY();
     if (edata) throw PgError(edata);
+    if (cpp_error) std::rethrow_exception(cpp_error);
   } else {
     // Through the void form: `result` is then written in another frame and
     // lives in memory, so the longjmp cannot leave a stale register copy.

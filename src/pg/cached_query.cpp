@@ -338,11 +338,20 @@ void register_prepared_after_restart() {
   prepared_scan_done(MyDatabaseId);
 }
 
+// Every error inside cpp_entry is a C++ exception, so the destructor runs.
+struct CallDepth {
+  CallDepth() { ++active_calls; }
+  ~CallDepth() { --active_calls; }
+  CallDepth(const CallDepth &) = delete;
+  CallDepth &operator=(const CallDepth &) = delete;
+};
+
 enum class Mode { kRows, kJson };
 
 Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
   return cpp_entry([&]() -> Datum {
     auto started = std::chrono::steady_clock::now();
+    CallDepth depth;
     last_outcome = "error";  // until this call finishes
     require_shmem("cached_query");
     CallArgs args;
@@ -404,7 +413,8 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         need_spi();
         register_prepared_after_restart();
       }
-      if (use_cache && database_in_doubt(MyDatabaseId)) bypass(Bypass::kPreparedTransaction);
+      if (use_cache && pg_call([] { return database_in_doubt(MyDatabaseId); }))
+        bypass(Bypass::kPreparedTransaction);
     }
 
     // The generations, read before the query's snapshot exists.

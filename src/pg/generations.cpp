@@ -127,7 +127,12 @@ GenEntry *find_or_insert(const GenKey &key) {
   auto known = known_entries.find(local_key);
   if (known != known_entries.end()) return known->second;
   GenEntry *entry = find_or_insert_locked(key);
-  if (entry != nullptr) known_entries.emplace(local_key, entry);
+  // The memo is an optimisation; this also runs in the commit callback,
+  // where nothing may throw.
+  if (entry != nullptr) try {
+      known_entries.emplace(local_key, entry);
+    } catch (...) {
+    }
   return entry;
 }
 

@@ -21,6 +21,20 @@ uint64_t redis_config_generation = 1;
 
 namespace {
 
+// Redacts into a static buffer: hooks are called from C code, so nothing may
+// throw out of them, and nothing C++-owned may be alive when Postgres
+// allocates (and might fail) afterwards.
+const char *redacted(const char *value) {
+  static char buf[1024];
+  try {
+    std::string r = value ? redact_redis_url(value) : std::string();
+    strlcpy(buf, r.c_str(), sizeof buf);
+  } catch (...) {
+    strlcpy(buf, "********", sizeof buf);
+  }
+  return buf;
+}
+
 bool check_redis_url(char **newval, void **, GucSource, bool allow_empty) {
   if (*newval == nullptr || (*newval)[0] == '\0') return allow_empty;
   // Copy the text out of the handler: GUC_check_errdetail allocates and so
@@ -36,8 +50,7 @@ bool check_redis_url(char **newval, void **, GucSource, bool allow_empty) {
   }
   if (msg[0] == '\0') return true;
   // Replace Postgres' own message, which would quote the value, password included.
-  std::string shown = redact_redis_url(*newval);
-  GUC_check_errmsg("invalid Redis URL \"%s\"", shown.c_str());
+  GUC_check_errmsg("invalid Redis URL \"%s\"", redacted(*newval));
   GUC_check_errdetail("%s", msg);
   return false;
 }
@@ -63,11 +76,7 @@ void bump_string(const char *, void *) { ++redis_config_generation; }
 void bump_int(int, void *) { ++redis_config_generation; }
 
 // SHOW never prints a password, not even to a superuser.
-const char *show_url(const char *value) {
-  static std::string shown;
-  shown = value ? redact_redis_url(value) : std::string();
-  return shown.c_str();
-}
+const char *show_url(const char *value) { return redacted(value); }
 
 const char *show_cache_url() { return show_url(settings.redis_url); }
 const char *show_session_url() { return show_url(settings.session_redis_url); }

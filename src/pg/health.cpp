@@ -107,10 +107,12 @@ std::string invalidation_health() {
     if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
     SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
     if (SPI_connect() == SPI_OK_CONNECT) {
-      if (SPI_execute(
-              "SELECT count(*), extract(epoch FROM pg_catalog.clock_timestamp() - min(created_at))"
-              " FROM cachekit.outbox",
-              true, 1) == SPI_OK_SELECT &&
+      // Runs as the outbox owner with the caller's search_path: every name
+      // and operator is schema-qualified.
+      if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
+                      " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+                      " pg_catalog.min(created_at)) FROM cachekit.outbox",
+                      true, 1) == SPI_OK_SELECT &&
           SPI_processed == 1) {
         bool isnull = false;
         depth =

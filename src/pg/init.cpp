@@ -19,8 +19,10 @@ void _PG_init(void);
 
 extern "C" void _PG_init(void) {
   cachekit::pg::define_settings(process_shared_preload_libraries_in_progress);
-  cachekit::pg::install_invalidation_callbacks();
+  // Xact callbacks run newest first: the generation bump (invalidation)
+  // must come before the Redis delivery (app events) at commit.
   cachekit::pg::install_app_event_callbacks();
+  cachekit::pg::install_invalidation_callbacks();
   cachekit::pg::install_plan_cache_callbacks();
   cachekit::pg::install_utility_hook();
   if (process_shared_preload_libraries_in_progress) {

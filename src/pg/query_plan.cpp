@@ -170,7 +170,7 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
                   "Only tables and partitioned tables can be watched.", "Run the query directly.");
       continue;
     }
-    if (get_rel_persistence(rte->relid) == RELPERSISTENCE_TEMP) {
+    if (pg_call([&] { return get_rel_persistence(rte->relid); }) == RELPERSISTENCE_TEMP) {
       // (Named without its pg_temp_N schema, which differs from session to session.)
       std::string name = pg_call([&] { return get_rel_name(rte->relid); });
       uncacheable(q, "cached_query cannot cache a query that reads a temporary table",
@@ -309,9 +309,13 @@ std::string sha256_hex(const std::string &bytes) {
   return hex_encode(digest, sizeof digest);
 }
 
+int active_calls = 0;
+
 PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
                              const std::function<void()> &connect_spi) {
-  if (prepared_stale) drop_all_prepared();
+  // A cached_query nested in another one's query must not free the plan the
+  // outer call is running: drop stale entries only from the outermost call.
+  if (prepared_stale && active_calls <= 1) drop_all_prepared();
 
   // What changes the meaning of the same text: search_path (as schema OIDs),
   // the role (row-level security policies are part of the plan), depends_on.

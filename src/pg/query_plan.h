@@ -39,6 +39,10 @@ struct PreparedQuery {
 PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
                              const std::function<void()> &connect_spi);
 
+// cached_query calls in progress in this backend (nesting depth); kept by
+// CallDepth in cached_query.cpp.
+extern int active_calls;
+
 // Registers the invalidation callbacks; from _PG_init.
 void install_plan_cache_callbacks();
 
