@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "core/delivery.h"
+#include "core/json.h"
+#include "core/key_template.h"
 #include "pg/app_events.h"
 #include "pg/boundary.h"
 #include "pg/guc.h"
@@ -36,6 +38,7 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "commands/dbcommands.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -172,9 +175,85 @@ int64_t outbox_count() {
 }
 
 // One cycle; true when the extension is (still) there.
+// Everything of this database, once: a pub/sub message saying so and every
+// key any key rule can produce (SCAN + UNLINK of the rules' patterns).
+bool flush_everything() {
+  std::vector<std::string> templates;
+  pg_call([] {
+    if (SPI_execute("SELECT template FROM cachekit._key_rules", false, 0) != SPI_OK_SELECT)
+      elog(ERROR, "could not read the pg_cachekit key rules");
+  });
+  for (uint64 i = 0; i < SPI_processed; ++i)
+    templates.push_back(
+        pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1); }));
+  Invalidation inv;
+  inv.channel = settings.invalidation_channel ? settings.invalidation_channel : "";
+  std::string db = pg_call([] { return get_database_name(MyDatabaseId); });
+  inv.messages.push_back("{\"database\": " + json_quote(db) +
+                         ", \"flush\": true, \"all\": true, \"reason\": "
+                         "\"invalidations may have been lost (crash or overflow)\"}");
+  for (const auto &t : templates) inv.patterns.push_back(KeyTemplate::parse(t).pattern());
+  DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, true,
+                             [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
+  if (!r.ok) {
+    count_app(AppCounter::kDeliveryFailures);
+    return false;
+  }
+  count_app(AppCounter::kMessagesPublished, r.published);
+  count_app(AppCounter::kKeysDeleted, r.pattern_keys_deleted);
+  count_app(AppCounter::kPatternsFlushed, inv.patterns.size());
+  return true;
+}
+
+// Invalidations queued in shared memory by backends whose delivery failed.
+bool deliver_queue() {
+  for (const QueuedInvalidation &q : queue_peek(relay_db)) {
+    Datum arg = pg_call([&] { return CStringGetTextDatum(q.payload.c_str()); });
+    pg_call([&] {
+      Oid type = TEXTOID;
+      int ret = SPI_execute_with_args(
+          "SELECT coalesce(p->>'channel', ''),"
+          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'messages')),"
+          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'keys')),"
+          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'patterns'))"
+          " FROM (SELECT $1::pg_catalog.jsonb AS p) s",
+          1, &type, &arg, nullptr, true, 1);
+      if (ret != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "bad queued invalidation");
+    });
+    bool isnull;
+    HeapTuple tup = SPI_tuptable->vals[0];
+    TupleDesc desc = SPI_tuptable->tupdesc;
+    Invalidation inv;
+    inv.channel =
+        pg_call([&] { return TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)); });
+    inv.messages = text_array(SPI_getbinval(tup, desc, 2, &isnull));
+    inv.keys = text_array(SPI_getbinval(tup, desc, 3, &isnull));
+    inv.patterns = text_array(SPI_getbinval(tup, desc, 4, &isnull));
+    DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, true,
+                               [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
+    if (!r.ok) {
+      count_app(AppCounter::kDeliveryFailures);
+      return false;
+    }
+    count_app(AppCounter::kMessagesPublished, r.published);
+    count_app(AppCounter::kKeysDeleted, r.keys_deleted + r.pattern_keys_deleted);
+    count_app(AppCounter::kDeliveredByWorker);
+    queue_remove(relay_db, q.seq);
+  }
+  return true;
+}
+
 bool relay_cycle() {
   if (!extension_present()) return false;
   const int grace_ms = settings.command_timeout_ms + 1000;
+
+  // Oldest first: a flush covers whatever was lost, then the queue (failed
+  // deliveries without outbox rows), then the outbox.
+  if (take_flush_needed(relay_db) && !flush_everything()) {
+    set_flush_needed(relay_db);  // Redis still down: again next cycle
+    return true;
+  }
+  if (!deliver_queue()) return true;
 
   // Rows the backends delivered: delete them, after their key patterns.
   std::vector<int64_t> delivered, pending;
@@ -205,7 +284,7 @@ bool relay_cycle() {
     if (rows.size() < static_cast<size_t>(kBatch)) break;
   }
   // Caught up: backends may deliver again themselves.
-  if (backlogged && outbox_count() == 0) clear_backlog(relay_db);
+  if (backlogged && outbox_count() == 0 && queue_peek(relay_db).empty()) clear_backlog(relay_db);
   return true;
 }
 

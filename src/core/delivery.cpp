@@ -1,5 +1,7 @@
 #include "core/delivery.h"
 
+#include <algorithm>
+
 namespace cachekit {
 
 namespace {
@@ -13,25 +15,36 @@ bool failed(DeliveryResult &r, const ResilientRedis &redis) {
 DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool include_patterns,
                        const std::function<void()> &between) {
   DeliveryResult r;
-  if (!inv.channel.empty() && !inv.messages.empty()) {
+  // One pipeline per batch: the messages and the first UNLINK batch travel
+  // together, so the common case (a few messages, a few keys) costs one
+  // round trip.
+  size_t next_key = 0;
+  bool first = true;
+  while (first || next_key < inv.keys.size()) {
     std::vector<RedisArgv> cmds;
-    cmds.reserve(inv.messages.size());
-    for (const auto &m : inv.messages) cmds.push_back({"PUBLISH", inv.channel, m});
+    size_t messages = 0;
+    if (first && !inv.channel.empty())
+      for (const auto &m : inv.messages) cmds.push_back({"PUBLISH", inv.channel, m}), ++messages;
+    first = false;
+    size_t keys_end = std::min(inv.keys.size(), next_key + kDeliveryBatch);
+    if (keys_end > next_key) {
+      if (between) between();
+      RedisArgv unlink{"UNLINK"};
+      for (size_t j = next_key; j < keys_end; ++j) unlink.push_back(inv.keys[j]);
+      cmds.push_back(std::move(unlink));
+    }
+    next_key = keys_end;
+    if (cmds.empty()) break;
     auto replies = redis.pipeline(cmds);
     if (!replies) return failed(r, redis), r;
-    for (const auto &rep : *replies)
+    for (size_t i = 0; i < replies->size(); ++i) {
+      const RedisReply &rep = (*replies)[i];
       if (rep.is_error()) return r.error = rep.str, r;
-    r.published = inv.messages.size();
-  }
-  for (size_t i = 0; i < inv.keys.size(); i += kDeliveryBatch) {
-    if (between) between();
-    RedisArgv argv{"UNLINK"};
-    for (size_t j = i; j < inv.keys.size() && j < i + kDeliveryBatch; ++j)
-      argv.push_back(inv.keys[j]);
-    auto reply = redis.command(argv);
-    if (!reply) return failed(r, redis), r;
-    if (reply->is_error()) return r.error = reply->str, r;
-    r.keys_deleted += static_cast<uint64_t>(reply->integer);
+      if (i < messages)
+        ++r.published;
+      else
+        r.keys_deleted += static_cast<uint64_t>(rep.integer);
+    }
   }
   if (include_patterns) {
     for (const auto &pattern : inv.patterns) {

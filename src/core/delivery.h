@@ -30,10 +30,11 @@ struct DeliveryResult {
 
 inline constexpr size_t kDeliveryBatch = 1000;
 
-// Messages first (one pipeline), then keys in UNLINK batches, then patterns
-// with SCAN + UNLINK. Stops at the first failure (ok = false): delivery is
-// at-least-once, a retry repeats what already went through. `between` runs
-// between batches (the worker checks for interrupts there).
+// Messages and the first UNLINK batch in one pipeline (one round trip in the
+// common case), further key batches after it, then patterns with SCAN +
+// UNLINK. Stops at the first failure (ok = false): delivery is at-least-once,
+// a retry repeats what already went through. `between` runs before every key
+// batch and every SCAN step (the worker checks for interrupts there).
 DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool include_patterns,
                        const std::function<void()> &between = {});
 

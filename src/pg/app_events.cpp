@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -62,6 +63,8 @@ extern "C" {
 #include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "common/controldata_utils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -96,8 +99,10 @@ struct Level {
 
 std::vector<Level> levels;  // levels[i]: subtransaction nest level i + 1
 size_t total_keys = 0;
-int64 outbox_id = 0;  // written at PRE_COMMIT, delivered at COMMIT
+int64 outbox_id = 0;                // written at PRE_COMMIT, delivered at COMMIT
+constexpr int64 kNoOutboxRow = -1;  // something to deliver, not written down
 Invalidation pending_delivery;
+std::string pending_payload;  // its JSON form, for the relay's queue
 
 void reset_state() {
   levels.clear();
@@ -110,19 +115,37 @@ Level &current_level() {
   return levels[depth - 1];
 }
 
+// Schema and table names per relation, forgotten on any relcache
+// invalidation (renames send one): the statement trigger of every write
+// must not look them up each time.
+std::unordered_map<Oid, std::pair<std::string, std::string>> names_cache;
+void forget_names(Datum, Oid) { names_cache.clear(); }
+
 TableEvent &table_event(Oid relid) {
   Level &level = current_level();
   for (auto &t : level.tables)
     if (t.relid == relid) return t;
   TableEvent t;
   t.relid = relid;
-  char *nsp = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
-  char *rel = pg_call([&] { return get_rel_name(relid); });
-  t.schema = nsp ? nsp : "";
-  t.table = rel ? rel : "";
+  auto it = names_cache.find(relid);
+  if (it == names_cache.end()) {
+    char *nsp = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
+    char *rel = pg_call([&] { return get_rel_name(relid); });
+    it = names_cache
+             .emplace(relid,
+                      std::make_pair(std::string(nsp ? nsp : ""), std::string(rel ? rel : "")))
+             .first;
+  }
+  t.schema = it->second.first;
+  t.table = it->second.second;
   level.tables.push_back(std::move(t));
   return level.tables.back();
 }
+
+// The outbox INSERT, prepared once per backend (re-prepared if the
+// extension, and so the table, was re-created).
+SPIPlanPtr outbox_plan = nullptr;
+Oid outbox_plan_table = InvalidOid;
 
 void add_pattern(TableEvent &t, const std::string &p) {
   if (std::find(t.patterns.begin(), t.patterns.end(), p) == t.patterns.end())
@@ -236,6 +259,21 @@ void write_outbox() {
                         ", \"keys\": " + json_string_array(inv.keys) +
                         ", \"patterns\": " + json_string_array(inv.patterns) + "}";
 
+  // The common case writes nothing: Redis answers (as far as this backend
+  // knows) and no older invalidation waits, so the backend delivers right
+  // after commit. Should that delivery fail, the invalidation goes to the
+  // relay's queue in shared memory (and after a crash, all is flushed).
+  // The outbox row is for when Redis already looks down, when older rows
+  // wait (order), and for key patterns (the relay's work).
+  bool durable = !inv.patterns.empty() || backlog(MyDatabaseId) ||
+                 redis_for(RedisTarget::kCache).breaker().state() != CircuitBreaker::State::kClosed;
+  if (!durable) {
+    outbox_id = kNoOutboxRow;
+    pending_delivery = std::move(inv);
+    pending_payload = std::move(payload);
+    return;
+  }
+
   // The outbox is not writable by ordinary roles: insert as its owner.
   Oid owner = pg_call([&] {
     HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox));
@@ -253,10 +291,21 @@ void write_outbox() {
     // The statement's snapshot is gone by pre-commit.
     PushActiveSnapshot(GetTransactionSnapshot());
     Oid argtype = TEXTOID;
+    if (outbox_plan != nullptr && outbox_plan_table != outbox) {
+      SPI_freeplan(outbox_plan);
+      outbox_plan = nullptr;
+    }
+    if (outbox_plan == nullptr) {
+      SPIPlanPtr plan = SPI_prepare(
+          "INSERT INTO cachekit.outbox (payload) VALUES ($1::pg_catalog.jsonb) RETURNING id", 1,
+          &argtype);
+      if (plan == nullptr) elog(ERROR, "could not prepare the pg_cachekit outbox insert");
+      SPI_keepplan(plan);
+      outbox_plan = plan;
+      outbox_plan_table = outbox;
+    }
     Datum arg = CStringGetTextDatum(payload.c_str());
-    int ret = SPI_execute_with_args(
-        "INSERT INTO cachekit.outbox (payload) VALUES ($1::pg_catalog.jsonb) RETURNING id", 1,
-        &argtype, &arg, nullptr, false, 1);
+    int ret = SPI_execute_plan(outbox_plan, &arg, nullptr, false, 1);
     if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
       elog(ERROR, "could not write the pg_cachekit outbox");
     bool isnull = false;
@@ -280,6 +329,29 @@ void deliver_after_commit() noexcept {
   try {
     Invalidation inv = std::move(pending_delivery);
     pending_delivery = Invalidation{};
+    std::string payload = std::move(pending_payload);
+    pending_payload.clear();
+    if (id == kNoOutboxRow) {
+      // Nothing durable: deliver, or hand it to the relay in shared memory.
+      bool delivered = false;
+      if (!backlog(MyDatabaseId)) {
+        DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, false);
+        delivered = r.ok;
+        if (r.ok) {
+          count_app(AppCounter::kMessagesPublished, r.published);
+          count_app(AppCounter::kKeysDeleted, r.keys_deleted);
+          count_app(AppCounter::kDeliveredAtCommit);
+        } else {
+          count_app(AppCounter::kDeliveryFailures);
+        }
+      }
+      if (!delivered) {
+        set_backlog(MyDatabaseId);
+        if (!queue_push(MyDatabaseId, payload)) set_flush_needed(MyDatabaseId);
+        wake_worker(MyDatabaseId);
+      }
+      return;
+    }
     // Older rows wait in the outbox: deliver through the relay too, so that
     // this one does not overtake them.
     if (backlog(MyDatabaseId)) {
@@ -300,8 +372,10 @@ void deliver_after_commit() noexcept {
     mark_delivered(MyDatabaseId, id, !inv.patterns.empty());
     if (!inv.patterns.empty()) wake_worker(MyDatabaseId);
   } catch (...) {
-    // Out of memory or a configuration error: the outbox row stays for the
-    // worker, which is exactly what durability needs.
+    // Out of memory or a configuration error. An outbox row stays for the
+    // relay; without one, nothing is left to deliver from: flush everything.
+    set_backlog(MyDatabaseId);
+    if (id == kNoOutboxRow) set_flush_needed(MyDatabaseId);
     wake_worker(MyDatabaseId);
   }
 }
@@ -454,6 +528,21 @@ struct WorkerSlot {
   int64 paused_until;
   bool no_extension;  // the pause only means "no extension found last time"
   bool backlog;       // undelivered rows wait: backends leave delivery to the relay
+  bool flush_needed;  // an invalidation could not be kept: flush everything
+  uint64 crash_handled;
+};
+
+// Invalidations whose delivery after commit failed and that have no outbox
+// row: kept here for the relay. Lost in a crash, which is why an unclean
+// start makes every relay flush everything (crash_generation).
+constexpr int kQueueSlots = 256;
+constexpr int kQueueBytes = 16 * 1024;
+
+struct QueueEntry {
+  Oid dbid;  // InvalidOid: free
+  uint64 seq;
+  uint32 len;
+  char payload[kQueueBytes];
 };
 
 struct AppShared {
@@ -463,6 +552,10 @@ struct AppShared {
   DeliveredMark delivered[kDeliveredSlots];
   WorkerSlot workers[kWorkerSlots];
   Latch *launcher_latch;
+  uint64 crash_generation;  // 1 when this start followed an unclean shutdown
+  LWLock *queue_lock;
+  uint64 queue_seq;
+  QueueEntry queue[kQueueSlots];
 };
 
 AppShared *app_shared = nullptr;
@@ -470,7 +563,10 @@ AppShared *app_shared = nullptr;
 
 Size app_events_shmem_size() { return MAXALIGN(sizeof(AppShared)); }
 
-void app_events_shmem_request() { RequestAddinShmemSpace(app_events_shmem_size()); }
+void app_events_shmem_request() {
+  RequestAddinShmemSpace(app_events_shmem_size());
+  RequestNamedLWLockTranche("pg_cachekit_queue", 1);
+}
 
 void app_events_shmem_startup() {
   bool found = false;
@@ -481,8 +577,20 @@ void app_events_shmem_startup() {
   SpinLockInit(&app_shared->mutex);
   app_shared->cursor = 0;
   for (auto &d : app_shared->delivered) d = DeliveredMark{InvalidOid, 0, false};
-  for (auto &w : app_shared->workers) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false};
+  for (auto &w : app_shared->workers)
+    w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false, false, 0};
   app_shared->launcher_latch = nullptr;
+  app_shared->queue_lock = &(GetNamedLWLockTranche("pg_cachekit_queue"))->lock;
+  app_shared->queue_seq = 0;
+  for (auto &q : app_shared->queue) q.dbid = InvalidOid;
+  // Shared memory is created at every start and after every crash restart.
+  // If the cluster was not shut down cleanly, deliveries that were in flight
+  // or queued here are gone: every relay then flushes everything once.
+  bool crc_ok = false;
+  ControlFileData *control = get_controlfile(DataDir, &crc_ok);
+  bool clean =
+      crc_ok && (control->state == DB_SHUTDOWNED || control->state == DB_SHUTDOWNED_IN_RECOVERY);
+  app_shared->crash_generation = clean ? 0 : 1;
 }
 
 void count_app(AppCounter c, uint64_t n) {
@@ -532,7 +640,7 @@ WorkerSlot *slot_for(Oid dbid, bool create) {
         slot = &w;
         // Until a relay has looked at this database's outbox (after a start
         // or a crash), older rows may be waiting there.
-        *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true};
+        *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true, false, 0};
       }
   return slot;
 }
@@ -573,7 +681,9 @@ void register_worker_latch(Oid dbid, int pid) {
   if (slot) {
     int64 paused = slot->dbid == dbid ? slot->paused_until : 0;
     bool backlog = slot->dbid != dbid || slot->backlog;
-    *slot = WorkerSlot{dbid, pid, &MyProc->procLatch, paused, false, backlog};
+    bool flush = slot->dbid == dbid && slot->flush_needed;
+    uint64 handled = slot->dbid == dbid ? slot->crash_handled : 0;
+    *slot = WorkerSlot{dbid, pid, &MyProc->procLatch, paused, false, backlog, flush, handled};
   }
   SpinLockRelease(&app_shared->mutex);
 }
@@ -606,13 +716,77 @@ void wake_worker(Oid dbid) {
   if (latch) SetLatch(latch);
 }
 
+bool queue_push(Oid dbid, const std::string &payload) {
+  if (!app_shared || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
+  bool pushed = false;
+  LWLockAcquire(app_shared->queue_lock, LW_EXCLUSIVE);
+  for (auto &q : app_shared->queue)
+    if (q.dbid == InvalidOid) {
+      q.dbid = dbid;
+      q.seq = ++app_shared->queue_seq;
+      q.len = static_cast<uint32>(payload.size());
+      memcpy(q.payload, payload.data(), payload.size());
+      pushed = true;
+      break;
+    }
+  LWLockRelease(app_shared->queue_lock);
+  return pushed;
+}
+
+std::vector<QueuedInvalidation> queue_peek(Oid dbid) {
+  std::vector<QueuedInvalidation> out;
+  if (!app_shared) return out;
+  std::vector<std::pair<uint64, int>> found;
+  found.reserve(kQueueSlots);
+  LWLockAcquire(app_shared->queue_lock, LW_SHARED);
+  for (int i = 0; i < kQueueSlots; ++i)
+    if (app_shared->queue[i].dbid == dbid) found.emplace_back(app_shared->queue[i].seq, i);
+  std::sort(found.begin(), found.end());
+  LWLockRelease(app_shared->queue_lock);
+  // Entries are only removed by this relay, so they stay put while copied.
+  for (const auto &f : found) {
+    const QueueEntry &q = app_shared->queue[f.second];
+    out.push_back(QueuedInvalidation{f.first, std::string(q.payload, q.len)});
+  }
+  return out;
+}
+
+void queue_remove(Oid dbid, uint64 seq) {
+  if (!app_shared) return;
+  LWLockAcquire(app_shared->queue_lock, LW_EXCLUSIVE);
+  for (auto &q : app_shared->queue)
+    if (q.dbid == dbid && q.seq == seq) q.dbid = InvalidOid;
+  LWLockRelease(app_shared->queue_lock);
+}
+
+void set_flush_needed(Oid dbid) {
+  if (!app_shared) return;
+  SpinLockAcquire(&app_shared->mutex);
+  if (WorkerSlot *slot = slot_for(dbid, true)) slot->flush_needed = true;
+  SpinLockRelease(&app_shared->mutex);
+}
+
+bool take_flush_needed(Oid dbid) {
+  if (!app_shared) return false;
+  SpinLockAcquire(&app_shared->mutex);
+  WorkerSlot *slot = slot_for(dbid, true);
+  bool flush = false;
+  if (slot) {
+    flush = slot->flush_needed || slot->crash_handled < app_shared->crash_generation;
+    slot->flush_needed = false;
+    slot->crash_handled = app_shared->crash_generation;
+  }
+  SpinLockRelease(&app_shared->mutex);
+  return flush;
+}
+
 void forget_workers_except(const Oid *dbs, int n) {
   if (!app_shared) return;
   SpinLockAcquire(&app_shared->mutex);
   for (auto &w : app_shared->workers) {
     bool keep = w.dbid == InvalidOid || w.pid != 0;
     for (int i = 0; i < n && !keep; ++i) keep = w.dbid == dbs[i];
-    if (!keep) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false};
+    if (!keep) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false, false, 0};
   }
   SpinLockRelease(&app_shared->mutex);
 }
@@ -644,7 +818,7 @@ void pause_worker(Oid dbid, int64_t until, bool no_extension) {
     for (auto &w : app_shared->workers)
       if (w.dbid == InvalidOid && !slot) slot = &w;
   if (slot) {
-    if (slot->dbid != dbid) *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true};
+    if (slot->dbid != dbid) *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true, false, 0};
     slot->paused_until = until;
     slot->no_extension = no_extension;
   }
@@ -662,6 +836,7 @@ int64_t worker_paused_until(Oid dbid) {
 }
 
 void install_app_event_callbacks() {
+  CacheRegisterRelcacheCallback(forget_names, 0);
   RegisterXactCallback(on_xact, nullptr);
   RegisterSubXactCallback(on_subxact, nullptr);
 }

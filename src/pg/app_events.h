@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 extern "C" {
@@ -56,6 +57,21 @@ std::vector<Delivered> take_delivered(Oid dbid);
 // set, backends leave delivery to the relay (which goes in id order); the
 // relay clears it once the outbox is empty.
 void set_backlog(Oid dbid);
+
+// The relay's queue of invalidations that failed after commit and have no
+// outbox row (payload: the outbox's JSON form). queue_push returns false when
+// it does not fit; the caller then sets flush_needed.
+struct QueuedInvalidation {
+  uint64_t seq;
+  std::string payload;
+};
+bool queue_push(Oid dbid, const std::string &payload);
+std::vector<QueuedInvalidation> queue_peek(Oid dbid);
+void queue_remove(Oid dbid, uint64_t seq);
+// Everything must be invalidated once: an invalidation could not be kept, or
+// the server did not shut down cleanly. take_ clears it.
+void set_flush_needed(Oid dbid);
+bool take_flush_needed(Oid dbid);
 bool backlog(Oid dbid);
 void clear_backlog(Oid dbid);
 

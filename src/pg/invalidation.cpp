@@ -11,6 +11,7 @@
 // Nothing here may throw or ereport once the transaction has committed: the
 // commit callback only reads the vector and touches shared memory.
 #include <algorithm>
+#include <unordered_map>
 #include <vector>
 
 #include "pg/app_events.h"
@@ -26,6 +27,7 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/pg_inherits.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -76,9 +78,20 @@ void on_xact(XactEvent event, void *) {
 
 namespace cachekit::pg {
 
-void install_invalidation_callbacks() { RegisterXactCallback(on_xact, nullptr); }
+void forget_ancestors(Datum, Oid);
 
-std::vector<Oid> table_and_ancestors(Oid relid) {
+void install_invalidation_callbacks() {
+  RegisterXactCallback(on_xact, nullptr);
+  CacheRegisterRelcacheCallback(forget_ancestors, 0);
+}
+
+// Ancestors change only with DDL, which sends a relcache invalidation: the
+// statement trigger (every write statement) must not scan pg_inherits.
+std::unordered_map<Oid, std::vector<Oid>> ancestors_cache;
+
+void forget_ancestors(Datum, Oid) { ancestors_cache.clear(); }
+
+std::vector<Oid> compute_ancestors(Oid relid) {
   std::vector<Oid> out{relid};
   // Breadth-first over pg_inherits: partitions and classic inheritance alike.
   for (size_t i = 0; i < out.size(); ++i) {
@@ -103,6 +116,14 @@ std::vector<Oid> table_and_ancestors(Oid relid) {
       if (std::find(out.begin(), out.end(), parent) == out.end()) out.push_back(parent);
     }
   }
+  return out;
+}
+
+std::vector<Oid> table_and_ancestors(Oid relid) {
+  auto it = ancestors_cache.find(relid);
+  if (it != ancestors_cache.end()) return it->second;
+  std::vector<Oid> out = compute_ancestors(relid);
+  ancestors_cache.emplace(relid, out);
   return out;
 }
 

@@ -92,7 +92,9 @@ build/cmake/cachekit_commit_to_message "$CACHEKIT_REDIS_PORT" "$LATENCY_N" | sed
 
 echo | tee -a "$out"
 echo "## 3. bulk UPDATE of $BULK_ROWS rows, with and without a key rule (alternated, $REPS repetitions, ms)" | tee -a "$out"
-q "CREATE TABLE bench_bulk (id int PRIMARY KEY, v int); INSERT INTO bench_bulk SELECT g, 0 FROM generate_series(1, $BULK_ROWS) g; VACUUM ANALYZE bench_bulk"
+q "CREATE TABLE bench_bulk (id int PRIMARY KEY, v int)"
+q "INSERT INTO bench_bulk SELECT g, 0 FROM generate_series(1, $BULK_ROWS) g"
+q "VACUUM ANALYZE bench_bulk"
 declare -A bulk
 for rep in $(seq 1 "$REPS"); do
 	for v in plain rule; do
