@@ -37,14 +37,19 @@ DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool incl
     if (cmds.empty()) break;
     auto replies = redis.pipeline(cmds);
     if (!replies) return failed(r, redis), r;
+    // Count everything that went through, then report the first error.
+    std::string first_error;
     for (size_t i = 0; i < replies->size(); ++i) {
       const RedisReply &rep = (*replies)[i];
-      if (rep.is_error()) return r.error = rep.str, r;
-      if (i < messages)
+      if (rep.is_error()) {
+        if (first_error.empty()) first_error = rep.str;
+      } else if (i < messages) {
         ++r.published;
-      else
+      } else {
         r.keys_deleted += static_cast<uint64_t>(rep.integer);
+      }
     }
+    if (!first_error.empty()) return r.error = first_error, r;
   }
   if (include_patterns) {
     for (const auto &pattern : inv.patterns) {
