@@ -205,41 +205,31 @@ bool flush_everything() {
   return true;
 }
 
-// Invalidations queued in shared memory by backends whose delivery failed.
+// Invalidations queued in shared memory by the backends: pub/sub messages
+// of their commits, and whatever their own delivery after commit could not
+// send. All queued entries go out together, in queue (commit) order, in as
+// few pipelines as possible.
 bool deliver_queue() {
-  for (const QueuedInvalidation &q : queue_peek(relay_db)) {
-    Datum arg = pg_call([&] { return CStringGetTextDatum(q.payload.c_str()); });
-    pg_call([&] {
-      Oid type = TEXTOID;
-      int ret = SPI_execute_with_args(
-          "SELECT coalesce(p->>'channel', ''),"
-          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'messages')),"
-          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'keys')),"
-          " ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p->'patterns'))"
-          " FROM (SELECT $1::pg_catalog.jsonb AS p) s",
-          1, &type, &arg, nullptr, true, 1);
-      if (ret != SPI_OK_SELECT || SPI_processed != 1) elog(ERROR, "bad queued invalidation");
-    });
-    bool isnull;
-    HeapTuple tup = SPI_tuptable->vals[0];
-    TupleDesc desc = SPI_tuptable->tupdesc;
-    Invalidation inv;
-    inv.channel =
-        pg_call([&] { return TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)); });
-    inv.messages = text_array(SPI_getbinval(tup, desc, 2, &isnull));
-    inv.keys = text_array(SPI_getbinval(tup, desc, 3, &isnull));
-    inv.patterns = text_array(SPI_getbinval(tup, desc, 4, &isnull));
-    DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, true,
-                               [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
-    if (!r.ok) {
-      count_app(AppCounter::kDeliveryFailures);
-      return false;
-    }
-    count_app(AppCounter::kMessagesPublished, r.published);
-    count_app(AppCounter::kKeysDeleted, r.keys_deleted + r.pattern_keys_deleted);
-    count_app(AppCounter::kDeliveredByWorker);
-    queue_remove(relay_db, q.seq);
+  std::vector<QueuedInvalidation> queued = queue_peek(relay_db);
+  if (queued.empty()) return true;
+  Invalidation all;
+  for (const QueuedInvalidation &q : queued) {
+    Invalidation one;
+    if (decode_invalidation(q.payload, &one))
+      append_invalidation(all, one);
+    else
+      set_flush_needed(relay_db);  // unreadable entry: cover it by a flush
   }
+  DeliveryResult r = deliver(redis_for(RedisTarget::kCache), all, true,
+                             [] { pg_call([] { CHECK_FOR_INTERRUPTS(); }); });
+  if (!r.ok) {
+    count_app(AppCounter::kDeliveryFailures);
+    return false;
+  }
+  count_app(AppCounter::kMessagesPublished, r.published);
+  count_app(AppCounter::kKeysDeleted, r.keys_deleted + r.pattern_keys_deleted);
+  count_app(AppCounter::kDeliveredByWorker, queued.size());
+  for (const QueuedInvalidation &q : queued) queue_remove(relay_db, q.seq);
   return true;
 }
 
@@ -306,12 +296,27 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   // starting another (no restart loop).
   pause_worker(relay_db, GetCurrentTimestamp() + 5 * USECS_PER_SEC);
 
+  TimestampTz last_full_cycle = 0;
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
+    // The hot path: queued messages, woken by the committing backends, with
+    // no transaction (shared memory and Redis only). The outbox, the marks
+    // and flushes need a transaction: every kNapMs, or at once when needed.
+    bool queue_ok = cpp_entry([] { return deliver_queue(); });
+    TimestampTz now = GetCurrentTimestamp();
+    bool full =
+        !queue_ok || backlog(relay_db) || now - last_full_cycle >= kNapMs * USECS_PER_SEC / 1000;
+    if (!full) {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kNapMs,
+                      PG_WAIT_EXTENSION);
+      ResetLatch(MyLatch);
+      continue;
+    }
+    last_full_cycle = now;
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");

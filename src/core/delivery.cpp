@@ -77,3 +77,70 @@ DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool incl
 }
 
 }  // namespace cachekit
+
+namespace cachekit {
+
+namespace {
+void put_u32(std::string &b, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+bool get_u32(std::string_view d, size_t &pos, uint32_t &v) {
+  if (d.size() - pos < 4) return false;
+  v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
+  pos += 4;
+  return true;
+}
+void put_str(std::string &b, const std::string &s) {
+  put_u32(b, static_cast<uint32_t>(s.size()));
+  b += s;
+}
+bool get_str(std::string_view d, size_t &pos, std::string &s) {
+  uint32_t n = 0;
+  if (!get_u32(d, pos, n) || d.size() - pos < n) return false;
+  s.assign(d.data() + pos, n);
+  pos += n;
+  return true;
+}
+void put_list(std::string &b, const std::vector<std::string> &l) {
+  put_u32(b, static_cast<uint32_t>(l.size()));
+  for (const auto &s : l) put_str(b, s);
+}
+bool get_list(std::string_view d, size_t &pos, std::vector<std::string> &l) {
+  uint32_t n = 0;
+  if (!get_u32(d, pos, n) || n > d.size() - pos) return false;  // each item takes >= 4 bytes
+  l.resize(n);
+  for (auto &s : l)
+    if (!get_str(d, pos, s)) return false;
+  return true;
+}
+}  // namespace
+
+std::string encode_invalidation(const Invalidation &inv) {
+  std::string b;
+  put_str(b, inv.channel);
+  put_list(b, inv.messages);
+  put_list(b, inv.keys);
+  put_list(b, inv.patterns);
+  return b;
+}
+
+bool decode_invalidation(std::string_view bytes, Invalidation *out) {
+  size_t pos = 0;
+  Invalidation inv;
+  if (!get_str(bytes, pos, inv.channel) || !get_list(bytes, pos, inv.messages) ||
+      !get_list(bytes, pos, inv.keys) || !get_list(bytes, pos, inv.patterns) || pos != bytes.size())
+    return false;
+  *out = std::move(inv);
+  return true;
+}
+
+void append_invalidation(Invalidation &a, const Invalidation &b) {
+  if (a.channel.empty()) a.channel = b.channel;
+  a.messages.insert(a.messages.end(), b.messages.begin(), b.messages.end());
+  a.keys.insert(a.keys.end(), b.keys.begin(), b.keys.end());
+  a.patterns.insert(a.patterns.end(), b.patterns.begin(), b.patterns.end());
+}
+
+}  // namespace cachekit

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/redis_client.h"
@@ -37,5 +38,18 @@ inline constexpr size_t kDeliveryBatch = 1000;
 // batch and every SCAN step (the worker checks for interrupts there).
 DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool include_patterns,
                        const std::function<void()> &between = {});
+
+}  // namespace cachekit
+
+namespace cachekit {
+
+// A compact binary form of an Invalidation (length-prefixed strings), for
+// the relay's queue in shared memory. decode() returns false for bytes that
+// are not a complete encoding.
+std::string encode_invalidation(const Invalidation &inv);
+bool decode_invalidation(std::string_view bytes, Invalidation *out);
+
+// Appends b's messages, keys and patterns to a (same channel assumed).
+void append_invalidation(Invalidation &a, const Invalidation &b);
 
 }  // namespace cachekit

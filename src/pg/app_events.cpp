@@ -102,7 +102,6 @@ size_t total_keys = 0;
 int64 outbox_id = 0;                // written at PRE_COMMIT, delivered at COMMIT
 constexpr int64 kNoOutboxRow = -1;  // something to deliver, not written down
 Invalidation pending_delivery;
-std::string pending_payload;  // its JSON form, for the relay's queue
 
 void reset_state() {
   levels.clear();
@@ -270,7 +269,6 @@ void write_outbox() {
   if (!durable) {
     outbox_id = kNoOutboxRow;
     pending_delivery = std::move(inv);
-    pending_payload = std::move(payload);
     return;
   }
 
@@ -329,13 +327,23 @@ void deliver_after_commit() noexcept {
   try {
     Invalidation inv = std::move(pending_delivery);
     pending_delivery = Invalidation{};
-    std::string payload = std::move(pending_payload);
-    pending_payload.clear();
     if (id == kNoOutboxRow) {
-      // Nothing durable: deliver, or hand it to the relay in shared memory.
+      // Nothing durable was written. Messages go to the relay's queue in
+      // shared memory (in commit order, and no Redis round trip while this
+      // transaction still holds its locks); keys are deleted right here, so
+      // that COMMIT returns only once the application's keys are gone.
+      Invalidation now = inv;
+      if (!inv.channel.empty() && !inv.messages.empty()) {
+        Invalidation messages{inv.channel, inv.messages, {}, {}};
+        if (queue_push(MyDatabaseId, encode_invalidation(messages))) {
+          now.messages.clear();
+          wake_worker(MyDatabaseId);
+        }
+      }
+      if (now.messages.empty() && now.keys.empty()) return;
       bool delivered = false;
       if (!backlog(MyDatabaseId)) {
-        DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, false);
+        DeliveryResult r = deliver(redis_for(RedisTarget::kCache), now, false);
         delivered = r.ok;
         if (r.ok) {
           count_app(AppCounter::kMessagesPublished, r.published);
@@ -347,7 +355,7 @@ void deliver_after_commit() noexcept {
       }
       if (!delivered) {
         set_backlog(MyDatabaseId);
-        if (!queue_push(MyDatabaseId, payload)) set_flush_needed(MyDatabaseId);
+        if (!queue_push(MyDatabaseId, encode_invalidation(now))) set_flush_needed(MyDatabaseId);
         wake_worker(MyDatabaseId);
       }
       return;

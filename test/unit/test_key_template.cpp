@@ -68,3 +68,29 @@ TEST(KeyTemplate, RejectsMalformedTemplates) {
   }
   EXPECT_THROW(KeyTemplate::parse(std::string(600, 'k')), cachekit::Error);
 }
+
+#include "core/delivery.h"
+
+TEST(InvalidationCodec, RoundTripsAndRejectsTruncation) {
+  cachekit::Invalidation inv;
+  inv.channel = "cachekit:invalidate";
+  inv.messages = {"{\"table\": \"t\"}", std::string("\0x", 2)};
+  inv.keys = {"a", "", "user:1"};
+  inv.patterns = {"user:*"};
+  std::string bytes = cachekit::encode_invalidation(inv);
+  cachekit::Invalidation back;
+  ASSERT_TRUE(cachekit::decode_invalidation(bytes, &back));
+  EXPECT_EQ(back.channel, inv.channel);
+  EXPECT_EQ(back.messages, inv.messages);
+  EXPECT_EQ(back.keys, inv.keys);
+  EXPECT_EQ(back.patterns, inv.patterns);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(cachekit::decode_invalidation(std::string_view(bytes.data(), n), &back)) << n;
+  EXPECT_FALSE(cachekit::decode_invalidation(bytes + "x", &back));
+  cachekit::Invalidation merged;
+  cachekit::append_invalidation(merged, inv);
+  cachekit::append_invalidation(merged, inv);
+  EXPECT_EQ(merged.channel, inv.channel);
+  EXPECT_EQ(merged.messages.size(), 4u);
+  EXPECT_EQ(merged.keys.size(), 6u);
+}
