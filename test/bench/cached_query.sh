@@ -128,13 +128,13 @@ SB=$WORK/sb
 PP=$WORK/pgpool
 LOGS=$WORK/logs
 RUNS=$WORK/runs.csv
-HITS=$WORK/hits.csv
 NOTES=$WORK/notes.txt
 FLAGS=$WORK/flags.txt
 mkdir -p "$LOGS" "$PP" "$PP/oiddir"
 [[ $EUID -eq 0 ]] && chown -R postgres: "$PP"
-echo "rep,workload,mode,clients,variant,tps,latency_ms,failed" >"$RUNS"
-echo "rep,workload,mode,clients,variant,cache,hits,lookups" >"$HITS"
+# One row per pgbench run; cache_hits/cache_lookups: hits of the cache the
+# variant uses, during that run (empty for direct, floor and TPC-B).
+echo "rep,workload,mode,clients,variant,tps,latency_ms,failed,cache,cache_hits,cache_lookups" >"$RUNS"
 : >"$NOTES"
 : >"$FLAGS"
 SANDBOX_UP=
@@ -294,7 +294,7 @@ ck_counters() {
 
 # run_one REP WORKLOAD MODE CLIENTS VARIANT PORT pgbench-args...
 # Appends "tps,latency" of one pgbench run to $RUNS; for the cached variants
-# also the hit counts of the cache involved to $HITS.
+# also the hit counts of the cache involved.
 run_one() {
 	local rep=$1 wl=$2 mode=$3 c=$4 variant=$5 port=$6
 	shift 6
@@ -323,15 +323,18 @@ run_one() {
 	if [[ -n $failed && $failed != 0 ]]; then
 		note "ANOMALY: $failed failed transactions in $wl/$mode/c$c/$variant (rep $rep)"
 	fi
-	echo "$rep,$wl,$mode,$c,$variant,$tps,$lat,${failed:-0}" >>"$RUNS"
+	local hits=
 	if [[ $cache == cachekit ]]; then
 		read -r -a after <<<"$(ck_counters)"
-		echo "$rep,$wl,$mode,$c,$variant,cachekit,${after[0]},${after[1]}" >>"$HITS"
+		hits="${after[0]},${after[1]}"
 	elif [[ $cache == pgpool ]]; then
 		read -r -a after <<<"$(pool_cache_counters)"
 		# num_selects counts the SELECTs that went to the backend (misses).
-		echo "$rep,$wl,$mode,$c,$variant,pgpool,$((after[0] - before[0])),$((after[0] - before[0] + after[1] - before[1]))" >>"$HITS"
+		hits="$((after[0] - before[0])),$((after[0] - before[0] + after[1] - before[1]))"
+	else
+		hits=","
 	fi
+	echo "$rep,$wl,$mode,$c,$variant,$tps,$lat,${failed:-0},$cache,$hits" >>"$RUNS"
 	printf 'bench: rep %d %-5s %-8s c%-2s %-12s %10s tps %8s ms\n' "$rep" "$wl" "$mode" "$c" "$variant" "$tps" "$lat" >&2
 }
 
@@ -439,7 +442,7 @@ stale_check() {
 	esac
 	if ((n > 0)); then
 		note "ANOMALY: $variant returned stale aggregates for $n of 20 keys after mixed $mode c$c (rep $rep)"
-		echo "mixed $mode $variant stale" >>"$FLAGS"
+		echo "mixed $mode $c $variant stale" >>"$FLAGS"
 	fi
 }
 
@@ -463,7 +466,7 @@ rw_probe() {
 				note "ANOMALY: $variant -M $mode served a result older than the session's own committed UPDATE ($stale of 3 reads)"
 				# Its figures in the workloads with writes come from a cache
 				# that misses invalidations: flagged in the table.
-				echo "mixed $mode $variant stale" >>"$FLAGS"
+				echo "mixed $mode * $variant stale" >>"$FLAGS"
 			fi
 		done
 	done
@@ -514,9 +517,12 @@ tpcb_workload() {
 {
 	echo "date: $(date -Is)"
 	echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src sql 2>/dev/null || echo ' (src/ or sql/ modified)')"
+	# What the server actually loaded (preloaded at start: later installs do not change it).
+	lib="$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)/pg_cachekit.so"
+	echo "library: $lib, installed $(date -u -r "$lib" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$lib" | cut -c1-12), extension $(psqlx -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_cachekit'")"
 	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); $("$PGPOOL" --version 2>&1)"
 	echo "settings: ${SECS}s per run, $REPS repetitions, clients ${CLIENTS[*]} (-j min(c,2)), modes ${MODES[*]}, scale $SCALE, PK keys random(1, $PK_KEYS)"
-	echo "postgres: fsync and synchronous_commit on, $(echo "$SANDBOX_CONF" | tr '\n' ',' | sed 's/,/, /g')"
+	echo "postgres: fsync and synchronous_commit on, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g')"
 } >>"$NOTES"
 
 log "runs of ${SECS}s, $REPS repetitions, workloads ${WORKLOADS[*]}"
@@ -542,6 +548,11 @@ if grep -qi 'error\|fatal\|panic' "$PP/pgpool.log"; then
 fi
 
 mkdir -p "$RESULTS"
-python3 "$BENCH_DIR/cached_query_report.py" --runs "$RUNS" --hits "$HITS" --notes "$NOTES" --flags "$FLAGS" --out "$OUT"
 cp "$RUNS" "$OUT-runs.csv"
+cp "$NOTES" "$OUT-notes.txt"
+cp "$FLAGS" "$OUT-flags.txt"
+# The report can be made again from these three files:
+#   test/bench/cached_query_report.py --runs R-runs.csv --notes R-notes.txt --flags R-flags.txt --out R
+python3 "$BENCH_DIR/cached_query_report.py" --runs "$OUT-runs.csv" --notes "$OUT-notes.txt" \
+	--flags "$OUT-flags.txt" --out "$OUT"
 log "wrote $OUT.txt, $OUT.csv, $OUT-runs.csv$([[ -f $OUT.png ]] && echo ", $OUT.png")"

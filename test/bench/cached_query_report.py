@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Summarise the runs of test/bench/cached_query.sh.
 
-Reads the per-run CSV (rep,workload,mode,clients,variant,tps,latency_ms,failed),
-the per-run cache hit counts and the notes; writes OUT.txt (table + notes),
+Reads the per-run CSV (rep,workload,mode,clients,variant,tps,latency_ms,failed,
+cache,cache_hits,cache_lookups), the notes and the stale-result flags written
+by cached_query.sh; writes OUT.txt (notes + table),
 OUT.csv (one row per workload/mode/clients/variant) and OUT.png (gnuplot,
 grouped bars of median TPS) when gnuplot is available.
 """
@@ -54,32 +55,32 @@ def fmt(v, digits=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", required=True)
-    ap.add_argument("--hits", required=True)
     ap.add_argument("--notes", required=True)
-    ap.add_argument("--flags", help="lines 'workload mode variant stale': rows to mark")
+    ap.add_argument("--flags", help="lines 'workload mode clients|* variant stale': rows to mark")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args()
 
     runs = defaultdict(list)  # (wl, mode, clients, variant) -> [(tps, lat)]
+    hits = {}  # key -> [hits, lookups], summed over the runs
     with open(args.runs, newline="") as f:
         for r in csv.DictReader(f):
             key = (r["workload"], r["mode"], int(r["clients"]), r["variant"])
             runs[key].append((num(r["tps"]), num(r["latency_ms"])))
+            if r.get("cache_lookups"):
+                h = hits.setdefault(key, [0, 0])
+                h[0] += int(r["cache_hits"])
+                h[1] += int(r["cache_lookups"])
 
-    hits = defaultdict(lambda: [0, 0])  # key -> [hits, lookups]
-    with open(args.hits, newline="") as f:
-        for r in csv.DictReader(f):
-            key = (r["workload"], r["mode"], int(r["clients"]), r["variant"])
-            hits[key][0] += int(r["hits"])
-            hits[key][1] += int(r["lookups"])
-
-    stale = set()  # (wl, mode, variant)
+    stale = set()  # (wl, mode, clients or "*", variant)
     if args.flags and os.path.exists(args.flags):
         with open(args.flags) as f:
             for ln in f:
                 parts = ln.split()
-                if len(parts) >= 4 and parts[3] == "stale":
-                    stale.add(tuple(parts[:3]))
+                if len(parts) >= 5 and parts[4] == "stale":
+                    stale.add(tuple(parts[:4]))
+
+    def is_stale(wl, mode, c, v):
+        return (wl, mode, "*", v) in stale or (wl, mode, str(c), v) in stale
 
     def sort_key(k):
         wl, mode, c, v = k
@@ -129,7 +130,7 @@ def main():
     table = []
     for key, s, vd, vp, vf, spread in rows:
         wl, mode, c, v = key
-        mark = " *" if (wl, mode, v) in stale else ""
+        mark = " *" if is_stale(wl, mode, c, v) else ""
         table.append([wl, mode, str(c), v + mark, str(s["runs"]), fmt(s["tps"]), fmt(spread, 0),
                       fmt(s["lat"], 3), fmt(None if s["hit"] is None else 100 * s["hit"], 1),
                       fmt(vd, 2), fmt(vp, 2), fmt(vf, 2)])
@@ -184,7 +185,7 @@ def main():
 
             w.writerow([wl, mode, c, v, s["runs"], r4(s["tps"]), r4(s["min"]), r4(s["max"]),
                         r4(s["lat"]), r4(s["hit"]), r4(vd), r4(vp), r4(vf),
-                        "yes" if (wl, mode, v) in stale else ""])
+                        "yes" if is_stale(wl, mode, c, v) else ""])
 
     # --- plot ---
     gnuplot = shutil.which("gnuplot")
@@ -231,7 +232,7 @@ def main():
     ]
     for wl, path, variants, ngroups in panels:
         title = WORKLOAD_TITLE.get(wl, wl)
-        marks = sorted(f"{v} {m}" for w_, m, v in stale if w_ == wl)
+        marks = sorted({f"{v} {m}" + ("" if c == "*" else f" c{c}") for w_, m, c, v in stale if w_ == wl})
         if marks:
             title += f" (stale results: {', '.join(marks)})"
         script.append(f"set title '{title}'")
