@@ -1,5 +1,7 @@
 #include "core/delivery.h"
 
+#include "core/le_bytes.h"
+
 #include <algorithm>
 
 namespace cachekit {
@@ -81,35 +83,24 @@ DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool incl
 namespace cachekit {
 
 namespace {
-void put_u32(std::string &b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-bool get_u32(std::string_view d, size_t &pos, uint32_t &v) {
-  if (d.size() - pos < 4) return false;
-  v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= static_cast<uint32_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
-  pos += 4;
-  return true;
-}
 void put_str(std::string &b, const std::string &s) {
-  put_u32(b, static_cast<uint32_t>(s.size()));
+  put_le32(b, static_cast<uint32_t>(s.size()));
   b += s;
 }
 bool get_str(std::string_view d, size_t &pos, std::string &s) {
   uint32_t n = 0;
-  if (!get_u32(d, pos, n) || d.size() - pos < n) return false;
+  if (!get_le32(d, pos, n) || d.size() - pos < n) return false;
   s.assign(d.data() + pos, n);
   pos += n;
   return true;
 }
 void put_list(std::string &b, const std::vector<std::string> &l) {
-  put_u32(b, static_cast<uint32_t>(l.size()));
+  put_le32(b, static_cast<uint32_t>(l.size()));
   for (const auto &s : l) put_str(b, s);
 }
 bool get_list(std::string_view d, size_t &pos, std::vector<std::string> &l) {
   uint32_t n = 0;
-  if (!get_u32(d, pos, n) || n > d.size() - pos) return false;  // each item takes >= 4 bytes
+  if (!get_le32(d, pos, n) || n > d.size() - pos) return false;  // each item takes >= 4 bytes
   l.resize(n);
   for (auto &s : l)
     if (!get_str(d, pos, s)) return false;

@@ -1,16 +1,12 @@
 #include "core/key_material.h"
 
-namespace cachekit {
+#include "core/le_bytes.h"
 
-namespace {
-void put_len(std::string &b, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-}  // namespace
+namespace cachekit {
 
 void KeyMaterial::add(char tag, std::string_view value) {
   buf_.push_back(tag);
-  put_len(buf_, value.size());
+  put_le64(buf_, value.size());
   buf_.append(value.data(), value.size());
 }
 
@@ -18,13 +14,13 @@ void KeyMaterial::add_u64(char tag, uint64_t value) {
   // A length no string can have marks a number, so a number never reads the
   // same as an 8-byte string under the same tag.
   buf_.push_back(tag);
-  put_len(buf_, UINT64_MAX - 1);
-  put_len(buf_, value);
+  put_le64(buf_, UINT64_MAX - 1);
+  put_le64(buf_, value);
 }
 
 void KeyMaterial::add_null(char tag) {
   buf_.push_back(tag);
-  put_len(buf_, UINT64_MAX);  // distinct from any length, so NULL != ''
+  put_le64(buf_, UINT64_MAX);  // distinct from any length, so NULL != ''
 }
 
 std::string hex_encode(const unsigned char *data, size_t len) {

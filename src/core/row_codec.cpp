@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/le_bytes.h"
 
 namespace cachekit {
 
@@ -12,52 +13,26 @@ constexpr char kMagic[3] = {'C', 'K', 'R'};
 constexpr uint32_t kNull = 0xFFFFFFFFu;
 constexpr uint64_t kMaxColumnlessRows = 100000000;
 
-void put_u32(std::string &b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-void put_u64(std::string &b, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-bool get_u32(std::string_view d, size_t &pos, uint32_t &v) {
-  if (d.size() - pos < 4) return false;
-  v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= static_cast<uint32_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
-  pos += 4;
-  return true;
-}
-
-bool get_u64(std::string_view d, size_t &pos, uint64_t &v) {
-  if (d.size() - pos < 8) return false;
-  v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(static_cast<uint8_t>(d[pos + i])) << (8 * i);
-  pos += 8;
-  return true;
-}
-
 }  // namespace
 
 RowEncoder::RowEncoder(const std::vector<uint32_t> &column_types) : ncols_(column_types.size()) {
   buf_.append(kMagic, sizeof kMagic);
   buf_.push_back(static_cast<char>(kRowFormatVersion));
-  put_u32(buf_, static_cast<uint32_t>(ncols_));
-  for (uint32_t t : column_types) put_u32(buf_, t);
+  put_le32(buf_, static_cast<uint32_t>(ncols_));
+  for (uint32_t t : column_types) put_le32(buf_, t);
   rows_offset_ = buf_.size();
-  put_u64(buf_, 0);
+  put_le64(buf_, 0);
 }
 
 void RowEncoder::add_null() {
-  put_u32(buf_, kNull);
+  put_le32(buf_, kNull);
   ++in_row_;
 }
 
 void RowEncoder::add_value(std::string_view text) {
   if (text.size() >= kNull)
     throw Error(sqlstate::kProgramLimitExceeded, "value too large for the result cache");
-  put_u32(buf_, static_cast<uint32_t>(text.size()));
+  put_le32(buf_, static_cast<uint32_t>(text.size()));
   buf_.append(text.data(), text.size());
   ++in_row_;
 }
@@ -82,13 +57,13 @@ std::optional<RowDecoder> RowDecoder::open(std::string_view data) {
   if (static_cast<uint8_t>(data[3]) != kRowFormatVersion) return std::nullopt;
   d.pos_ = 4;
   uint32_t ncols = 0;
-  if (!get_u32(data, d.pos_, ncols)) return std::nullopt;
+  if (!get_le32(data, d.pos_, ncols)) return std::nullopt;
   // Each column type takes 4 bytes: a count larger than the buffer is corrupt.
   if (ncols > (data.size() - d.pos_) / 4) return std::nullopt;
   d.types_.resize(ncols);
   for (auto &t : d.types_)
-    if (!get_u32(data, d.pos_, t)) return std::nullopt;
-  if (!get_u64(data, d.pos_, d.rows_)) return std::nullopt;
+    if (!get_le32(data, d.pos_, t)) return std::nullopt;
+  if (!get_le64(data, d.pos_, d.rows_)) return std::nullopt;
   // Every row takes at least 4 bytes per column.
   if (ncols > 0 && d.rows_ > (data.size() - d.pos_) / (4ull * ncols)) return std::nullopt;
   // No rows or no columns: nothing may follow the header (next_row() would
@@ -105,7 +80,7 @@ bool RowDecoder::next_row() {
   if (corrupt_ || read_ >= rows_) return false;
   for (auto &c : current_) {
     uint32_t len = 0;
-    if (!get_u32(data_, pos_, len)) {
+    if (!get_le32(data_, pos_, len)) {
       corrupt_ = true;
       return false;
     }

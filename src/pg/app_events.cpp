@@ -652,29 +652,33 @@ WorkerSlot *slot_for(Oid dbid, bool create) {
       }
   return slot;
 }
+
+// Runs f on the database's slot (nullptr when there is none and `create` is
+// false, or no slot is free) under the spinlock: f must be a few plain
+// assignments, nothing that can throw or take long.
+template <typename F>
+auto with_slot(Oid dbid, bool create, F f) -> decltype(f(nullptr)) {
+  SpinLockAcquire(&app_shared->mutex);
+  auto result = f(slot_for(dbid, create));
+  SpinLockRelease(&app_shared->mutex);
+  return result;
+}
 }  // namespace
 
 void set_backlog(Oid dbid) {
   if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  if (WorkerSlot *slot = slot_for(dbid, true)) slot->backlog = true;
-  SpinLockRelease(&app_shared->mutex);
+  with_slot(dbid, true, [](WorkerSlot *slot) { return slot ? (slot->backlog = true) : false; });
 }
 
 bool backlog(Oid dbid) {
   if (!app_shared) return false;
-  SpinLockAcquire(&app_shared->mutex);
-  WorkerSlot *slot = slot_for(dbid, false);
-  bool b = !slot || slot->backlog;  // no relay has looked yet: assume there is one
-  SpinLockRelease(&app_shared->mutex);
-  return b;
+  // No relay has looked yet: assume older invalidations wait.
+  return with_slot(dbid, false, [](WorkerSlot *slot) { return !slot || slot->backlog; });
 }
 
 void clear_backlog(Oid dbid) {
   if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  if (WorkerSlot *slot = slot_for(dbid, false)) slot->backlog = false;
-  SpinLockRelease(&app_shared->mutex);
+  with_slot(dbid, false, [](WorkerSlot *slot) { return slot ? (slot->backlog = false) : false; });
 }
 
 void register_worker_latch(Oid dbid, int pid) {
@@ -769,9 +773,8 @@ void queue_remove(Oid dbid, uint64 seq) {
 
 void set_flush_needed(Oid dbid) {
   if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  if (WorkerSlot *slot = slot_for(dbid, true)) slot->flush_needed = true;
-  SpinLockRelease(&app_shared->mutex);
+  with_slot(dbid, true,
+            [](WorkerSlot *slot) { return slot ? (slot->flush_needed = true) : false; });
 }
 
 bool take_flush_needed(Oid dbid) {
