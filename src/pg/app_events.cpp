@@ -233,12 +233,18 @@ void write_outbox() {
   }
   Level &top = levels.front();
   if (top.tables.empty()) return;
+  const bool publish = settings.invalidation_channel && settings.invalidation_channel[0] != '\0';
+  bool any_keys = false;
+  for (const auto &t : top.tables) any_keys = any_keys || !t.keys.empty() || !t.patterns.empty();
+  if (!publish && !any_keys) return;  // nothing to deliver: the common cached_query-only case
 
   Oid outbox =
       pg_call([] { return get_relname_relid("outbox", get_namespace_oid("cachekit", true)); });
   if (outbox == InvalidOid) return;  // extension being dropped in this transaction
 
-  std::string db = pg_call([] { return get_database_name(MyDatabaseId); });
+  // The database's name does not change while a backend is connected to it.
+  static std::string db;
+  if (db.empty()) db = pg_call([] { return get_database_name(MyDatabaseId); });
   std::string when = pg_call([] { return timestamptz_to_str(GetCurrentTimestamp()); });
   uint64 xid = U64FromFullTransactionId(GetTopFullTransactionIdIfAny());
 
@@ -253,11 +259,6 @@ void write_outbox() {
   std::sort(inv.keys.begin(), inv.keys.end());
   inv.keys.erase(std::unique(inv.keys.begin(), inv.keys.end()), inv.keys.end());
 
-  std::string payload = "{\"channel\": " + json_quote(inv.channel) +
-                        ", \"messages\": " + json_string_array(inv.messages) +
-                        ", \"keys\": " + json_string_array(inv.keys) +
-                        ", \"patterns\": " + json_string_array(inv.patterns) + "}";
-
   // The common case writes nothing: Redis answers (as far as this backend
   // knows) and no older invalidation waits, so the backend delivers right
   // after commit. Should that delivery fail, the invalidation goes to the
@@ -271,6 +272,11 @@ void write_outbox() {
     pending_delivery = std::move(inv);
     return;
   }
+
+  std::string payload = "{\"channel\": " + json_quote(inv.channel) +
+                        ", \"messages\": " + json_string_array(inv.messages) +
+                        ", \"keys\": " + json_string_array(inv.keys) +
+                        ", \"patterns\": " + json_string_array(inv.patterns) + "}";
 
   // The outbox is not writable by ordinary roles: insert as its owner.
   Oid owner = pg_call([&] {

@@ -17,6 +17,7 @@
 #include "pg/app_events.h"
 #include "pg/boundary.h"
 #include "pg/generations.h"
+#include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/sql_function.h"
 
@@ -156,10 +157,14 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
     Oid relid = RelationGetRelid(trigdata->tg_relation);
     note_table_changed(relid);
     TriggerEvent ev = trigdata->tg_event;
-    note_statement(relid, TRIGGER_FIRED_BY_INSERT(ev)   ? kOpInsert
-                          : TRIGGER_FIRED_BY_UPDATE(ev) ? kOpUpdate
-                          : TRIGGER_FIRED_BY_DELETE(ev) ? kOpDelete
-                                                        : kOpTruncate);
+    // For pub/sub messages, and for TRUNCATE's key patterns; a cached_query-
+    // only setup (no channel) needs just the generation bump above.
+    const bool publish = settings.invalidation_channel && settings.invalidation_channel[0] != '\0';
+    if (publish || TRIGGER_FIRED_BY_TRUNCATE(ev))
+      note_statement(relid, TRIGGER_FIRED_BY_INSERT(ev)   ? kOpInsert
+                            : TRIGGER_FIRED_BY_UPDATE(ev) ? kOpUpdate
+                            : TRIGGER_FIRED_BY_DELETE(ev) ? kOpDelete
+                                                          : kOpTruncate);
     return PointerGetDatum(nullptr);
   });
 }

@@ -8,7 +8,8 @@
 #   2. commit -> subscriber latency (p50/p99) of the pub/sub message;
 #   3. a bulk UPDATE of 1M rows with and without a key rule.
 # Environment: BENCH_SECONDS (default 20), REPS (default 3), CLIENTS (default 4),
-# BULK_ROWS (default 1000000), LATENCY_N (default 2000). BENCH_QUICK=1: 5 s, 1 rep, 200k rows.
+# BULK_ROWS (default 1000000), LATENCY_N (default 2000), PARTS (default "1 2 3").
+# BENCH_QUICK=1: 5 s, 1 rep, 200k rows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -63,8 +64,11 @@ echo "# pg_cachekit invalidation benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(
 echo "# command: test/bench/invalidation.sh (BENCH_SECONDS=$SECS REPS=$REPS CLIENTS=$CLIENTS BULK_ROWS=$BULK_ROWS)"
 echo "# fsync on, synchronous_commit on; Redis on loopback"
 echo
-echo "## 1. pgbench TPC-B (scale 10, -c $CLIENTS -j 2 -T $SECS), variants alternated, $REPS repetitions"
 } | tee "$out"
+PARTS=${PARTS:-1 2 3}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+if part 1; then
+echo "## 1. pgbench TPC-B (scale 10, -c $CLIENTS -j 2 -T $SECS), variants alternated, $REPS repetitions" | tee -a "$out"
 variants="plain watched_nopublish watched watched_rule"
 declare -A tps
 for rep in $(seq 1 "$REPS"); do
@@ -82,14 +86,18 @@ for v in $variants; do
 done
 q "SELECT outbox_written, delivered_at_commit, delivered_by_worker, delivery_failures, outbox_depth FROM cachekit.invalidation_stats" |
 	sed 's/^/  outbox_written|at_commit|by_worker|failures|depth: /' | tee -a "$out"
+fi
 
+if part 2; then
 echo | tee -a "$out"
 echo "## 2. commit -> subscriber latency ($LATENCY_N single-row UPDATE commits)" | tee -a "$out"
 set_variant plain
 q "CREATE TABLE bench_latency (id int PRIMARY KEY, v int); INSERT INTO bench_latency SELECT g, 0 FROM generate_series(1, 100) g"
 q "SELECT cachekit.watch('bench_latency')" >/dev/null
 build/cmake/cachekit_commit_to_message "$CACHEKIT_REDIS_PORT" "$LATENCY_N" | sed 's/^/  /' | tee -a "$out"
+fi
 
+if part 3; then
 echo | tee -a "$out"
 echo "## 3. bulk UPDATE of $BULK_ROWS rows, with and without a key rule (alternated, $REPS repetitions, ms)" | tee -a "$out"
 q "CREATE TABLE bench_bulk (id int PRIMARY KEY, v int)"
@@ -111,4 +119,5 @@ p=$(echo "${bulk[plain]}" | tr ' ' '\n' | grep . | median)
 r=$(echo "${bulk[rule]}" | tr ' ' '\n' | grep . | median)
 awk -v p="$p" -v r="$r" 'BEGIN {printf "  median without rule %.0f ms, with rule %.0f ms: ratio %.3f (+%.1f %%)\n", p, r, r/p, (r/p-1)*100}' | tee -a "$out"
 q "SELECT keys_overflowed, patterns_flushed FROM cachekit.invalidation_stats" | sed 's/^/  keys_overflowed|patterns_flushed: /' | tee -a "$out"
+fi
 echo "results: $out"
