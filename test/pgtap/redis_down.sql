@@ -39,8 +39,8 @@ SELECT is(cachekit.health() -> 'redis' -> 'circuit_breaker' ->> 'state', 'open',
 
 -- While the breaker is open, 2000 calls cost far less than one connect timeout each.
 SELECT cmp_ok(pg_temp.timed($$SELECT count(cachekit.cache_get('tap:down:' || g)) FROM generate_series(1, 2000) g$$),
-              '<', 200::double precision,
-              '2000 reads with the breaker open take less than one connect timeout in total');
+              '<', 1000::double precision,
+              '2000 reads with the breaker open take under 1 s in all (a shared CI box; each call costs microseconds)');
 
 SET cachekit.strict = on;
 SELECT throws_ok($$SELECT cachekit.cache_get('tap:down:k')$$, '08001', NULL,
@@ -64,8 +64,8 @@ SET cachekit.redis_command_timeout_ms = 100;
 SELECT cmp_ok(pg_temp.timed($$SELECT cachekit.cache_get('tap:down:k')$$), '<', 1000::double precision,
               'the first call to a hung Redis gives up after the command timeout');
 SELECT cmp_ok(pg_temp.timed($$SELECT count(cachekit.cache_get('tap:down:' || g)) FROM generate_series(1, 200) g$$),
-              '<', 100::double precision,
-              'later calls do not wait: 200 reads take less than one command timeout');
+              '<', 1000::double precision,
+              'later calls do not wait: 200 reads take under 1 s in all, not 200 command timeouts (20 s)');
 \! test/sandbox redis-resume >/dev/null 2>&1
 SET cachekit.redis_retry_interval_ms = 50;
 SELECT pg_sleep(0.1);
