@@ -816,40 +816,23 @@ void register_launcher_latch() {
 }
 
 int worker_pid(Oid dbid) {
-  int pid = 0;
   if (!app_shared) return 0;
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid) pid = w.pid;
-  SpinLockRelease(&app_shared->mutex);
-  return pid;
+  return with_slot(dbid, false, [](WorkerSlot *slot) { return slot ? slot->pid : 0; });
 }
 
 void pause_worker(Oid dbid, int64_t until, bool no_extension) {
   if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  WorkerSlot *slot = nullptr;
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid) slot = &w;
-  if (!slot)
-    for (auto &w : app_shared->workers)
-      if (w.dbid == InvalidOid && !slot) slot = &w;
-  if (slot) {
-    if (slot->dbid != dbid) *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true, false, 0};
-    slot->paused_until = until;
-    slot->no_extension = no_extension;
-  }
-  SpinLockRelease(&app_shared->mutex);
+  with_slot(dbid, true, [until, no_extension](WorkerSlot *slot) {
+    if (slot) slot->paused_until = until, slot->no_extension = no_extension;
+    return slot != nullptr;
+  });
 }
 
 int64_t worker_paused_until(Oid dbid) {
-  int64 until = 0;
   if (!app_shared) return 0;
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid) until = w.paused_until;
-  SpinLockRelease(&app_shared->mutex);
-  return until;
+  return with_slot(dbid, false, [](WorkerSlot *slot) {
+    return slot ? static_cast<int64_t>(slot->paused_until) : 0;
+  });
 }
 
 void install_app_event_callbacks() {
