@@ -18,7 +18,7 @@
 #include "core/delivery.h"
 #include "core/json.h"
 #include "core/key_template.h"
-#include "pg/app_events.h"
+#include "pg/relay_state.h"
 #include "pg/boundary.h"
 #include "pg/guc.h"
 #include "pg/redis_conn.h"

@@ -6,7 +6,7 @@
 
 #include "core/json.h"
 #include "core/redis_client.h"
-#include "pg/app_events.h"
+#include "pg/relay_state.h"
 #include "pg/datum.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"

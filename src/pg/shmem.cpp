@@ -16,7 +16,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "pg/app_events.h"
+#include "pg/relay_state.h"
 #include "pg/generations.h"
 #include "pg/query_stats.h"
 #include "pg/shmem.h"
@@ -48,7 +48,7 @@ void request_shmem() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(MAXALIGN(sizeof(CkShared)));
   generations_shmem_request();
-  app_events_shmem_request();
+  relay_state_shmem_request();
   query_stats_shmem_request();
 }
 
@@ -62,7 +62,7 @@ void startup_shmem() {
     pg_atomic_init_u64(&shared->stats_reset, static_cast<uint64>(GetCurrentTimestamp()));
   }
   generations_shmem_startup();
-  app_events_shmem_startup();
+  relay_state_shmem_startup();
   query_stats_shmem_startup();
   LWLockRelease(AddinShmemInitLock);
 }
