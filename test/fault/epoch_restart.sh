@@ -35,7 +35,7 @@ check_after_restart() {
 	[ "$(read_v)" = "$value hit" ] || fail "after $how: the cache does not hit again"
 }
 
-as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$data_dir" -m fast -w restart >/dev/null
+as_postgres "${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}"/pg_ctl -D "$data_dir" -m fast -w restart >/dev/null
 wait_ready
 check_after_restart "a clean restart" "after-restart"
 

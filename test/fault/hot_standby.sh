@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 db=cachekit_standby
-bindir=/usr/lib/postgresql/15/bin
+bindir=${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 fail() { echo "not ok - $*"; exit 1; }
 

@@ -144,8 +144,8 @@ test/sandbox redis-stop
 export PGOPTIONS="-c synchronous_commit=on"
 outage_commits
 unset PGOPTIONS
-as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$data_dir" -m immediate stop >/dev/null
-as_postgres /usr/lib/postgresql/15/bin/pg_ctl -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null
+as_postgres "${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}"/pg_ctl -D "$data_dir" -m immediate stop >/dev/null
+as_postgres "${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}"/pg_ctl -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null
 [ "$(q "SELECT count(*) FROM cachekit.outbox")" = "3" ] || fail "outbox rows lost in the crash"
 [ "$(q "SELECT string_agg(balance::text, ',' ORDER BY id) FROM accounts WHERE id <= 3")" = "101,102,103" ] ||
 	fail "the committed changes did not survive the crash"
