@@ -24,8 +24,10 @@ struct Settings {
   int max_query_stats = 1000;
   char *invalidation_channel;
   int max_keys_per_xact;
-  int debug_pause_lock;  // tests only
-  int debug_pause_at;    // DebugPausePoint
+  int debug_pause_lock;             // tests only
+  int debug_pause_at;               // DebugPausePoint
+  int max_ttl = 86400;              // seconds; caps every cached_query ttl
+  int max_prepared_queries = 1000;  // per backend
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
