@@ -99,7 +99,6 @@ void drop_slot(std::unordered_map<std::string, Slot>::iterator it) {
   use_order.erase(it->second.use);
   prepared.erase(it);
   if (q->pins > 0) {
-    q->retired = true;
     retired.push_back(std::move(q));
   } else {
     free_entry(*q);

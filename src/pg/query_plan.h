@@ -50,8 +50,7 @@ struct PreparedQuery {
   // Set when the query cannot be cached safely.
   bool uncacheable = false;
   std::string reason, detail, hint;
-  int pins = 0;          // calls in progress that use this entry
-  bool retired = false;  // no longer found by lookups; freed when unpinned
+  int pins = 0;  // calls in progress that use this entry
 };
 
 // Keeps an entry alive for the duration of a call; see prepare_query.
