@@ -6,9 +6,13 @@
 //      transaction wrote a dependency, an undecided prepared transaction
 //   3. read the generations of the database and of every dependency
 //   4. key = SHA-256 over everything that changes the result
-//   5. GET: a hit is decoded and returned
-//   6. miss: run the query (its snapshot is taken now, after step 3), return
-//      the rows, store them under the key from step 4
+//   5. the caller's privileges, as the executor would check them
+//   6. GET: a hit is decoded and returned
+//   7. miss: run the query (its snapshot is taken now, after step 3), return
+//      the rows, store them under the key from step 4 -- unless the plan
+//      changed while it ran (an invalidation processed when the query took
+//      its locks): the rows then come from a plan the key was not built from
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -231,7 +235,7 @@ ParamValues convert_params(const PreparedQuery &q, const CallArgs &args) {
   return pv;
 }
 
-int ttl_for(const CallArgs &args) {
+int requested_ttl(const CallArgs &args) {
   if (args.ttl) return *args.ttl;
   if (!args.ns.empty()) {
     int ttl = pg_call([&] {
@@ -249,6 +253,11 @@ int ttl_for(const CallArgs &args) {
   }
   return settings.default_ttl;
 }
+
+// Capped by cachekit.max_ttl: any caller chooses the ttl, and how long an
+// entry may live (in Redis memory, and past whatever Redis did not hear of)
+// is the DBA's to bound.
+int ttl_for(const CallArgs &args) { return std::min(requested_ttl(args), settings.max_ttl); }
 
 void check_result_types(const std::vector<Oid> &have, TupleDesc expected) {
   if (static_cast<int>(have.size()) != expected->natts)
@@ -316,7 +325,9 @@ bool replay(const std::string &stored, const std::vector<Oid> &types, Tuplestore
 // Prepared transactions left from before a restart were never seen by this
 // server's PREPARE callback: register them all as in doubt (coarse: the whole
 // database, never late).
-void register_prepared_after_restart() {
+// False when they do not all fit (they always should, see generations.h):
+// the caller then bypasses the cache and the next call scans again.
+bool register_prepared_after_restart() {
   std::vector<TransactionId> xids;
   pg_call([&] {
     int ret = SPI_execute(
@@ -332,26 +343,18 @@ void register_prepared_after_restart() {
     if (!isnull) xids.push_back(DatumGetTransactionId(d));
   }
   for (TransactionId xid : xids)
-    if (!register_in_doubt(MyDatabaseId, xid))
-      throw Error(sqlstate::kProgramLimitExceeded,
-                  "too many prepared transactions for pg_cachekit to track");
+    if (!pg_call([&] { return register_in_doubt(MyDatabaseId, xid); })) return false;
   prepared_scan_done(MyDatabaseId);
+  return true;
 }
-
-// Every error inside cpp_entry is a C++ exception, so the destructor runs.
-struct CallDepth {
-  CallDepth() { ++active_calls; }
-  ~CallDepth() { --active_calls; }
-  CallDepth(const CallDepth &) = delete;
-  CallDepth &operator=(const CallDepth &) = delete;
-};
 
 enum class Mode { kRows, kJson };
 
 Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
   return cpp_entry([&]() -> Datum {
     auto started = std::chrono::steady_clock::now();
-    CallDepth depth;
+    // Before anything can process invalidations (preparing takes locks).
+    const uint64_t invalidations_before = plan_invalidations();
     last_outcome = "error";  // until this call finishes
     require_shmem("cached_query");
     CallArgs args;
@@ -384,7 +387,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       });
       spi_connected = true;
     };
-    PreparedQuery &q = prepare_query(args.query, args.depends_on, need_spi);
+    // Every error inside cpp_entry is a C++ exception: the pin's destructor
+    // runs, and the entry can be freed once no call uses it.
+    QueryPin pin = prepare_query(args.query, args.depends_on, need_spi);
+    PreparedQuery &q = *pin;
     if (mode == Mode::kRows) check_result_types(q.result_types, out_desc);
     check_param_count(q, args);
 
@@ -411,7 +417,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       if (wrote) bypass(Bypass::kWriteInTransaction);
       if (use_cache && prepared_scan_needed(MyDatabaseId)) {
         need_spi();
-        register_prepared_after_restart();
+        if (!register_prepared_after_restart()) bypass(Bypass::kPreparedTransaction);
       }
       if (use_cache && pg_call([] { return database_in_doubt(MyDatabaseId); }))
         bypass(Bypass::kPreparedTransaction);
@@ -427,6 +433,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       km.add_u64('E', server_epoch());
       km.add('A', q.analysed_digest);
       km.add_u64('U', GetUserId());
+      if (q.reads_session_user) km.add_u64('L', GetSessionUserId());
       km.add('N', args.ns);
       for (size_t i = 0; i < args.params.size(); ++i) {
         km.add_u64('T', q.param_types[i]);
@@ -449,6 +456,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       call.generations_digest = std::hash<std::string>{}(gens.bytes());
     }
     debug_pause(kPauseAfterGenerations);
+
+    // A hit serves rows the executor would only give a caller who may read
+    // them: check now what it would check (a miss runs the executor).
+    if (use_cache) check_privileges(q);
 
     // Hit?
     Datum json_result = 0;
@@ -534,6 +545,12 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       }
       if (use_cache && too_large) {
         bypass(Bypass::kTooLarge);
+      } else if (use_cache && plan_invalidations() != invalidations_before) {
+        // The key (analysed query, dependencies) came from the plan prepared
+        // before; the rows maybe from a new one (a view now reading another
+        // table). Stored, they could be hit by a key that misses the new
+        // table's generation.
+        bypass(Bypass::kPlanChanged);
       } else if (use_cache) {
         std::string value = enc.finish();
         call.bytes = value.size();

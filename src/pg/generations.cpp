@@ -31,8 +31,18 @@
 // entries written before a restart, whose generations started over, can never
 // be hit again.
 //
+// In-doubt prepared transactions: one slot per transaction that may still
+// commit, max_prepared_transactions + MaxBackends of them. A registered
+// transaction is in progress until it is decided: it is either prepared (at
+// most max_prepared_transactions) or still owned by the backend preparing it
+// (at most one per backend, including the one registering). Slots of decided
+// transactions are freed (after bumping their database's generation) by the
+// database's next reader, or by a registration that finds the table full, so
+// a registration always finds a slot.
+//
 // Locking: one LWLock protects the hash's structure (LW_SHARED to find an
-// entry, LW_EXCLUSIVE to insert); the counters inside entries are atomics.
+// entry, LW_EXCLUSIVE to insert) and the in-doubt slots; the counters inside
+// entries are atomics.
 #include "pg/generations.h"
 
 #include <unordered_map>
@@ -46,6 +56,7 @@ extern "C" {
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "access/transam.h"
+#include "access/twophase.h"
 #include "common/pg_prng.h"
 }
 
@@ -55,7 +66,8 @@ namespace cachekit::pg {
 
 namespace {
 
-constexpr int kMaxInDoubt = 64;
+// Slots freed per pass under the lock (a fixed-size batch on the stack).
+constexpr int kResolveBatch = 64;
 
 struct GenKey {
   Oid dbid;
@@ -80,11 +92,15 @@ struct GenShared {
   uint64 epoch;
   pg_atomic_uint64 overflow;
   pg_atomic_uint32 in_doubt_count;  // fast path: zero means nothing to check
-  InDoubt in_doubt[kMaxInDoubt];    // protected by lock
 };
 
 GenShared *gen_shared = nullptr;
 HTAB *gen_hash = nullptr;
+InDoubt *in_doubt = nullptr;  // in_doubt_slots() entries, protected by gen_shared->lock
+
+// Fixed once shared memory is sized: both are PGC_POSTMASTER, and
+// MaxBackends is known by the time shmem_request_hook runs.
+int in_doubt_slots() { return max_prepared_xacts + MaxBackends; }
 
 GenEntry *find_or_insert_locked(const GenKey &key) {
   LWLockAcquire(gen_shared->lock, LW_SHARED);
@@ -139,8 +155,9 @@ GenEntry *find_or_insert(const GenKey &key) {
 }  // namespace
 
 Size generations_shmem_size() {
-  return add_size(MAXALIGN(sizeof(GenShared)),
-                  hash_estimate_size(settings.max_watched_tables, sizeof(GenEntry)));
+  Size size = add_size(MAXALIGN(sizeof(GenShared)),
+                       hash_estimate_size(settings.max_watched_tables, sizeof(GenEntry)));
+  return add_size(size, MAXALIGN(mul_size(in_doubt_slots(), sizeof(InDoubt))));
 }
 
 void generations_shmem_request() {
@@ -162,8 +179,14 @@ void generations_shmem_startup() {
     gen_shared->epoch = epoch;
     pg_atomic_init_u64(&gen_shared->overflow, 0);
     pg_atomic_init_u32(&gen_shared->in_doubt_count, 0);
-    for (auto &d : gen_shared->in_doubt) d = InDoubt{InvalidOid, InvalidTransactionId};
   }
+  bool slots_found = false;
+  in_doubt = static_cast<InDoubt *>(ShmemInitStruct("pg_cachekit in-doubt transactions",
+                                                    mul_size(in_doubt_slots(), sizeof(InDoubt)),
+                                                    &slots_found));
+  if (!slots_found)
+    for (int i = 0; i < in_doubt_slots(); ++i)
+      in_doubt[i] = InDoubt{InvalidOid, InvalidTransactionId};
   HASHCTL info;
   info.keysize = sizeof(GenKey);
   info.entrysize = sizeof(GenEntry);
@@ -232,54 +255,93 @@ void prepared_scan_done(Oid dbid) {
   if (e != nullptr) pg_atomic_write_u32(&e->prepared_scanned, 1);
 }
 
-bool register_in_doubt(Oid dbid, TransactionId xid) {
-  bool ok = false;
-  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
-  for (auto &d : gen_shared->in_doubt) {
-    if (d.dbid == InvalidOid) {
-      d = InDoubt{dbid, xid};
-      pg_atomic_fetch_add_u32(&gen_shared->in_doubt_count, 1);
-      ok = true;
-      break;
+namespace {
+
+// Frees up to kResolveBatch slots of decided transactions (of database
+// `dbid`, or of any database when dbid is InvalidOid). The outcome is
+// visible now (the transaction left the proc array). Bump first, forget the
+// slot second: a reader that finds the slot gone (or the counter at zero)
+// must already see the bumped generation. Readers that still see the slot in
+// between bump again, which is harmless. Only slots found decided before the
+// bump are freed: one decided after it would need a bump of its own.
+// Sets *undecided when a transaction of `dbid` is still in progress; returns
+// whether a full batch was found (there may be more).
+bool resolve_decided(Oid dbid, bool *undecided) {
+  int slot[kResolveBatch];
+  InDoubt seen[kResolveBatch];
+  int n = 0;
+  bool full = false;
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  for (int i = 0; i < in_doubt_slots(); ++i) {
+    const InDoubt &d = in_doubt[i];
+    if (d.dbid == InvalidOid || (dbid != InvalidOid && d.dbid != dbid)) continue;
+    if (TransactionIdIsInProgress(d.xid)) {
+      if (undecided) *undecided = true;
+    } else if (n == kResolveBatch) {
+      full = true;
+    } else {
+      slot[n] = i;
+      seen[n++] = d;
     }
   }
   LWLockRelease(gen_shared->lock);
-  return ok;
+  for (int k = 0; k < n; ++k) {
+    bool bumped = false;
+    for (int m = 0; m < k && !bumped; ++m) bumped = seen[m].dbid == seen[k].dbid;
+    if (!bumped) bump_generation(seen[k].dbid, InvalidOid);
+  }
+  if (n > 0) {
+    LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+    for (int k = 0; k < n; ++k) {
+      InDoubt &d = in_doubt[slot[k]];
+      if (d.dbid == seen[k].dbid && d.xid == seen[k].xid) {
+        d = InDoubt{InvalidOid, InvalidTransactionId};
+        pg_atomic_fetch_sub_u32(&gen_shared->in_doubt_count, 1);
+      }
+    }
+    LWLockRelease(gen_shared->lock);
+  }
+  return full;
+}
+
+// 1: registered (or already there), 0: no free slot.
+int try_register(Oid dbid, TransactionId xid) {
+  int free_slot = -1;
+  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
+  for (int i = 0; i < in_doubt_slots(); ++i) {
+    const InDoubt &d = in_doubt[i];
+    // Concurrent first readers after a restart register the same
+    // transactions: once is enough, and keeps the table within its bound.
+    if (d.dbid == dbid && d.xid == xid) {
+      LWLockRelease(gen_shared->lock);
+      return 1;
+    }
+    if (d.dbid == InvalidOid && free_slot < 0) free_slot = i;
+  }
+  if (free_slot >= 0) {
+    in_doubt[free_slot] = InDoubt{dbid, xid};
+    pg_atomic_fetch_add_u32(&gen_shared->in_doubt_count, 1);
+  }
+  LWLockRelease(gen_shared->lock);
+  return free_slot >= 0 ? 1 : 0;
+}
+
+}  // namespace
+
+bool register_in_doubt(Oid dbid, TransactionId xid) {
+  if (try_register(dbid, xid)) return true;
+  // Full: some slots may belong to transactions decided since, whose
+  // databases had no reader yet to free them.
+  resolve_decided(InvalidOid, nullptr);
+  return try_register(dbid, xid) == 1;
 }
 
 bool database_in_doubt(Oid dbid) {
   if (pg_atomic_read_u32(&gen_shared->in_doubt_count) == 0) return false;
   bool undecided = false;
-  int finished[kMaxInDoubt];
-  TransactionId finished_xid[kMaxInDoubt];
-  int nfinished = 0;
-  LWLockAcquire(gen_shared->lock, LW_SHARED);
-  for (int i = 0; i < kMaxInDoubt; ++i) {
-    const InDoubt &d = gen_shared->in_doubt[i];
-    if (d.dbid != dbid) continue;
-    if (TransactionIdIsInProgress(d.xid)) {
-      undecided = true;
-    } else {
-      finished[nfinished] = i;
-      finished_xid[nfinished++] = d.xid;
-    }
-  }
-  LWLockRelease(gen_shared->lock);
-  if (nfinished == 0) return undecided;
-  // The outcome is visible now (the transaction left the proc array). Bump
-  // first, forget the slot second: a reader that finds the slot gone (or the
-  // counter at zero) must already see the bumped generation. Readers that
-  // still see the slot in between bump again, which is harmless.
-  bump_generation(dbid, InvalidOid);
-  LWLockAcquire(gen_shared->lock, LW_EXCLUSIVE);
-  for (int k = 0; k < nfinished; ++k) {
-    InDoubt &d = gen_shared->in_doubt[finished[k]];
-    if (d.dbid == dbid && d.xid == finished_xid[k]) {
-      d = InDoubt{InvalidOid, InvalidTransactionId};
-      pg_atomic_fetch_sub_u32(&gen_shared->in_doubt_count, 1);
-    }
-  }
-  LWLockRelease(gen_shared->lock);
+  // Each full pass frees a batch; bounded all the same.
+  for (int pass = 0; pass <= in_doubt_slots() / kResolveBatch; ++pass)
+    if (!resolve_decided(dbid, &undecided)) break;
   return undecided;
 }
 

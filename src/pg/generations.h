@@ -48,8 +48,10 @@ uint64_t overflow_generation();
 // callback, so PREPARE records the transaction as in doubt; readers of the
 // database bypass the cache while it is in progress, and the first reader
 // after it finished bumps the database generation (invalidating more than
-// needed, never late). Returns false when the in-doubt table is full; the
-// caller then refuses the PREPARE.
+// needed, never late). The table has room for every transaction that can be
+// undecided at once (max_prepared_transactions + MaxBackends), and a full
+// table first frees the slots of decided transactions. Should it still be
+// full (false), PREPARE is refused and readers bypass the cache.
 bool register_in_doubt(Oid dbid, TransactionId xid);
 // Prepared transactions survive a restart, the in-doubt list does not: the
 // first reader of a database after a start registers every prepared

@@ -307,6 +307,26 @@ void define_settings(bool preloading) {
       GUC_NOT_IN_SAMPLE,
       nullptr, nullptr, nullptr);
 
+  DefineCustomIntVariable(
+      "cachekit.max_ttl",
+      "Longest time a cached_query result is kept in Redis; larger ttls are capped to it.",
+      "Applies to the ttl argument, namespace ttls and cachekit.default_ttl alike.",
+      &settings.max_ttl,
+      86400, 1, INT_MAX,
+      PGC_SUSET,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.max_prepared_queries",
+      "How many prepared cached_query queries one backend keeps; the least recently used go first.",
+      "Each costs its plan's memory (kilobytes); an evicted query is prepared again when next used.",
+      &settings.max_prepared_queries,
+      1000, 1, 1000000,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
+
   MarkGUCPrefixReserved("cachekit");
 }
 // clang-format on

@@ -26,6 +26,10 @@ struct Settings {
   int max_keys_per_xact;
   int debug_pause_lock;  // tests only
   int debug_pause_at;    // DebugPausePoint
+  // Seconds; caps every cached_query ttl.
+  int max_ttl = 86400;
+  // Prepared cached_query queries per backend.
+  int max_prepared_queries = 1000;
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };

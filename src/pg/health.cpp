@@ -8,6 +8,7 @@
 #include "core/redis_client.h"
 #include "pg/relay_state.h"
 #include "pg/datum.h"
+#include "pg/query_plan.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
@@ -140,7 +141,8 @@ CK_SQL_FUNCTION(ck_health) {
     std::string doc = "{\"healthy\": " + std::string(healthy ? "true" : "false") +
                       ", \"redis\": " + cache + ", \"session_redis\": " + session +
                       ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
-                      ", \"invalidation\": " + invalidation_health() + "}";
+                      ", \"invalidation\": " + invalidation_health() +
+                      ", \"prepared_queries\": " + prepared_queries_health() + "}";
     return jsonb_datum(doc);
   });
 }

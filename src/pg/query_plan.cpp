@@ -9,6 +9,8 @@
 // range table), one it did not inline is still there and hides what it reads.
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -17,6 +19,7 @@
 #include "core/error.h"
 #include "core/key_material.h"
 #include "pg/boundary.h"
+#include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/query_plan.h"
 
@@ -29,6 +32,7 @@ extern "C" {
 #include "catalog/pg_proc.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/nodes.h"
 #include "nodes/parsenodes.h"
@@ -36,6 +40,7 @@ extern "C" {
 #include "parser/analyze.h"
 #include "parser/parse_func.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -52,21 +57,87 @@ namespace cachekit::pg {
 
 namespace {
 
-std::unordered_map<std::string, std::unique_ptr<PreparedQuery>> prepared;
-bool prepared_stale = false;  // set by invalidation callbacks, acted on at next use
+// The prepared queries by identity (see prepare_query), and their use order
+// for eviction: most recently used first. The list points at the map's keys,
+// which stay put while the entry exists.
+struct Slot {
+  std::unique_ptr<PreparedQuery> q;
+  std::list<const std::string *>::iterator use;
+};
+std::unordered_map<std::string, Slot> prepared;
+std::list<const std::string *> use_order;
+// Invalidated or evicted while a call was using them: freed once unpinned.
+std::vector<std::unique_ptr<PreparedQuery>> retired;
 
-void mark_stale(Datum, Oid) { prepared_stale = true; }
-void mark_stale_syscache(Datum, int, uint32) { prepared_stale = true; }
+bool prepared_stale = false;  // set by invalidation callbacks, acted on at next use
+uint64 invalidations_seen = 0;
+
+void mark_stale(Datum, Oid) {
+  prepared_stale = true;
+  ++invalidations_seen;
+}
+void mark_stale_syscache(Datum, int, uint32) {
+  prepared_stale = true;
+  ++invalidations_seen;
+}
+
+void free_entry(PreparedQuery &q) {
+  SPIPlanPtr plan = q.plan;
+  MemoryContext memory = q.memory;
+  q.plan = nullptr;
+  q.memory = nullptr;
+  q.perm_rtable = NIL;
+  pg_call([&] {
+    if (plan != nullptr) SPI_freeplan(plan);
+    if (memory != nullptr) MemoryContextDelete(memory);
+  });
+}
+
+// Removes an entry from the map; frees it, or retires it while pinned.
+void drop_slot(std::unordered_map<std::string, Slot>::iterator it) {
+  std::unique_ptr<PreparedQuery> q = std::move(it->second.q);
+  use_order.erase(it->second.use);
+  prepared.erase(it);
+  if (q->pins > 0) {
+    retired.push_back(std::move(q));
+  } else {
+    free_entry(*q);
+  }
+}
 
 void drop_all_prepared() {
-  for (auto &entry : prepared)
-    if (entry.second->plan != nullptr) {
-      SPIPlanPtr plan = entry.second->plan;
-      entry.second->plan = nullptr;
-      pg_call([&] { SPI_freeplan(plan); });
-    }
-  prepared.clear();
+  // Flag last: an error half-way leaves the rest for the next call.
+  while (!prepared.empty()) drop_slot(prepared.begin());
   prepared_stale = false;
+}
+
+void free_unpinned_retired() {
+  for (size_t i = 0; i < retired.size();) {
+    if (retired[i]->pins > 0) {
+      ++i;
+      continue;
+    }
+    std::unique_ptr<PreparedQuery> q = std::move(retired[i]);
+    retired.erase(retired.begin() + static_cast<std::ptrdiff_t>(i));
+    free_entry(*q);
+  }
+}
+
+// Least recently used first; pinned entries (of calls in progress, the
+// current one included) stay, so the count may exceed the limit while
+// nested calls run.
+void evict_over_limit() {
+  auto limit = static_cast<size_t>(settings.max_prepared_queries);
+  auto it = use_order.end();  // everything from `it` on is pinned
+  while (prepared.size() > limit && it != use_order.begin()) {
+    auto victim = std::prev(it);
+    auto slot = prepared.find(**victim);
+    if (slot->second.q->pins > 0) {
+      it = victim;
+      continue;
+    }
+    drop_slot(slot);  // erases *victim only: `it` stays valid
+  }
 }
 
 Oid invalidate_trigger_oid() {
@@ -200,6 +271,55 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
   q.deps = std::move(tables);
 }
 
+// Built-in STABLE functions whose result depends on the connection, the
+// session or the transaction rather than on tables: no key can hold what
+// they depend on. (VOLATILE ones are refused anyway; pg_stat_get_* are
+// matched by name, see check_functions.)
+const Oid kConnectionFunctions[] = {
+    F_INET_CLIENT_ADDR,
+    F_INET_CLIENT_PORT,
+    F_INET_SERVER_ADDR,
+    F_INET_SERVER_PORT,
+    F_PG_BACKEND_PID,
+    F_PG_MY_TEMP_SCHEMA,
+    F_PG_IS_OTHER_TEMP_SCHEMA,
+    F_PG_TRIGGER_DEPTH,
+    F_PG_CONF_LOAD_TIME,
+    F_PG_CLIENT_ENCODING,
+    F_PG_LISTENING_CHANNELS,
+    F_PG_CURSOR,
+    F_PG_PREPARED_STATEMENT,
+    F_PG_SHOW_ALL_SETTINGS,
+    F_PG_CURRENT_XACT_ID,
+    F_PG_CURRENT_XACT_ID_IF_ASSIGNED,
+    F_PG_CURRENT_SNAPSHOT,
+    F_TXID_CURRENT,
+    F_TXID_CURRENT_IF_ASSIGNED,
+    F_TXID_CURRENT_SNAPSHOT,
+    F_PG_EVENT_TRIGGER_DDL_COMMANDS,
+    F_PG_EVENT_TRIGGER_DROPPED_OBJECTS,
+    F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID,
+    F_PG_EVENT_TRIGGER_TABLE_REWRITE_REASON,
+};
+
+bool is_connection_function(Oid fn) {
+  return std::find(std::begin(kConnectionFunctions), std::end(kConnectionFunctions), fn) !=
+         std::end(kConnectionFunctions);
+}
+
+// The executor checks EXECUTE on every function an expression calls; only
+// user functions and built-ins whose ACL was changed can fail the check.
+bool execute_can_fail(Oid fn) {
+  if (fn >= FirstNormalObjectId) return true;
+  return pg_call([&] {
+    HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+    if (!HeapTupleIsValid(tup)) return true;
+    bool has_acl = !heap_attisnull(tup, Anum_pg_proc_proacl, nullptr);
+    ReleaseSysCache(tup);
+    return has_acl;
+  });
+}
+
 // analysed_text: the rewritten query before planning; plan_text: the plan.
 // A VOLATILE function counts even when the planner inlined it away (the
 // caller declared it volatile); the tables a function reads are known only
@@ -214,10 +334,24 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
         std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
         "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
   }
+  // SESSION_USER: two logins that SET ROLE to the same role have the same
+  // current_user but may see different rows. The plan holds the query's own
+  // expressions, views', inlined functions' and row-level security policies'.
+  const std::string session_user_node =
+      "{SQLVALUEFUNCTION :op " + std::to_string(SVFOP_SESSION_USER) + " ";
+  if (strstr(plan_text, session_user_node.c_str()) != nullptr) q.reads_session_user = true;
   for (Oid fn : functions_in(plan_text)) {
+    if (fn == F_SESSION_USER) q.reads_session_user = true;
     // current_setting('app.x') reads a setting, not a table: every custom
-    // setting then joins the key, as for row-level security.
-    if (fn == F_CURRENT_SETTING_TEXT || fn == F_CURRENT_SETTING_TEXT_BOOL) q.reads_settings = true;
+    // setting then joins the key, as for row-level security (and the
+    // session user: current_setting('session_authorization')).
+    if (fn == F_CURRENT_SETTING_TEXT || fn == F_CURRENT_SETTING_TEXT_BOOL) {
+      q.reads_settings = true;
+      q.reads_session_user = true;
+    }
+    if (execute_can_fail(fn) && std::find(q.execute_checked.begin(), q.execute_checked.end(), fn) ==
+                                    q.execute_checked.end())
+      q.execute_checked.push_back(fn);
     char volatility = pg_call([&] { return func_volatile(fn); });
     if (volatility == PROVOLATILE_VOLATILE) {
       char *name = pg_call([&] { return format_procedure(fn); });
@@ -225,8 +359,28 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
           q, "cached_query cannot cache a query that calls a volatile function",
           std::string("Function ") + name + " is VOLATILE: its result may differ at every call.",
           "Run the query directly, or declare the function STABLE or IMMUTABLE if it is.");
-    } else if (fn >= FirstNormalObjectId && volatility != PROVOLATILE_IMMUTABLE &&
-               !have_depends_on) {
+    } else if (fn < FirstNormalObjectId && is_connection_function(fn)) {
+      char *name = pg_call([&] { return format_procedure(fn); });
+      uncacheable(q, "cached_query cannot cache a query whose result depends on the connection",
+                  std::string("Function ") + name +
+                      " returns a value of this connection, session or transaction.",
+                  "Run the query directly, or compute the value first and pass it as a "
+                  "parameter ($1).");
+    } else if (fn < FirstNormalObjectId &&
+               strncmp(pg_call([&] { return get_func_name(fn); }), "pg_stat_get_", 12) == 0) {
+      char *name = pg_call([&] { return format_procedure(fn); });
+      uncacheable(q, "cached_query cannot cache a query that reads server statistics",
+                  std::string("Function ") + name +
+                      " reads statistics, which change without any write to a table.",
+                  "Run the query directly.");
+    } else if (fn >= FirstNormalObjectId && volatility != PROVOLATILE_IMMUTABLE) {
+      if (have_depends_on) {
+        // depends_on names its tables, but it may read anything else a
+        // STABLE function can: a tenant setting, the session user.
+        q.reads_settings = true;
+        q.reads_session_user = true;
+        continue;
+      }
       char *name = pg_call([&] { return format_procedure(fn); });
       uncacheable(q, "cached_query cannot see what a non-inlined function reads",
                   std::string("Function ") + name +
@@ -235,6 +389,23 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
                   "or declare the function IMMUTABLE if it reads no tables.");
     }
   }
+}
+
+// The range table entries whose privileges the executor checks
+// (ExecCheckRTPerms), copied into the entry's own memory.
+void keep_permission_info(PreparedQuery &q, const PlannedStmt *stmt) {
+  pg_call([&] {
+    q.memory =
+        AllocSetContextCreate(CacheMemoryContext, "cachekit prepared query", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(q.memory);
+    ListCell *lc;
+    foreach (lc, stmt->rtable) {
+      RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+      if (rte->rtekind == RTE_RELATION && rte->requiredPerms != 0)
+        q.perm_rtable = lappend(q.perm_rtable, copyObjectImpl(rte));
+    }
+    MemoryContextSwitchTo(old);
+  });
 }
 
 void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<Oid> &depends_on) {
@@ -283,6 +454,7 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
   try {
     collect_dependencies(q, stmt, depends_on);
     check_functions(q, analysed.c_str(), plan_text.c_str(), !depends_on.empty());
+    keep_permission_info(q, stmt);
   } catch (...) {
     pg_call([&] { ReleaseCachedPlan(cplan, CurrentResourceOwner); });
     throw;
@@ -309,13 +481,12 @@ std::string sha256_hex(const std::string &bytes) {
   return hex_encode(digest, sizeof digest);
 }
 
-int active_calls = 0;
-
-PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
-                             const std::function<void()> &connect_spi) {
-  // A cached_query nested in another one's query must not free the plan the
-  // outer call is running: drop stale entries only from the outermost call.
-  if (prepared_stale && active_calls <= 1) drop_all_prepared();
+QueryPin prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
+                       const std::function<void()> &connect_spi) {
+  // Pinned entries (an outer call's) are retired, not freed: nested calls see
+  // invalidations as promptly as outer ones.
+  if (prepared_stale) drop_all_prepared();
+  if (!retired.empty()) free_unpinned_retired();
 
   // What changes the meaning of the same text: search_path (as schema OIDs),
   // the role (row-level security policies are part of the plan), depends_on.
@@ -328,23 +499,48 @@ PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &d
   for (Oid d : depends_on) id.add_u64('d', d);
 
   auto it = prepared.find(id.bytes());
-  if (it != prepared.end()) return *it->second;
+  if (it != prepared.end()) {
+    use_order.splice(use_order.begin(), use_order, it->second.use);
+    QueryPin pin(*it->second.q);
+    if (prepared.size() > static_cast<size_t>(settings.max_prepared_queries)) evict_over_limit();
+    return pin;
+  }
 
   connect_spi();
   auto q = std::make_unique<PreparedQuery>();
   try {
     prepare_into(*q, query, depends_on);
   } catch (...) {
-    if (q->plan != nullptr) {
-      SPIPlanPtr plan = q->plan;
-      q->plan = nullptr;
-      pg_call([&] { SPI_freeplan(plan); });
-    }
+    free_entry(*q);
     throw;
   }
-  PreparedQuery &ref = *q;
-  prepared.emplace(id.bytes(), std::move(q));
-  return ref;
+  auto inserted = prepared.emplace(id.bytes(), Slot{std::move(q), use_order.end()}).first;
+  use_order.push_front(&inserted->first);
+  inserted->second.use = use_order.begin();
+  QueryPin pin(*inserted->second.q);
+  evict_over_limit();
+  return pin;
+}
+
+void check_privileges(const PreparedQuery &q) {
+  List *rtable = q.perm_rtable;
+  const Oid *fns = q.execute_checked.data();
+  const size_t nfns = q.execute_checked.size();
+  pg_call([&] {
+    if (rtable != NIL) ExecCheckRTPerms(rtable, true);
+    for (size_t i = 0; i < nfns; ++i)
+      if (pg_proc_aclcheck(fns[i], GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(fns[i]));
+  });
+}
+
+uint64_t plan_invalidations() { return invalidations_seen; }
+
+size_t prepared_query_count() { return prepared.size() + retired.size(); }
+
+std::string prepared_queries_health() {
+  return "{\"count\": " + std::to_string(prepared_query_count()) +
+         ", \"max\": " + std::to_string(settings.max_prepared_queries) + "}";
 }
 
 void install_plan_cache_callbacks() {

@@ -1,11 +1,19 @@
 // Per-backend prepared queries of cached_query: the hit path must not parse,
 // analyse or plan, so each distinct (query text, search_path, role,
 // depends_on) is prepared once and kept with what the key needs: parameter
-// types, the tables it depends on, a digest of the analysed query, and
-// whether (and why) it cannot be cached. Entries are dropped on relcache,
-// function and role invalidations.
+// types, the tables it depends on, a digest of the analysed query, whether
+// (and why) it cannot be cached, and what a hit must check before it serves
+// rows: the planned range table's privileges and EXECUTE on the functions
+// the plan calls.
+//
+// Entries are dropped on relcache, function, role and schema invalidations,
+// and beyond cachekit.max_prepared_queries (least recently used first). An
+// entry a call in progress uses (nested calls: a cached query calling a
+// function that calls cached_query) is never freed under it: it is retired
+// and freed once no call uses it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -14,34 +22,77 @@
 extern "C" {
 #include "postgres.h"
 #include "executor/spi.h"
+#include "nodes/pg_list.h"
+#include "utils/memutils.h"
 }
 
 namespace cachekit::pg {
 
 struct PreparedQuery {
   SPIPlanPtr plan = nullptr;  // kept (SPI_keepplan)
+  // Owns perm_rtable; freed with the entry.
+  MemoryContext memory = nullptr;
+  // The planned statement's RTE_RELATION entries that need privileges, for
+  // ExecCheckRTPerms on a hit (the executor checks them on a miss).
+  List *perm_rtable = NIL;
+  // Functions of the plan whose EXECUTE privilege can fail: user functions
+  // and built-ins with a non-default ACL (a REVOKE changes pg_proc, which
+  // drops the entry, so the list is recomputed).
+  std::vector<Oid> execute_checked;
   std::vector<Oid> param_types;
   std::vector<Oid> result_types;
-  std::vector<Oid> deps;        // tables, with their ancestors
-  bool row_security = false;    // RLS applies to a dependency for this role
-  bool reads_settings = false;  // calls current_setting()
-  std::string analysed_digest;  // hex SHA-256 of the rewritten query tree
-  uint64_t fingerprint = 0;     // of the query text, for query_stats
+  std::vector<Oid> deps;            // tables, with their ancestors
+  bool row_security = false;        // RLS applies to a dependency for this role
+  bool reads_settings = false;      // calls current_setting(), or a function that may
+  bool reads_session_user = false;  // SESSION_USER, or a function that may read it
+  std::string analysed_digest;      // hex SHA-256 of the rewritten query tree
+  uint64_t fingerprint = 0;         // of the query text, for query_stats
   // Set when the query cannot be cached safely.
   bool uncacheable = false;
   std::string reason, detail, hint;
+  int pins = 0;  // calls in progress that use this entry
 };
 
-// The prepared form of `query`. Throws cachekit::Error / PgError for queries
-// that do not parse or are not a single SELECT-like statement.
-// connect_spi is called before anything that needs SPI (only when the query
-// is not prepared yet).
-PreparedQuery &prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
-                             const std::function<void()> &connect_spi);
+// Keeps an entry alive for the duration of a call; see prepare_query.
+class QueryPin {
+ public:
+  explicit QueryPin(PreparedQuery &q) : q_(&q) { ++q_->pins; }
+  ~QueryPin() {
+    if (q_) --q_->pins;
+  }
+  QueryPin(QueryPin &&other) noexcept : q_(other.q_) { other.q_ = nullptr; }
+  QueryPin(const QueryPin &) = delete;
+  QueryPin &operator=(const QueryPin &) = delete;
+  QueryPin &operator=(QueryPin &&) = delete;
+  PreparedQuery &operator*() const { return *q_; }
+  PreparedQuery *operator->() const { return q_; }
 
-// cached_query calls in progress in this backend (nesting depth); kept by
-// CallDepth in cached_query.cpp.
-extern int active_calls;
+ private:
+  PreparedQuery *q_;
+};
+
+// The prepared form of `query`, pinned until the returned QueryPin goes away.
+// Throws cachekit::Error / PgError for queries that do not parse or are not a
+// single SELECT-like statement. connect_spi is called before anything that
+// needs SPI (only when the query is not prepared yet).
+QueryPin prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
+                       const std::function<void()> &connect_spi);
+
+// Raises the executor's own error (42501) when the current user may not run
+// the prepared query: SELECT on its tables and columns, EXECUTE on its
+// functions. No catalog scan: syscache lookups only.
+void check_privileges(const PreparedQuery &q);
+
+// Counts the invalidations that can change a prepared query (relcache,
+// functions, roles, schemas) seen by this backend. A call compares it before
+// and after running its query: a change means the plan it ran may not be the
+// one its key was built from.
+uint64_t plan_invalidations();
+
+// Entries held by this backend (including retired ones not yet freed), and
+// as the JSON object health() shows: {"count": n, "max": m}.
+size_t prepared_query_count();
+std::string prepared_queries_health();
 
 // Registers the invalidation callbacks; from _PG_init.
 void install_plan_cache_callbacks();

@@ -78,6 +78,8 @@ const char *bypass_name(Bypass b) {
       return "hot_standby";
     case Bypass::kPreparedTransaction:
       return "prepared_transaction";
+    case Bypass::kPlanChanged:
+      return "plan_changed";
     case Bypass::kCount:
       break;
   }

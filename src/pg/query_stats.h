@@ -23,6 +23,7 @@ enum class Bypass : int {
   kTooLarge,     // result above cachekit.max_result_bytes (ran, not stored)
   kHotStandby,
   kPreparedTransaction,  // a prepared transaction of this database is undecided
+  kPlanChanged,          // re-planned while it ran (ran, not stored)
   kCount
 };
 const char *bypass_name(Bypass b);
