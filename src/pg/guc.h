@@ -24,8 +24,10 @@ struct Settings {
   int max_query_stats = 1000;
   char *invalidation_channel;
   int max_keys_per_xact;
-  int debug_pause_lock;  // tests only
-  int debug_pause_at;    // DebugPausePoint
+  int debug_pause_lock;       // tests only
+  int debug_pause_at;         // DebugPausePoint
+  char *redis_password_file;  // empty: no password unless the URL has one
+  char *kv_namespace;         // empty: the database's name
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
