@@ -207,64 +207,74 @@ RETURNS pg_catalog.text LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catal
            || '_';
 $$;
 
--- The one place that creates the extension's triggers. kind:
---   invalidate      statement trigger of a watched table, ENABLE ALWAYS (fires
---                   under session_replication_role = replica too)
---   invalidate_row  row trigger of a watched table, ENABLE REPLICA: logical
---                   replication's apply worker fires row triggers only
---   keys, keys_row  the same pair for one operation (op) of a key rule;
---                   rule = ARRAY[name, template, columns joined by ',']
+-- The one place that creates the extension's triggers, on one table:
+--   what = 'invalidate'  a watched table's pair: cachekit_invalidate, the
+--                        statement trigger, ENABLE ALWAYS (fires under
+--                        session_replication_role = replica too), and
+--                        cachekit_invalidate_row, ENABLE REPLICA (fires only
+--                        there: logical replication's apply worker fires row
+--                        triggers only)
+--   what = 'keys'        the same pair for each operation of a key rule;
+--                        rule = ARRAY[name, template, columns joined by ',']
 -- Row triggers go on tables holding rows only (relkind r): on a partitioned
 -- table they would be cloned onto every partition, and the clone would clash
 -- with a partition's own trigger of the same name on ATTACH PARTITION.
--- An existing trigger of that name is left alone. Returns whether it created one.
-CREATE FUNCTION cachekit._create_trigger(
-    rel pg_catalog.oid, kind pg_catalog.text, op pg_catalog.text, rule pg_catalog.text[])
-RETURNS pg_catalog.bool LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Existing triggers are left alone. The new ones are enabled by one ALTER
+-- TABLE, which runs cachekit._on_ddl() once for the table (it finds them all
+-- in place). Returns how many it created.
+CREATE FUNCTION cachekit._create_triggers(
+    rel pg_catalog.oid, what pg_catalog.text, operations pg_catalog.text[], rule pg_catalog.text[])
+RETURNS pg_catalog.int4 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel_kind pg_catalog."char" := (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel);
-    row_level pg_catalog.bool := kind IN ('invalidate_row', 'keys_row');
-    trigger_name pg_catalog.text;
-    spec pg_catalog.text;
+    wanted record;
+    enable pg_catalog.text[] := '{}';
 BEGIN
-    IF rel_kind IS NULL OR rel_kind NOT IN ('r', 'p') OR (row_level AND rel_kind <> 'r') THEN
-        RETURN false;
+    IF rel_kind IS NULL OR rel_kind NOT IN ('r', 'p') THEN
+        RETURN 0;
     END IF;
-    IF kind IN ('keys', 'keys_row') AND (op IS NULL OR op NOT IN ('INSERT', 'UPDATE', 'DELETE')) THEN
-        RAISE EXCEPTION 'unknown operation %', op USING ERRCODE = 'invalid_parameter_value';
+    IF what NOT IN ('invalidate', 'keys') THEN
+        RAISE EXCEPTION 'unknown trigger kind %', what USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    CASE kind
-    WHEN 'invalidate' THEN
-        trigger_name := 'cachekit_invalidate';
-        spec := 'BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT '
-                'EXECUTE FUNCTION cachekit._invalidate()';
-    WHEN 'invalidate_row' THEN
-        trigger_name := 'cachekit_invalidate_row';
-        spec := 'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()';
-    WHEN 'keys' THEN
-        trigger_name := cachekit._rule_trigger_prefix(rule[1]) || lower(left(op, 1));
-        spec := 'AFTER ' || op || ' ON %s REFERENCING '
-                || CASE op WHEN 'INSERT' THEN 'NEW TABLE AS cachekit_new'
-                           WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
-                           ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END
-                || format(' FOR EACH STATEMENT EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
-                          rule[1], rule[2], rule[3]);
-    WHEN 'keys_row' THEN
-        trigger_name := cachekit._rule_trigger_prefix(rule[1]) || 'r' || lower(left(op, 1));
-        spec := 'AFTER ' || op || ' ON %s FOR EACH ROW '
-                || format('EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)', rule[1], rule[2], rule[3]);
-    ELSE
-        RAISE EXCEPTION 'unknown trigger kind %', kind USING ERRCODE = 'invalid_parameter_value';
-    END CASE;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = rel AND g.tgname = trigger_name) THEN
-        RETURN false;
+    IF what = 'keys' AND (operations IS NULL OR cardinality(operations) = 0
+        OR EXISTS (SELECT 1 FROM unnest(operations) o WHERE o IS NULL OR o NOT IN ('INSERT', 'UPDATE', 'DELETE'))) THEN
+        RAISE EXCEPTION 'operations must be a non-empty subset of INSERT, UPDATE, DELETE'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    EXECUTE format('CREATE TRIGGER %I ' || spec, trigger_name, rel::pg_catalog.regclass);
-    -- The ALTER TABLE runs cachekit._on_ddl() (ddl_command_end), which finds
-    -- the trigger in place and creates nothing.
-    EXECUTE format('ALTER TABLE ONLY %s ENABLE %s TRIGGER %I', rel::pg_catalog.regclass,
-                   CASE WHEN row_level THEN 'REPLICA' ELSE 'ALWAYS' END, trigger_name);
-    RETURN true;
+    FOR wanted IN
+        SELECT 'cachekit_invalidate' AS name, false AS row_level,
+               'BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT '
+               'EXECUTE FUNCTION cachekit._invalidate()' AS spec
+         WHERE what = 'invalidate'
+        UNION ALL
+        SELECT 'cachekit_invalidate_row', true,
+               'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()'
+         WHERE what = 'invalidate' AND rel_kind = 'r'
+        UNION ALL
+        SELECT cachekit._rule_trigger_prefix(rule[1]) || lower(left(o, 1)), false,
+               'AFTER ' || o || ' ON %s REFERENCING '
+               || CASE o WHEN 'INSERT' THEN 'NEW TABLE AS cachekit_new'
+                         WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
+                         ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END
+               || format(' FOR EACH STATEMENT EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
+                         rule[1], rule[2], rule[3])
+          FROM unnest(operations) o WHERE what = 'keys'
+        UNION ALL
+        SELECT cachekit._rule_trigger_prefix(rule[1]) || 'r' || lower(left(o, 1)), true,
+               'AFTER ' || o || ' ON %s FOR EACH ROW '
+               || format('EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)', rule[1], rule[2], rule[3])
+          FROM unnest(operations) o WHERE what = 'keys' AND rel_kind = 'r'
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                              WHERE g.tgrelid = rel AND g.tgname = wanted.name);
+        EXECUTE format('CREATE TRIGGER %I ' || wanted.spec, wanted.name, rel::pg_catalog.regclass);
+        enable := enable || format('ENABLE %s TRIGGER %I',
+                                   CASE WHEN wanted.row_level THEN 'REPLICA' ELSE 'ALWAYS' END, wanted.name);
+    END LOOP;
+    IF cardinality(enable) > 0 THEN
+        EXECUTE format('ALTER TABLE ONLY %s ', rel::pg_catalog.regclass) || array_to_string(enable, ', ');
+    END IF;
+    RETURN cardinality(enable);
 END $$;
 
 -- watch/unwatch run as the caller: creating a trigger needs the TRIGGER
@@ -296,8 +306,7 @@ BEGIN
                                     UNION SELECT p.relid, p.level FROM pg_partition_tree(table_name) p) t
                ORDER BY t.level, t.relid
     LOOP
-        PERFORM cachekit._create_trigger(rel.relid::oid, 'invalidate'::text, NULL::text, NULL::text[]);
-        PERFORM cachekit._create_trigger(rel.relid::oid, 'invalidate_row'::text, NULL::text, NULL::text[]);
+        PERFORM cachekit._create_triggers(rel.relid::oid, 'invalidate'::text, NULL::text[], NULL::text[]);
     END LOOP;
     PERFORM cachekit.invalidate(table_name);
 END $$;
@@ -457,27 +466,24 @@ RETURNS pg_catalog.text[] AS 'MODULE_PATHNAME', 'ck_template_columns' LANGUAGE C
 CREATE FUNCTION cachekit._capture_keys()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_capture_keys' LANGUAGE C;
 
--- (Re)creates the missing capture triggers of one rule on its table and the
--- table's partitions: one statement trigger per operation (transition tables
--- allow only one event per trigger) and one row trigger per operation.
-CREATE FUNCTION cachekit._install_rule_triggers(rule_name pg_catalog.text)
+-- (Re)creates the missing capture triggers of one rule on `below` (its table
+-- or one of the table's partitions) and below's partitions: one statement
+-- trigger per operation (transition tables allow only one event per trigger)
+-- and one row trigger per operation.
+CREATE FUNCTION cachekit._install_rule_triggers(rule_name pg_catalog.text, below pg_catalog.oid)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r cachekit._key_rules;
     args pg_catalog.text[];
     rel record;
-    op pg_catalog.text;
 BEGIN
     SELECT * INTO STRICT r FROM cachekit._key_rules k WHERE k.name = rule_name;
     args := ARRAY[r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ',')];
-    FOR rel IN SELECT t.relid FROM (SELECT r.table_name::oid AS relid, 0 AS level
-                                     UNION SELECT p.relid, p.level FROM pg_partition_tree(r.table_name) p) t
+    FOR rel IN SELECT t.relid FROM (SELECT below::regclass AS relid, 0 AS level
+                                     UNION SELECT p.relid, p.level FROM pg_partition_tree(below) p) t
                ORDER BY t.level, t.relid
     LOOP
-        FOREACH op IN ARRAY r.operations LOOP
-            PERFORM cachekit._create_trigger(rel.relid::oid, 'keys'::text, op, args);
-            PERFORM cachekit._create_trigger(rel.relid::oid, 'keys_row'::text, op, args);
-        END LOOP;
+        PERFORM cachekit._create_triggers(rel.relid::oid, 'keys'::text, r.operations, args);
     END LOOP;
 END $$;
 
@@ -529,7 +535,7 @@ BEGIN
     INSERT INTO cachekit._key_rules (name, table_name, template, operations, columns)
     VALUES (rule_name, table_name, template,
             ARRAY(SELECT DISTINCT o FROM unnest(operations) o ORDER BY 1), columns);
-    PERFORM cachekit._install_rule_triggers(rule_name);
+    PERFORM cachekit._install_rule_triggers(rule_name, table_name::oid);
     RETURN rule_name;
 END $$;
 
@@ -595,26 +601,27 @@ BEGIN
                JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p')
                WHERE d.classid = 'pg_class'::regclass
     LOOP
-        -- CREATE TABLE ... PARTITION OF, ATTACH PARTITION: every table of the
-        -- tree below a watched table gets the triggers.
+        -- CREATE TABLE ... PARTITION OF (the new table), ATTACH PARTITION (its
+        -- new parent): every table from there down that has a watched
+        -- ancestor gets the triggers. Only that subtree: the ALTER TABLE in
+        -- _create_triggers() runs this function again for each table it
+        -- touches, which must stay cheap on a tree of many partitions.
         FOR part IN
-            SELECT t.relid FROM pg_partition_tree(COALESCE(pg_partition_root(cmd.objid), cmd.objid)) t
+            SELECT t.relid FROM pg_partition_tree(cmd.objid) t
             WHERE EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
                           WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid::oid))
             ORDER BY t.level, t.relid
         LOOP
-            PERFORM cachekit._create_trigger(part.relid::oid, 'invalidate'::text, NULL::text, NULL::text[]);
-            PERFORM cachekit._create_trigger(part.relid::oid, 'invalidate_row'::text, NULL::text, NULL::text[]);
+            PERFORM cachekit._create_triggers(part.relid::oid, 'invalidate'::text, NULL::text[], NULL::text[]);
         END LOOP;
         IF cachekit._is_watched(cmd.objid) THEN
             PERFORM cachekit.invalidate(cmd.objid::regclass);
         END IF;
-        -- Key rules of an ancestor cover new partitions too.
+        -- Key rules of the table or an ancestor cover the subtree too.
         FOR part IN SELECT k.name FROM cachekit._key_rules k
                     WHERE k.table_name::oid IN (SELECT a.relid::oid FROM pg_partition_ancestors(cmd.objid) a)
-                       OR k.table_name::oid IN (SELECT t.relid::oid FROM pg_partition_tree(cmd.objid) t)
         LOOP
-            PERFORM cachekit._install_rule_triggers(part.name);
+            PERFORM cachekit._install_rule_triggers(part.name, cmd.objid);
         END LOOP;
     END LOOP;
 END $$;
@@ -640,7 +647,7 @@ END $$;
 -- Nothing for PUBLIC. Functions and views whose name starts with an
 -- underscore are internal; the few granted below are needed by the public
 -- functions that run as the caller (watch creates triggers calling
--- _invalidate() through _create_trigger()).
+-- _invalidate() through _create_triggers()).
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cachekit FROM PUBLIC;
@@ -669,7 +676,7 @@ GRANT EXECUTE ON FUNCTION
     cachekit.last_outcome(), cachekit.invalidate(pg_catalog.regclass),
     cachekit.watch(pg_catalog.regclass), cachekit.unwatch(pg_catalog.regclass),
     cachekit._invalidate(), cachekit._is_watched(pg_catalog.oid),
-    cachekit._create_trigger(pg_catalog.oid, pg_catalog.text, pg_catalog.text, pg_catalog.text[]),
+    cachekit._create_triggers(pg_catalog.oid, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]),
     cachekit._rule_trigger_prefix(pg_catalog.text),
     cachekit.query_stats(), cachekit.table_stats(), cachekit.app_invalidation_stats()
 TO cachekit_user, cachekit_admin;

@@ -96,8 +96,8 @@ SELECT regress.error_of(q) FROM (VALUES
     ($$SELECT cachekit.invalidate_key_on('priv_payroll', '{emp}')$$),
     ($$SELECT cachekit.invalidate_key_on('priv_payroll', '{{*}}:{emp}')$$),
     ($$SELECT cachekit._add_key_rule('priv_payroll', 'leak:{salary}', NULL, ARRAY['UPDATE'], NULL)$$),
-    ($$SELECT cachekit._install_rule_triggers('priv_payroll:emp:{emp}')$$),
-    ($$SELECT cachekit._create_trigger('priv_payroll'::regclass::oid, 'keys', 'UPDATE', ARRAY['x', 'leak:{salary}', ''])$$)
+    ($$SELECT cachekit._install_rule_triggers('priv_payroll:emp:{emp}', 'priv_payroll'::regclass::oid)$$),
+    ($$SELECT cachekit._create_triggers('priv_payroll'::regclass::oid, 'keys', ARRAY['UPDATE'], ARRAY['x', 'leak:{salary}', ''])$$)
 ) AS t(q);
 SELECT cachekit.invalidate_key_on('priv_payroll', 'emp:{emp}:{dept}', name => 'priv_emp');
 RESET ROLE;
