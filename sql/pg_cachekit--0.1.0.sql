@@ -1,9 +1,73 @@
--- pg_cachekit 0.1.0: key/value cache, session store, health and statistics.
+-- pg_cachekit 0.1.0: key/value cache, session store, cached queries,
+-- invalidation for applications, health and statistics.
 \echo Use "CREATE EXTENSION pg_cachekit" to load this file. \quit
+
+-- Name resolution for the rest of the script: pg_catalog, then pg_temp (for
+-- relations and types only; functions and operators are never looked up
+-- there). CREATE EXTENSION puts schema cachekit first in search_path, and an
+-- overload or operator someone else put there would capture every
+-- unqualified call made with a superuser's privileges. CREATE EXTENSION
+-- restores search_path when the script ends. Objects are still qualified
+-- below; this catches what a reader misses.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- Refuse a schema cachekit that another role controls. The extension's
+-- SECURITY DEFINER functions and event triggers run as the installing
+-- superuser and call functions in this schema: an object another role
+-- placed there beforehand (an overload with a better-matching argument
+-- type) would run with those privileges.
+DO $schema$
+DECLARE
+    me pg_catalog.oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER);
+    ns record;
+    stranger pg_catalog.text;
+    fix CONSTANT pg_catalog.text :=
+        'Drop the schema (DROP SCHEMA cachekit CASCADE) or rename it (ALTER SCHEMA cachekit RENAME TO '
+        'cachekit_old), then run CREATE EXTENSION pg_cachekit again.';
+BEGIN
+    SELECT n.oid, n.nspowner::pg_catalog.regrole::pg_catalog.text AS owner, n.nspowner, n.nspacl
+      INTO STRICT ns FROM pg_catalog.pg_namespace n WHERE n.nspname = 'cachekit';
+    IF ns.nspowner <> me THEN
+        RAISE EXCEPTION 'schema cachekit already exists and is owned by role %', ns.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'pg_cachekit installs SECURITY DEFINER functions into schema cachekit, '
+                           'which must be owned by the role that installs the extension.',
+                  HINT = fix;
+    END IF;
+    SELECT pg_catalog.string_agg(DISTINCT a.grantee::pg_catalog.regrole::pg_catalog.text, ', ')
+      INTO stranger FROM pg_catalog.aclexplode(ns.nspacl) a
+     WHERE a.privilege_type = 'CREATE' AND a.grantee <> me;
+    IF stranger IS NOT NULL THEN
+        RAISE EXCEPTION 'schema cachekit lets other roles create objects in it'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = pg_catalog.format('CREATE on schema cachekit is granted to: %s.', stranger),
+                  HINT = 'Run REVOKE CREATE ON SCHEMA cachekit FROM those roles, or: ' || fix;
+    END IF;
+    SELECT pg_catalog.string_agg(DISTINCT o.owner::pg_catalog.regrole::pg_catalog.text, ', ') INTO stranger
+      FROM (SELECT proowner AS owner FROM pg_catalog.pg_proc WHERE pronamespace = ns.oid
+            UNION ALL SELECT relowner FROM pg_catalog.pg_class WHERE relnamespace = ns.oid
+            UNION ALL SELECT typowner FROM pg_catalog.pg_type WHERE typnamespace = ns.oid
+            UNION ALL SELECT oprowner FROM pg_catalog.pg_operator WHERE oprnamespace = ns.oid
+            UNION ALL SELECT collowner FROM pg_catalog.pg_collation WHERE collnamespace = ns.oid
+            UNION ALL SELECT conowner FROM pg_catalog.pg_conversion WHERE connamespace = ns.oid
+            UNION ALL SELECT opcowner FROM pg_catalog.pg_opclass WHERE opcnamespace = ns.oid
+            UNION ALL SELECT opfowner FROM pg_catalog.pg_opfamily WHERE opfnamespace = ns.oid
+            UNION ALL SELECT cfgowner FROM pg_catalog.pg_ts_config WHERE cfgnamespace = ns.oid
+            UNION ALL SELECT dictowner FROM pg_catalog.pg_ts_dict WHERE dictnamespace = ns.oid
+            UNION ALL SELECT stxowner FROM pg_catalog.pg_statistic_ext WHERE stxnamespace = ns.oid) o
+     WHERE o.owner <> me;
+    IF stranger IS NOT NULL THEN
+        RAISE EXCEPTION 'schema cachekit already contains objects owned by other roles'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = pg_catalog.format('Objects owned by %s are in schema cachekit.', stranger),
+                  HINT = fix;
+    END IF;
+END
+$schema$;
 
 -- Group roles. Roles are cluster-wide: another database may have created them
 -- already, and DROP EXTENSION leaves them (as it must; they may hold grants
--- elsewhere). Nothing here is granted to PUBLIC.
+-- elsewhere). What they may do is granted in the Privileges block at the end.
 DO $roles$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_user') THEN
@@ -18,74 +82,73 @@ BEGIN
 END
 $roles$;
 
-GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin;
-
 -- Key/value cache ----------------------------------------------------------
 
-CREATE FUNCTION cachekit.cache_set(key text, value text, ttl integer DEFAULT NULL)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_cache_set_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_set(key text, value bytea, ttl integer DEFAULT NULL)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_cache_set_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_set(key text, value jsonb, ttl integer DEFAULT NULL)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_cache_set_jsonb' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_set(key pg_catalog.text, value pg_catalog.text, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_cache_set_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_set(key pg_catalog.text, value pg_catalog.bytea, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_cache_set_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_set(key pg_catalog.text, value pg_catalog.jsonb, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_cache_set_jsonb' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION cachekit.cache_get(key text)
-RETURNS text AS 'MODULE_PATHNAME', 'ck_cache_get' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_get_bytea(key text)
-RETURNS bytea AS 'MODULE_PATHNAME', 'ck_cache_get_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_get_jsonb(key text)
-RETURNS jsonb AS 'MODULE_PATHNAME', 'ck_cache_get_jsonb' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_get(key pg_catalog.text)
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_cache_get' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_get_bytea(key pg_catalog.text)
+RETURNS pg_catalog.bytea AS 'MODULE_PATHNAME', 'ck_cache_get_bytea' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_get_jsonb(key pg_catalog.text)
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_cache_get_jsonb' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION cachekit.cache_delete(VARIADIC keys text[])
-RETURNS integer AS 'MODULE_PATHNAME', 'ck_cache_delete' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_exists(key text)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_cache_exists' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_ttl(key text)
-RETURNS integer AS 'MODULE_PATHNAME', 'ck_cache_ttl' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_expire(key text, ttl integer)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_cache_expire' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_incr(key text, by bigint DEFAULT 1, ttl integer DEFAULT NULL)
-RETURNS bigint AS 'MODULE_PATHNAME', 'ck_cache_incr' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.cache_clear(prefix text)
-RETURNS bigint AS 'MODULE_PATHNAME', 'ck_cache_clear' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_delete(VARIADIC keys pg_catalog.text[])
+RETURNS pg_catalog.int4 AS 'MODULE_PATHNAME', 'ck_cache_delete' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_exists(key pg_catalog.text)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_cache_exists' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_ttl(key pg_catalog.text)
+RETURNS pg_catalog.int4 AS 'MODULE_PATHNAME', 'ck_cache_ttl' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_expire(key pg_catalog.text, ttl pg_catalog.int4)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_cache_expire' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_incr(key pg_catalog.text, by pg_catalog.int8 DEFAULT 1, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_cache_incr' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.cache_clear(prefix pg_catalog.text)
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_cache_clear' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION cachekit.cache_set(text, text, integer) IS
+COMMENT ON FUNCTION cachekit.cache_set(pg_catalog.text, pg_catalog.text, pg_catalog.int4) IS
     'Store a value under key for ttl seconds (default cachekit.default_ttl); false if Redis is unavailable';
-COMMENT ON FUNCTION cachekit.cache_get(text) IS
+COMMENT ON FUNCTION cachekit.cache_get(pg_catalog.text) IS
     'The value stored under key, or NULL on a miss or when Redis is unavailable';
-COMMENT ON FUNCTION cachekit.cache_delete(text[]) IS 'Delete keys; returns how many existed';
-COMMENT ON FUNCTION cachekit.cache_ttl(text) IS
+COMMENT ON FUNCTION cachekit.cache_delete(pg_catalog.text[]) IS 'Delete keys; returns how many existed';
+COMMENT ON FUNCTION cachekit.cache_ttl(pg_catalog.text) IS
     'Remaining seconds to live; -1 for a key without expiry; NULL if the key does not exist';
-COMMENT ON FUNCTION cachekit.cache_clear(text) IS
-    'Delete every cache key starting with prefix (SCAN + UNLINK in batches); returns how many';
+COMMENT ON FUNCTION cachekit.cache_clear(pg_catalog.text) IS
+    'Delete every cache key of this namespace starting with prefix (SCAN + UNLINK in batches); returns how many';
 
 -- Session store -------------------------------------------------------------
 
-CREATE FUNCTION cachekit.session_set(sid text, data jsonb, ttl integer DEFAULT NULL)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_session_set' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.session_get(sid text)
-RETURNS jsonb AS 'MODULE_PATHNAME', 'ck_session_get' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.session_touch(sid text, ttl integer DEFAULT NULL)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_session_touch' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-CREATE FUNCTION cachekit.session_delete(sid text)
-RETURNS boolean AS 'MODULE_PATHNAME', 'ck_session_delete' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.session_set(sid pg_catalog.text, data pg_catalog.jsonb, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_session_set' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.session_get(sid pg_catalog.text)
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_session_get' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.session_touch(sid pg_catalog.text, ttl pg_catalog.int4 DEFAULT NULL)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_session_touch' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.session_delete(sid pg_catalog.text)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_session_delete' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- Health and statistics -----------------------------------------------------
 
 CREATE FUNCTION cachekit.health()
-RETURNS jsonb AS 'MODULE_PATHNAME', 'ck_health' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_health' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION cachekit.health() IS
     'Redis reachability, round trip, version, memory, eviction policy and circuit-breaker state';
 
 CREATE FUNCTION cachekit.cache_stats(
-    OUT gets bigint, OUT hits bigint, OUT misses bigint, OUT sets bigint, OUT deletes bigint,
-    OUT errors bigint, OUT bytes_in bigint, OUT bytes_out bigint, OUT redis_ops bigint,
-    OUT mean_op_time_ms double precision, OUT stats_reset timestamptz)
+    OUT gets pg_catalog.int8, OUT hits pg_catalog.int8, OUT misses pg_catalog.int8,
+    OUT sets pg_catalog.int8, OUT deletes pg_catalog.int8, OUT errors pg_catalog.int8,
+    OUT bytes_in pg_catalog.int8, OUT bytes_out pg_catalog.int8, OUT redis_ops pg_catalog.int8,
+    OUT mean_op_time_ms pg_catalog.float8, OUT stats_reset pg_catalog.timestamptz)
 RETURNS record AS 'MODULE_PATHNAME', 'ck_cache_stats' LANGUAGE C VOLATILE PARALLEL SAFE;
 
 CREATE VIEW cachekit.cache_stats AS
     SELECT s.gets, s.hits, s.misses,
-           CASE WHEN s.gets > 0 THEN pg_catalog.round(s.hits::numeric / s.gets, 4) END AS hit_rate,
+           CASE WHEN s.gets > 0 THEN pg_catalog.round(s.hits::pg_catalog.numeric / s.gets, 4) END AS hit_rate,
            s.sets, s.deletes, s.errors, s.bytes_in, s.bytes_out, s.redis_ops,
            s.mean_op_time_ms, s.stats_reset
     FROM cachekit.cache_stats() AS s;
@@ -95,51 +158,128 @@ COMMENT ON VIEW cachekit.cache_stats IS
 CREATE FUNCTION cachekit.cache_stats_reset()
 RETURNS void AS 'MODULE_PATHNAME', 'ck_cache_stats_reset' LANGUAGE C VOLATILE PARALLEL SAFE;
 
--- Privileges ----------------------------------------------------------------
-
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
-REVOKE ALL ON cachekit.cache_stats FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION
-    cachekit.cache_set(text, text, integer), cachekit.cache_set(text, bytea, integer),
-    cachekit.cache_set(text, jsonb, integer), cachekit.cache_get(text),
-    cachekit.cache_get_bytea(text), cachekit.cache_get_jsonb(text),
-    cachekit.cache_delete(text[]), cachekit.cache_exists(text), cachekit.cache_ttl(text),
-    cachekit.cache_expire(text, integer), cachekit.cache_incr(text, bigint, integer),
-    cachekit.health(), cachekit.cache_stats()
-TO cachekit_user;
-GRANT SELECT ON cachekit.cache_stats TO cachekit_user;
-
-GRANT EXECUTE ON FUNCTION
-    cachekit.session_set(text, jsonb, integer), cachekit.session_get(text),
-    cachekit.session_touch(text, integer), cachekit.session_delete(text)
-TO cachekit_session;
-
-GRANT EXECUTE ON FUNCTION cachekit.cache_clear(text), cachekit.cache_stats_reset()
-TO cachekit_admin;
-
 -- Cached queries ------------------------------------------------------------
 
--- The statement trigger that cachekit.watch() installs: records the table
--- (and its ancestors) for a generation bump once the transaction commits.
--- BEFORE, not AFTER: a cached_query running later in the same statement (a
--- writable CTE, a row trigger) must already know the transaction wrote the
--- table, or it would cache rows nobody committed.
+-- The trigger function of watched tables: records the table (and its
+-- ancestors) for a generation bump once the transaction commits. BEFORE, not
+-- AFTER: a cached_query running later in the same statement (a writable CTE,
+-- a row trigger) must already know the transaction wrote the table, or it
+-- would cache rows nobody committed.
 CREATE FUNCTION cachekit._invalidate()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
 
-CREATE FUNCTION cachekit.invalidate(table_name regclass)
+-- Requires ownership of the table or cachekit_admin, and a watched table.
+CREATE FUNCTION cachekit.invalidate(table_name pg_catalog.regclass)
 RETURNS void AS 'MODULE_PATHNAME', 'ck_invalidate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION cachekit.invalidate(regclass) IS
+COMMENT ON FUNCTION cachekit.invalidate(pg_catalog.regclass) IS
     'Invalidate every cached result that read the table, when this transaction commits';
 CREATE FUNCTION cachekit.invalidate_all()
 RETURNS void AS 'MODULE_PATHNAME', 'ck_invalidate_all' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION cachekit.invalidate_all() IS
     'Invalidate every cached result of this database, when this transaction commits';
 
--- watch/unwatch run as the caller: installing a trigger needs the TRIGGER
--- privilege on the table, which its owner has.
-CREATE FUNCTION cachekit.watch(table_name regclass)
+CREATE FUNCTION cachekit._is_watched(table_name pg_catalog.oid)
+RETURNS pg_catalog.bool LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                   WHERE g.tgrelid = $1
+                     AND g.tgname = 'cachekit_invalidate'
+                     AND g.tgfoid = 'cachekit._invalidate()'::pg_catalog.regprocedure);
+$$;
+
+-- Application keys deleted when rows of a table change (see invalidate_key_on).
+CREATE TABLE cachekit._key_rules (
+    name pg_catalog.text PRIMARY KEY,
+    table_name pg_catalog.regclass NOT NULL,
+    template pg_catalog.text NOT NULL,
+    operations pg_catalog.text[] NOT NULL,
+    columns pg_catalog.text[],
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE cachekit._key_rules IS 'Application keys deleted when rows of a table change';
+
+-- The trigger-name rules, in one place. Triggers of a key rule are named
+-- after an md5 of the rule's name (names are free text, trigger names are
+-- limited to 63 bytes): <prefix><i|u|d> for the statement triggers,
+-- <prefix>r<i|u|d> for the row triggers.
+CREATE FUNCTION cachekit._rule_trigger_prefix(rule_name pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'cachekit_keys_' || pg_catalog.substr(pg_catalog.md5($1), 1, 16)
+           || '_';
+$$;
+
+-- The one place that creates the extension's triggers, on one table:
+--   what = 'invalidate'  a watched table's pair: cachekit_invalidate, the
+--                        statement trigger, ENABLE ALWAYS (fires under
+--                        session_replication_role = replica too), and
+--                        cachekit_invalidate_row, ENABLE REPLICA (fires only
+--                        there: logical replication's apply worker fires row
+--                        triggers only)
+--   what = 'keys'        the same pair for each operation of a key rule;
+--                        rule = ARRAY[name, template, columns joined by ',']
+-- Row triggers go on tables holding rows only (relkind r): on a partitioned
+-- table they would be cloned onto every partition, and the clone would clash
+-- with a partition's own trigger of the same name on ATTACH PARTITION.
+-- Existing triggers are left alone. The new ones are enabled by one ALTER
+-- TABLE, which runs cachekit._on_ddl() once for the table (it finds them all
+-- in place). Returns how many it created.
+CREATE FUNCTION cachekit._create_triggers(
+    rel pg_catalog.oid, what pg_catalog.text, operations pg_catalog.text[], rule pg_catalog.text[])
+RETURNS pg_catalog.int4 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel_kind pg_catalog."char" := (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel);
+    wanted record;
+    enable pg_catalog.text[] := '{}';
+BEGIN
+    IF rel_kind IS NULL OR rel_kind NOT IN ('r', 'p') THEN
+        RETURN 0;
+    END IF;
+    IF what NOT IN ('invalidate', 'keys') THEN
+        RAISE EXCEPTION 'unknown trigger kind %', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF what = 'keys' AND (operations IS NULL OR cardinality(operations) = 0
+        OR EXISTS (SELECT 1 FROM unnest(operations) o WHERE o IS NULL OR o NOT IN ('INSERT', 'UPDATE', 'DELETE'))) THEN
+        RAISE EXCEPTION 'operations must be a non-empty subset of INSERT, UPDATE, DELETE'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR wanted IN
+        SELECT 'cachekit_invalidate' AS name, false AS row_level,
+               'BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT '
+               'EXECUTE FUNCTION cachekit._invalidate()' AS spec
+         WHERE what = 'invalidate'
+        UNION ALL
+        SELECT 'cachekit_invalidate_row', true,
+               'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()'
+         WHERE what = 'invalidate' AND rel_kind = 'r'
+        UNION ALL
+        SELECT cachekit._rule_trigger_prefix(rule[1]) || lower(left(o, 1)), false,
+               'AFTER ' || o || ' ON %s REFERENCING '
+               || CASE o WHEN 'INSERT' THEN 'NEW TABLE AS cachekit_new'
+                         WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
+                         ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END
+               || format(' FOR EACH STATEMENT EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
+                         rule[1], rule[2], rule[3])
+          FROM unnest(operations) o WHERE what = 'keys'
+        UNION ALL
+        SELECT cachekit._rule_trigger_prefix(rule[1]) || 'r' || lower(left(o, 1)), true,
+               'AFTER ' || o || ' ON %s FOR EACH ROW '
+               || format('EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)', rule[1], rule[2], rule[3])
+          FROM unnest(operations) o WHERE what = 'keys' AND rel_kind = 'r'
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                              WHERE g.tgrelid = rel AND g.tgname = wanted.name);
+        EXECUTE format('CREATE TRIGGER %I ' || wanted.spec, wanted.name, rel::pg_catalog.regclass);
+        enable := enable || format('ENABLE %s TRIGGER %I',
+                                   CASE WHEN wanted.row_level THEN 'REPLICA' ELSE 'ALWAYS' END, wanted.name);
+    END LOOP;
+    IF cardinality(enable) > 0 THEN
+        EXECUTE format('ALTER TABLE ONLY %s ', rel::pg_catalog.regclass) || array_to_string(enable, ', ');
+    END IF;
+    RETURN cardinality(enable);
+END $$;
+
+-- watch/unwatch run as the caller: creating a trigger needs the TRIGGER
+-- privilege and setting when it fires needs ownership of the table.
+CREATE FUNCTION cachekit.watch(table_name pg_catalog.regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel record;
@@ -160,105 +300,48 @@ BEGIN
     END IF;
     -- The table and, for a partitioned table, every partition: a statement
     -- on a partition fires the partition's triggers, not its parent's.
-    -- Partitions created or attached later get the trigger from
-    -- cachekit._on_ddl().
-    FOR rel IN
-        -- pg_partition_tree() returns nothing for a plain table.
-        SELECT t.relid FROM (SELECT table_name AS relid
-                             UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
-        WHERE NOT cachekit._is_watched(t.relid)
-          AND (SELECT relkind FROM pg_class WHERE oid = t.relid) IN ('r', 'p')
+    -- Partitions created or attached later get them from cachekit._on_ddl().
+    -- pg_partition_tree() returns nothing for a plain table.
+    FOR rel IN SELECT t.relid FROM (SELECT table_name AS relid, 0 AS level
+                                    UNION SELECT p.relid, p.level FROM pg_partition_tree(table_name) p) t
+               ORDER BY t.level, t.relid
     LOOP
-        EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
-                       'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', rel.relid::regclass);
+        PERFORM cachekit._create_triggers(rel.relid::oid, 'invalidate'::text, NULL::text[], NULL::text[]);
     END LOOP;
     PERFORM cachekit.invalidate(table_name);
 END $$;
-COMMENT ON FUNCTION cachekit.watch(regclass) IS
-    'Install the invalidation trigger on a table (and its partitions, present and future)';
+COMMENT ON FUNCTION cachekit.watch(pg_catalog.regclass) IS
+    'Install the invalidation triggers on a table (and its partitions, present and future)';
 
-CREATE FUNCTION cachekit.unwatch(table_name regclass)
+CREATE FUNCTION cachekit.unwatch(table_name pg_catalog.regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel record;
 BEGIN
+    -- Before the triggers go: invalidate() accepts watched tables only.
+    IF cachekit._is_watched(table_name::oid) THEN
+        PERFORM cachekit.invalidate(table_name);
+    END IF;
     FOR rel IN
-        SELECT g.tgrelid FROM (SELECT table_name AS relid
-                               UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
-        JOIN pg_trigger g ON g.tgrelid = t.relid AND g.tgfoid = 'cachekit._invalidate'::regproc
+        SELECT g.tgrelid, g.tgname FROM (SELECT table_name AS relid
+                                         UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
+        JOIN pg_trigger g ON g.tgrelid = t.relid
+         AND g.tgfoid = 'cachekit._invalidate()'::regprocedure
+         AND g.tgname IN ('cachekit_invalidate', 'cachekit_invalidate_row')
     LOOP
-        EXECUTE format('DROP TRIGGER cachekit_invalidate ON %s', rel.tgrelid::regclass);
-    END LOOP;
-    PERFORM cachekit.invalidate(table_name);
-END $$;
-COMMENT ON FUNCTION cachekit.unwatch(regclass) IS 'Remove the invalidation trigger from a table';
-
-CREATE FUNCTION cachekit._is_watched(table_name oid)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
-                   WHERE g.tgrelid = $1 AND g.tgfoid = 'cachekit._invalidate'::pg_catalog.regproc);
-$$;
-
--- DDL on watched tables invalidates them; new partitions of a watched table
--- are watched. SECURITY DEFINER: a user creating a partition of a watched
--- table need not be allowed to use cachekit._invalidate() themselves.
-CREATE FUNCTION cachekit._on_ddl()
-RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    cmd record;
-    part record;
-BEGIN
-    FOR cmd IN SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
-               JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p')
-               WHERE d.classid = 'pg_class'::regclass
-    LOOP
-        -- CREATE TABLE ... PARTITION OF, ATTACH PARTITION: every table of the
-        -- tree below a watched table gets the trigger.
-        FOR part IN
-            SELECT t.relid FROM pg_partition_tree(COALESCE(pg_partition_root(cmd.objid), cmd.objid)) t
-            JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
-            WHERE NOT cachekit._is_watched(t.relid)
-              AND EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
-                          WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid))
-        LOOP
-            EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
-                           'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', part.relid::regclass);
-        END LOOP;
-        IF cachekit._is_watched(cmd.objid) THEN
-            PERFORM cachekit.invalidate(cmd.objid::regclass);
-        END IF;
-        -- Key rules of an ancestor cover new partitions too.
-        FOR part IN SELECT k.name FROM cachekit._key_rules k
-                    WHERE k.table_name IN (SELECT a.relid FROM pg_partition_ancestors(cmd.objid) a)
-                       OR k.table_name IN (SELECT t.relid FROM pg_partition_tree(cmd.objid) t)
-        LOOP
-            PERFORM cachekit._install_rule_triggers(part.name);
-        END LOOP;
+        EXECUTE format('DROP TRIGGER %I ON %s', rel.tgname, rel.tgrelid::regclass);
     END LOOP;
 END $$;
-
-CREATE FUNCTION cachekit._on_drop()
-RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    obj record;
-BEGIN
-    FOR obj IN SELECT objid FROM pg_event_trigger_dropped_objects()
-               WHERE classid = 'pg_class'::regclass AND objsubid = 0
-                 AND object_type IN ('table', 'partitioned table')
-    LOOP
-        PERFORM cachekit.invalidate(obj.objid::regclass);
-        DELETE FROM cachekit._key_rules WHERE table_name = obj.objid;
-    END LOOP;
-END $$;
-
+COMMENT ON FUNCTION cachekit.unwatch(pg_catalog.regclass) IS
+    'Remove the invalidation triggers from a table and its partitions';
 
 CREATE TABLE cachekit.namespace_ttls (
-    namespace text PRIMARY KEY,
-    ttl integer NOT NULL CHECK (ttl > 0)
+    namespace pg_catalog.text PRIMARY KEY,
+    ttl pg_catalog.int4 NOT NULL CHECK (ttl > 0)
 );
 COMMENT ON TABLE cachekit.namespace_ttls IS 'Default ttl of cached_query results per namespace';
 
-CREATE FUNCTION cachekit.set_namespace_ttl(namespace text, ttl integer)
+CREATE FUNCTION cachekit.set_namespace_ttl(namespace pg_catalog.text, ttl pg_catalog.int4)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF namespace IS NULL OR ttl IS NULL OR ttl <= 0 THEN
@@ -268,62 +351,71 @@ BEGIN
     INSERT INTO cachekit.namespace_ttls AS n (namespace, ttl) VALUES ($1, $2)
     ON CONFLICT ON CONSTRAINT namespace_ttls_pkey DO UPDATE SET ttl = excluded.ttl;
 END $$;
-COMMENT ON FUNCTION cachekit.set_namespace_ttl(text, integer) IS
+COMMENT ON FUNCTION cachekit.set_namespace_ttl(pg_catalog.text, pg_catalog.int4) IS
     'Default ttl for cached_query calls of a namespace that pass no ttl';
 
 CREATE FUNCTION cachekit.cached_query(
-    query text, params text[] DEFAULT '{}', ttl integer DEFAULT NULL,
-    namespace text DEFAULT NULL, depends_on regclass[] DEFAULT NULL)
+    query pg_catalog.text, params pg_catalog.text[] DEFAULT '{}', ttl pg_catalog.int4 DEFAULT NULL,
+    namespace pg_catalog.text DEFAULT NULL, depends_on pg_catalog.regclass[] DEFAULT NULL)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_cached_query' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION cachekit.cached_query(text, text[], integer, text, regclass[]) IS
+COMMENT ON FUNCTION cachekit.cached_query(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]) IS
     'Run a SELECT through the cache; rows are never older than a commit that finished before the call';
 
 CREATE FUNCTION cachekit.cached_query_json(
-    query text, params text[] DEFAULT '{}', ttl integer DEFAULT NULL,
-    namespace text DEFAULT NULL, depends_on regclass[] DEFAULT NULL)
-RETURNS jsonb AS 'MODULE_PATHNAME', 'ck_cached_query_json' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION cachekit.cached_query_json(text, text[], integer, text, regclass[]) IS
+    query pg_catalog.text, params pg_catalog.text[] DEFAULT '{}', ttl pg_catalog.int4 DEFAULT NULL,
+    namespace pg_catalog.text DEFAULT NULL, depends_on pg_catalog.regclass[] DEFAULT NULL)
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_cached_query_json' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cached_query_json(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]) IS
     'cached_query returning the rows as a JSON array of objects';
 
 CREATE FUNCTION cachekit.last_outcome()
-RETURNS text AS 'MODULE_PATHNAME', 'ck_last_outcome' LANGUAGE C VOLATILE PARALLEL SAFE;
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_last_outcome' LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION cachekit.last_outcome() IS
     'hit, miss or bypass:<reason> for this session''s last cached_query call';
 
 -- Statistics of cached queries and invalidations -------------------------------
 
+-- Rows of the current database only. Other roles' query text (and
+-- fingerprint) only for members of pg_read_all_stats or cachekit_admin, as
+-- pg_stat_statements does.
 CREATE FUNCTION cachekit.query_stats(
-    OUT dbid oid, OUT namespace text, OUT fingerprint bigint, OUT query text,
-    OUT calls bigint, OUT hits bigint, OUT misses bigint, OUT bypasses jsonb,
-    OUT mean_hit_ms double precision, OUT max_hit_ms double precision,
-    OUT mean_miss_ms double precision, OUT max_miss_ms double precision,
-    OUT rows bigint, OUT bytes bigint, OUT last_invalidation timestamptz)
+    OUT dbid pg_catalog.oid, OUT namespace pg_catalog.text, OUT fingerprint pg_catalog.int8,
+    OUT query pg_catalog.text, OUT calls pg_catalog.int8, OUT hits pg_catalog.int8,
+    OUT misses pg_catalog.int8, OUT bypasses pg_catalog.jsonb,
+    OUT mean_hit_ms pg_catalog.float8, OUT max_hit_ms pg_catalog.float8,
+    OUT mean_miss_ms pg_catalog.float8, OUT max_miss_ms pg_catalog.float8,
+    OUT rows pg_catalog.int8, OUT bytes pg_catalog.int8, OUT last_invalidation pg_catalog.timestamptz,
+    OUT userid pg_catalog.oid)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_query_stats' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.query_stats AS
     SELECT NULLIF(s.namespace, '') AS namespace, s.fingerprint, s.query, s.calls, s.hits, s.misses,
-           (SELECT COALESCE(sum(v::bigint), 0) FROM jsonb_each_text(s.bypasses) AS b(k, v))::bigint AS bypassed,
+           (SELECT COALESCE(pg_catalog.sum(v::pg_catalog.int8), 0)
+              FROM pg_catalog.jsonb_each_text(s.bypasses) AS b(k, v))::pg_catalog.int8 AS bypassed,
            s.bypasses,
-           CASE WHEN s.hits + s.misses > 0 THEN round(s.hits::numeric / (s.hits + s.misses), 4) END AS hit_rate,
+           CASE WHEN s.hits + s.misses > 0
+                THEN pg_catalog.round(s.hits::pg_catalog.numeric / (s.hits + s.misses), 4) END AS hit_rate,
            s.mean_hit_ms, s.max_hit_ms, s.mean_miss_ms, s.max_miss_ms, s.rows, s.bytes,
            s.last_invalidation,
-           COALESCE(s.mean_miss_ms > (SELECT setting::double precision FROM pg_catalog.pg_settings
-                                        WHERE name = 'cachekit.slow_query_ms'), false) AS slow
+           COALESCE(s.mean_miss_ms > (SELECT setting::pg_catalog.float8 FROM pg_catalog.pg_settings
+                                        WHERE name = 'cachekit.slow_query_ms'), false) AS slow,
+           s.userid
     FROM cachekit.query_stats() AS s
     WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 COMMENT ON VIEW cachekit.query_stats IS
-    'cached_query calls per namespace and query: hits, misses, bypasses by reason, timings';
+    'cached_query calls per role, namespace and query: hits, misses, bypasses by reason, timings';
 
 CREATE FUNCTION cachekit.query_stats_reset()
 RETURNS void AS 'MODULE_PATHNAME', 'ck_query_stats_reset' LANGUAGE C VOLATILE;
 
+-- Rows of the current database only.
 CREATE FUNCTION cachekit.table_stats(
-    OUT dbid oid, OUT relid oid, OUT generation bigint, OUT invalidations bigint,
-    OUT last_invalidation timestamptz)
+    OUT dbid pg_catalog.oid, OUT relid pg_catalog.oid, OUT generation pg_catalog.int8,
+    OUT invalidations pg_catalog.int8, OUT last_invalidation pg_catalog.timestamptz)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_table_stats' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.table_stats AS
-    SELECT CASE WHEN s.relid = 0 THEN NULL ELSE s.relid::regclass END AS table_name,
+    SELECT CASE WHEN s.relid = 0 THEN NULL ELSE s.relid::pg_catalog.regclass END AS table_name,
            s.generation, s.invalidations, s.last_invalidation
     FROM cachekit.table_stats() AS s
     WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
@@ -335,107 +427,75 @@ CREATE FUNCTION cachekit.table_stats_reset()
 RETURNS void AS 'MODULE_PATHNAME', 'ck_table_stats_reset' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.watched_tables AS
-    SELECT c.oid::regclass AS table_name,
-           (SELECT i.inhparent::regclass FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1) AS parent,
+    SELECT c.oid::pg_catalog.regclass AS table_name,
+           (SELECT i.inhparent::pg_catalog.regclass FROM pg_catalog.pg_inherits i
+             WHERE i.inhrelid = c.oid LIMIT 1) AS parent,
            c.relkind = 'p' AS partitioned,
            s.generation, s.invalidations, s.last_invalidation
     FROM pg_catalog.pg_trigger t
     JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-    LEFT JOIN cachekit.table_stats s ON s.table_name = c.oid::regclass
-    WHERE t.tgfoid = 'cachekit._invalidate'::regproc;
+    LEFT JOIN cachekit.table_stats s ON s.table_name = c.oid::pg_catalog.regclass
+    WHERE t.tgfoid = 'cachekit._invalidate()'::pg_catalog.regprocedure AND t.tgname = 'cachekit_invalidate';
 COMMENT ON VIEW cachekit.watched_tables IS 'Tables whose changes invalidate cached_query results';
-
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
-REVOKE ALL ON cachekit.namespace_ttls, cachekit.query_stats, cachekit.table_stats,
-              cachekit.watched_tables FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    cachekit.cached_query(text, text[], integer, text, regclass[]),
-    cachekit.cached_query_json(text, text[], integer, text, regclass[]),
-    cachekit.last_outcome(), cachekit.invalidate(regclass),
-    cachekit.watch(regclass), cachekit.unwatch(regclass), cachekit._invalidate(),
-    cachekit.query_stats(), cachekit.table_stats(), cachekit._is_watched(oid)
-TO cachekit_user, cachekit_admin;
-GRANT SELECT ON cachekit.namespace_ttls, cachekit.query_stats, cachekit.table_stats,
-                cachekit.watched_tables
-TO cachekit_user, cachekit_admin;
-GRANT EXECUTE ON FUNCTION
-    cachekit.invalidate_all(), cachekit.set_namespace_ttl(text, integer),
-    cachekit.query_stats_reset(), cachekit.table_stats_reset()
-TO cachekit_admin;
 
 -- Invalidation for applications ---------------------------------------------
 
--- Durable outbox: written in the committing transaction (so it is durable
--- exactly when the change is), delivered right after commit by the backend
--- when Redis answers, otherwise by the background worker, in id order.
+-- Durable outbox: written in the committing transaction when delivery right
+-- after commit cannot be counted on (see README), delivered by the relay
+-- worker in id order.
 CREATE TABLE cachekit.outbox (
     id bigserial PRIMARY KEY,
-    xid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    payload jsonb NOT NULL
+    xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    payload pg_catalog.jsonb NOT NULL
 );
 COMMENT ON TABLE cachekit.outbox IS
     'Invalidations (pub/sub messages, keys, key patterns) committed but not yet delivered to Redis';
 
-CREATE TABLE cachekit._key_rules (
-    name text PRIMARY KEY,
-    table_name regclass NOT NULL,
-    template text NOT NULL,
-    operations text[] NOT NULL,
-    columns text[],
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
-COMMENT ON TABLE cachekit._key_rules IS 'Application keys deleted when rows of a table change';
-
 CREATE VIEW cachekit.key_rules AS
     SELECT r.name, r.table_name, r.template, r.operations, r.columns, r.created_at,
-           (SELECT count(*) FROM pg_catalog.pg_trigger g
-             WHERE g.tgname LIKE 'cachekit_keys_' || substr(md5(r.name), 1, 16) || '_%') AS triggers
+           (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger g
+             WHERE pg_catalog.starts_with(g.tgname, cachekit._rule_trigger_prefix(r.name))) AS triggers
     FROM cachekit._key_rules r;
-COMMENT ON VIEW cachekit.key_rules IS 'Key rules and how many capture triggers implement them';
+COMMENT ON VIEW cachekit.key_rules IS
+    'Key rules and how many capture triggers (statement and row) implement them';
 
-CREATE FUNCTION cachekit._template_columns(template text)
-RETURNS text[] AS 'MODULE_PATHNAME', 'ck_template_columns' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION cachekit._template_columns(template pg_catalog.text)
+RETURNS pg_catalog.text[] AS 'MODULE_PATHNAME', 'ck_template_columns' LANGUAGE C IMMUTABLE STRICT;
 
 CREATE FUNCTION cachekit._capture_keys()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_capture_keys' LANGUAGE C;
 
--- (Re)creates the capture triggers of one rule on a table and its partitions.
--- One trigger per event: transition tables allow only one event per trigger.
-CREATE FUNCTION cachekit._install_rule_triggers(rule_name text)
+-- (Re)creates the missing capture triggers of one rule on `below` (its table
+-- or one of the table's partitions) and below's partitions: one statement
+-- trigger per operation (transition tables allow only one event per trigger)
+-- and one row trigger per operation.
+CREATE FUNCTION cachekit._install_rule_triggers(rule_name pg_catalog.text, below pg_catalog.oid)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r cachekit._key_rules;
+    args pg_catalog.text[];
     rel record;
-    op text;
-    trig text;
 BEGIN
-    SELECT * INTO STRICT r FROM cachekit._key_rules WHERE name = rule_name;
-    trig := 'cachekit_keys_' || substr(md5(rule_name), 1, 16);
-    FOR rel IN SELECT t.relid FROM (SELECT r.table_name::oid AS relid
-                                     UNION SELECT p.relid FROM pg_partition_tree(r.table_name) p) t
-               JOIN pg_class c ON c.oid = t.relid AND c.relkind IN ('r', 'p')
+    SELECT * INTO STRICT r FROM cachekit._key_rules k WHERE k.name = rule_name;
+    args := ARRAY[r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ',')];
+    FOR rel IN SELECT t.relid FROM (SELECT below::regclass AS relid, 0 AS level
+                                     UNION SELECT p.relid, p.level FROM pg_partition_tree(below) p) t
+               ORDER BY t.level, t.relid
     LOOP
-        FOREACH op IN ARRAY r.operations LOOP
-            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel.relid
-                       AND tgname = trig || '_' || lower(left(op, 1))) THEN
-                CONTINUE;
-            END IF;
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
-                           'EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
-                           trig || '_' || lower(left(op, 1)), op, rel.relid::regclass,
-                           CASE op WHEN 'INSERT' THEN 'NEW TABLE AS cachekit_new'
-                                   WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
-                                   ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END,
-                           r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ','));
-        END LOOP;
+        PERFORM cachekit._create_triggers(rel.relid::oid, 'keys'::text, r.operations, args);
     END LOOP;
 END $$;
 
-CREATE FUNCTION cachekit.invalidate_key_on(
-    table_name regclass, template text, name text DEFAULT NULL,
-    operations text[] DEFAULT ARRAY['INSERT', 'UPDATE', 'DELETE'], columns text[] DEFAULT NULL)
-RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- The body of cachekit.invalidate_key_on(), which checks first that the
+-- calling role may read the columns the rule turns into key names (or owns
+-- the table) and that the template starts with a literal prefix. SECURITY
+-- DEFINER (it creates triggers that call cachekit._capture_keys()) and granted
+-- to nobody: ck_invalidate_key_on calls it directly, after its checks.
+CREATE FUNCTION cachekit._add_key_rule(
+    table_name pg_catalog.regclass, template pg_catalog.text, name pg_catalog.text,
+    operations pg_catalog.text[], columns pg_catalog.text[])
+RETURNS pg_catalog.text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     wanted text[];
     missing text[];
@@ -445,7 +505,7 @@ BEGIN
     IF table_name IS NULL OR template IS NULL THEN
         RAISE EXCEPTION 'table and template must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT cachekit._is_watched(table_name) THEN
+    IF NOT cachekit._is_watched(table_name::oid) THEN
         PERFORM cachekit.watch(table_name);
     END IF;
     wanted := cachekit._template_columns(template);
@@ -475,13 +535,21 @@ BEGIN
     INSERT INTO cachekit._key_rules (name, table_name, template, operations, columns)
     VALUES (rule_name, table_name, template,
             ARRAY(SELECT DISTINCT o FROM unnest(operations) o ORDER BY 1), columns);
-    PERFORM cachekit._install_rule_triggers(rule_name);
+    PERFORM cachekit._install_rule_triggers(rule_name, table_name::oid);
     RETURN rule_name;
 END $$;
-COMMENT ON FUNCTION cachekit.invalidate_key_on(regclass, text, text, text[], text[]) IS
+
+-- Runs as the caller (C, not SECURITY DEFINER): the privilege checks see the
+-- calling role, whatever chain of functions called it.
+CREATE FUNCTION cachekit.invalidate_key_on(
+    table_name pg_catalog.regclass, template pg_catalog.text, name pg_catalog.text DEFAULT NULL,
+    operations pg_catalog.text[] DEFAULT ARRAY['INSERT', 'UPDATE', 'DELETE'],
+    columns pg_catalog.text[] DEFAULT NULL)
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_invalidate_key_on' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.invalidate_key_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]) IS
     'Delete the application key built from each changed row (OLD and NEW) when the change commits';
 
-CREATE FUNCTION cachekit.drop_key_rule(name text)
+CREATE FUNCTION cachekit.drop_key_rule(name pg_catalog.text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r cachekit._key_rules;
@@ -492,7 +560,7 @@ BEGIN
         RAISE EXCEPTION 'key rule "%" does not exist', name USING ERRCODE = 'undefined_object';
     END IF;
     FOR t IN SELECT g.tgname, g.tgrelid FROM pg_trigger g
-             WHERE g.tgname LIKE 'cachekit_keys_' || substr(md5(r.name), 1, 16) || '_%'
+             WHERE starts_with(g.tgname, cachekit._rule_trigger_prefix(r.name))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass);
     END LOOP;
@@ -500,26 +568,137 @@ BEGIN
 END $$;
 
 CREATE FUNCTION cachekit.app_invalidation_stats(
-    OUT messages_published bigint, OUT keys_deleted bigint, OUT patterns_flushed bigint,
-    OUT outbox_written bigint, OUT delivered_at_commit bigint, OUT delivered_by_worker bigint,
-    OUT delivery_failures bigint, OUT keys_overflowed bigint)
+    OUT messages_published pg_catalog.int8, OUT keys_deleted pg_catalog.int8,
+    OUT patterns_flushed pg_catalog.int8, OUT outbox_written pg_catalog.int8,
+    OUT delivered_at_commit pg_catalog.int8, OUT delivered_by_worker pg_catalog.int8,
+    OUT delivery_failures pg_catalog.int8, OUT keys_overflowed pg_catalog.int8)
 RETURNS record AS 'MODULE_PATHNAME', 'ck_app_invalidation_stats' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.invalidation_stats AS
     SELECT s.*,
-           (SELECT count(*) FROM cachekit.outbox) AS outbox_depth,
-           (SELECT pg_catalog.clock_timestamp() - min(created_at) FROM cachekit.outbox) AS oldest_undelivered_age
+           (SELECT pg_catalog.count(*) FROM cachekit.outbox) AS outbox_depth,
+           (SELECT pg_catalog.clock_timestamp() - pg_catalog.min(created_at) FROM cachekit.outbox)
+               AS oldest_undelivered_age
     FROM cachekit.app_invalidation_stats() AS s;
 COMMENT ON VIEW cachekit.invalidation_stats IS
     'Pub/sub messages, deleted keys and the outbox of trigger-driven invalidation (cluster-wide counters)';
 
-REVOKE ALL ON cachekit.outbox, cachekit._key_rules, cachekit.key_rules, cachekit.invalidation_stats FROM PUBLIC;
+-- Event triggers --------------------------------------------------------------
+
+-- DDL on watched tables invalidates them; new partitions of a watched table
+-- are watched, and get the capture triggers of their ancestors' key rules.
+-- SECURITY DEFINER: a user creating a partition of a watched table need not
+-- be allowed to use cachekit._invalidate() or cachekit._capture_keys().
+-- Nothing here runs code of the user whose DDL fired it: it creates triggers
+-- that call the extension's own functions.
+CREATE FUNCTION cachekit._on_ddl()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cmd record;
+    part record;
+BEGIN
+    FOR cmd IN SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
+               JOIN pg_class c ON c.oid = d.objid AND c.relkind IN ('r', 'p')
+               WHERE d.classid = 'pg_class'::regclass
+    LOOP
+        -- CREATE TABLE ... PARTITION OF (the new table), ATTACH PARTITION (its
+        -- new parent): every table from there down that has a watched
+        -- ancestor gets the triggers. Only that subtree: the ALTER TABLE in
+        -- _create_triggers() runs this function again for each table it
+        -- touches, which must stay cheap on a tree of many partitions.
+        FOR part IN
+            SELECT t.relid FROM pg_partition_tree(cmd.objid) t
+            WHERE EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
+                          WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid::oid))
+            ORDER BY t.level, t.relid
+        LOOP
+            PERFORM cachekit._create_triggers(part.relid::oid, 'invalidate'::text, NULL::text[], NULL::text[]);
+        END LOOP;
+        IF cachekit._is_watched(cmd.objid) THEN
+            PERFORM cachekit.invalidate(cmd.objid::regclass);
+        END IF;
+        -- Key rules of the table or an ancestor cover the subtree too.
+        FOR part IN SELECT k.name FROM cachekit._key_rules k
+                    WHERE k.table_name::oid IN (SELECT a.relid::oid FROM pg_partition_ancestors(cmd.objid) a)
+        LOOP
+            PERFORM cachekit._install_rule_triggers(part.name, cmd.objid);
+        END LOOP;
+    END LOOP;
+END $$;
+
+-- Runs as the extension owner, for whom cachekit.invalidate() accepts a table
+-- that no longer exists.
+CREATE FUNCTION cachekit._on_drop()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    obj record;
+BEGIN
+    FOR obj IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+               WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                 AND d.object_type IN ('table', 'partitioned table')
+    LOOP
+        PERFORM cachekit.invalidate(obj.objid::regclass);
+        DELETE FROM cachekit._key_rules k WHERE k.table_name::oid = obj.objid;
+    END LOOP;
+END $$;
+
+-- Privileges ------------------------------------------------------------------
+--
+-- Nothing for PUBLIC. Functions and views whose name starts with an
+-- underscore are internal; the few granted below are needed by the public
+-- functions that run as the caller (watch creates triggers calling
+-- _invalidate() through _create_triggers()).
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
-GRANT SELECT ON cachekit.key_rules, cachekit.invalidation_stats TO cachekit_user, cachekit_admin;
-GRANT EXECUTE ON FUNCTION cachekit.app_invalidation_stats() TO cachekit_user, cachekit_admin;
--- SECURITY DEFINER: they create the capture triggers as the extension owner.
-GRANT EXECUTE ON FUNCTION cachekit.invalidate_key_on(regclass, text, text, text[], text[]),
-    cachekit.drop_key_rule(text)
+REVOKE ALL ON ALL TABLES IN SCHEMA cachekit FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA cachekit FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin;
+
+-- cachekit_user: the key/value cache, cached queries, watching own tables, stats.
+GRANT EXECUTE ON FUNCTION
+    cachekit.cache_set(pg_catalog.text, pg_catalog.text, pg_catalog.int4),
+    cachekit.cache_set(pg_catalog.text, pg_catalog.bytea, pg_catalog.int4),
+    cachekit.cache_set(pg_catalog.text, pg_catalog.jsonb, pg_catalog.int4),
+    cachekit.cache_get(pg_catalog.text), cachekit.cache_get_bytea(pg_catalog.text),
+    cachekit.cache_get_jsonb(pg_catalog.text), cachekit.cache_delete(pg_catalog.text[]),
+    cachekit.cache_exists(pg_catalog.text), cachekit.cache_ttl(pg_catalog.text),
+    cachekit.cache_expire(pg_catalog.text, pg_catalog.int4),
+    cachekit.cache_incr(pg_catalog.text, pg_catalog.int8, pg_catalog.int4),
+    cachekit.health(), cachekit.cache_stats()
+TO cachekit_user;
+GRANT SELECT ON cachekit.cache_stats TO cachekit_user;
+
+-- cachekit_user and cachekit_admin
+GRANT EXECUTE ON FUNCTION
+    cachekit.cached_query(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]),
+    cachekit.cached_query_json(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]),
+    cachekit.last_outcome(), cachekit.invalidate(pg_catalog.regclass),
+    cachekit.watch(pg_catalog.regclass), cachekit.unwatch(pg_catalog.regclass),
+    cachekit._invalidate(), cachekit._is_watched(pg_catalog.oid),
+    cachekit._create_triggers(pg_catalog.oid, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]),
+    cachekit._rule_trigger_prefix(pg_catalog.text),
+    cachekit.query_stats(), cachekit.table_stats(), cachekit.app_invalidation_stats()
+TO cachekit_user, cachekit_admin;
+GRANT SELECT ON cachekit.namespace_ttls, cachekit.query_stats, cachekit.table_stats,
+                cachekit.watched_tables, cachekit.key_rules, cachekit.invalidation_stats
+TO cachekit_user, cachekit_admin;
+
+-- cachekit_session: the session store.
+GRANT EXECUTE ON FUNCTION
+    cachekit.session_set(pg_catalog.text, pg_catalog.jsonb, pg_catalog.int4),
+    cachekit.session_get(pg_catalog.text), cachekit.session_touch(pg_catalog.text, pg_catalog.int4),
+    cachekit.session_delete(pg_catalog.text)
+TO cachekit_session;
+
+-- cachekit_admin: what affects everyone. The key rule functions check the
+-- caller's privileges on the table themselves (see invalidate_key_on).
+GRANT EXECUTE ON FUNCTION
+    cachekit.cache_clear(pg_catalog.text), cachekit.cache_stats_reset(),
+    cachekit.invalidate_all(), cachekit.set_namespace_ttl(pg_catalog.text, pg_catalog.int4),
+    cachekit.query_stats_reset(), cachekit.table_stats_reset(),
+    cachekit.invalidate_key_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]),
+    cachekit.drop_key_rule(pg_catalog.text)
 TO cachekit_admin;
 
 -- Last, so that the script's own DDL above does not fire them.

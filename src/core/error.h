@@ -27,6 +27,9 @@ inline constexpr const char kFeatureNotSupported[] = "0A000";
 inline constexpr const char kObjectNotInPrerequisiteState[] = "55000";
 inline constexpr const char kNumericValueOutOfRange[] = "22003";
 inline constexpr const char kInternalError[] = "XX000";
+inline constexpr const char kConfigFileError[] = "F0000";
+inline constexpr const char kInsufficientPrivilege[] = "42501";
+inline constexpr const char kUndefinedTable[] = "42P01";
 }  // namespace sqlstate
 
 class Error : public std::runtime_error {

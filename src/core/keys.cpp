@@ -31,6 +31,57 @@ std::string build_key(std::string_view prefix, std::string_view keyspace, std::s
   return out;
 }
 
+std::string encode_namespace(std::string_view ns) {
+  std::string out;
+  out.reserve(ns.size());
+  for (char c : ns) {
+    if (c == '%')
+      out.append("%25");
+    else if (c == ':')
+      out.append("%3A");
+    else
+      out.push_back(c);
+  }
+  return out;
+}
+
+std::string namespaced_key(std::string_view prefix, std::string_view keyspace, std::string_view ns,
+                           std::string_view key) {
+  std::string out = build_key(prefix, keyspace, encode_namespace(ns));
+  out.push_back(':');
+  out.append(key);
+  return out;
+}
+
+void validate_namespace(std::string_view ns) {
+  if (ns.size() > kMaxNamespaceBytes)
+    throw Error(sqlstate::kInvalidParameterValue, "key namespace is too long",
+                "Namespaces are limited to " + std::to_string(kMaxNamespaceBytes) +
+                    " bytes; this one has " + std::to_string(ns.size()) + " bytes.");
+}
+
+void validate_template_prefix(std::string_view t) {
+  std::string prefix;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const bool doubled = i + 1 < t.size() && t[i + 1] == t[i];
+    if (t[i] == '{' || t[i] == '}') {
+      if (!doubled) break;  // a placeholder (or a stray '}' that parse rejects)
+      ++i;
+    }
+    prefix.push_back(t[i]);
+  }
+  if (prefix.empty())
+    throw Error(sqlstate::kInvalidParameterValue, "key template must start with literal text",
+                "Its key pattern, used on TRUNCATE and when a transaction changes too many rows, "
+                "would match every key in the Redis database.",
+                "Start the template with a fixed prefix, as in 'user_reports:{user_id}'.");
+  if (prefix.find_first_of("*?[\\") != std::string::npos)
+    throw Error(sqlstate::kInvalidParameterValue,
+                "literal prefix of a key template must not contain *, ?, [ or \\",
+                "Redis reads these characters as wildcards in key patterns.",
+                "Start the template with a prefix made of other characters.");
+}
+
 std::string glob_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);

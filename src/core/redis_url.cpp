@@ -1,6 +1,12 @@
 #include "core/redis_url.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <utility>
 
@@ -137,18 +143,12 @@ RedisEndpoint parse_tcp(std::string_view rest) {
   if (at != std::string_view::npos) {
     std::string_view userinfo = rest.substr(0, at);
     rest.remove_prefix(at + 1);
+    // A user name without a password takes its password from
+    // cachekit.redis_password_file.
     std::size_t colon = userinfo.find(':');
-    if (colon == std::string_view::npos) {
-      if (!userinfo.empty())
-        bad_url("user name given without a password",
-                "Write redis://:password@host to authenticate with a password only, or "
-                "redis://username:password@host.");
-    } else {
-      ep.username = percent_decode(userinfo.substr(0, colon), "user name");
+    ep.username = percent_decode(userinfo.substr(0, colon), "user name");
+    if (colon != std::string_view::npos)
       ep.password = percent_decode(userinfo.substr(colon + 1), "password");
-      if (!ep.username.empty() && ep.password.empty())
-        bad_url("user name given without a password", "Write redis://username:password@host.");
-    }
   }
 
   std::size_t end = rest.find_first_of("/?#");
@@ -253,7 +253,6 @@ RedisEndpoint parse_unix(std::string_view rest) {
               "Unix socket URLs accept the parameters db, username and password.");
     }
   }
-  if (!ep.username.empty() && ep.password.empty()) bad_url("user name given without a password");
   return ep;
 }
 
@@ -327,6 +326,35 @@ RedisEndpoint parse_redis_url(std::string_view url) {
                 "pg_cachekit is built with hiredis 0.14, which has no TLS support.",
                 "Use redis:// to a local TLS tunnel such as stunnel, or a unix socket.");
   bad_url("unsupported scheme", kUrlHint);
+}
+
+std::string read_password_file(const std::string &path) {
+  const std::string quoted = "\"" + path + "\"";
+  const auto refuse = [&](const std::string &why) -> std::string {
+    throw Error(sqlstate::kConfigFileError, "Redis password file cannot be used", why,
+                "Make it a file owned by the database server's operating system user, with "
+                "permissions u=rw (0600) or less.");
+  };
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0)
+    return refuse("Could not examine " + quoted + ": " + std::strerror(errno) + ".");
+  if (!S_ISREG(st.st_mode)) return refuse(quoted + " is not a regular file.");
+  // As PostgreSQL requires of ssl_key_file: owned by the server's user and
+  // private to it, or owned by root and at most readable by the group.
+  const bool own = st.st_uid == geteuid();
+  if (!own && st.st_uid != 0)
+    return refuse(quoted + " must be owned by the database server's user or by root.");
+  if ((own && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+      (!own && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+    return refuse(quoted + " has group or world access.");
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    if (in.eof()) return {};  // empty: no password
+    return refuse("Could not read " + quoted + ".");
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
 }
 
 std::string redact_redis_url(std::string_view url) {

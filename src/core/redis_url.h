@@ -5,8 +5,10 @@
 //   redis://[::1]:6379/2                       (IPv6 literal in brackets)
 //   unix:///path/to/redis.sock[?db=N][&password=...]
 //
-// Userinfo and the password query parameter are percent-decoded. rediss://
-// (TLS) is rejected because Debian 12's hiredis 0.14 has no TLS support.
+// Userinfo and the password query parameter are percent-decoded. A user name
+// without a password is allowed: the password then comes from
+// cachekit.redis_password_file (read_password_file below). rediss:// (TLS) is
+// rejected because Debian 12's hiredis 0.14 has no TLS support.
 #pragma once
 
 #include <string>
@@ -37,6 +39,14 @@ struct RedisEndpoint {
 // Throws cachekit::Error (SQLSTATE 22023; 0A000 for rediss://) naming what is
 // malformed. The message never repeats the password.
 RedisEndpoint parse_redis_url(std::string_view url);
+
+// The Redis password kept in a file (cachekit.redis_password_file): its first
+// line, without the line end; an empty file means no password. Refuses, as
+// PostgreSQL does for ssl_key_file, anything but a regular file owned by this
+// process's user with no group or world access (or owned by root, readable
+// by the group at most). Throws cachekit::Error (F0000) whose detail says
+// why, naming the path, never the content.
+std::string read_password_file(const std::string &path);
 
 // Best-effort redaction of a possibly malformed URL: everything between "://"
 // and the last '@' of the authority, and any password= query value, is masked.

@@ -1,10 +1,10 @@
 // The key/value cache functions (cachekit.cache_*).
 //
-// Keys live under <key_prefix>kv:<key>. Values are stored as raw bytes so
-// application code reading the same keys sees exactly what SQL wrote (see
-// core/value_codec.h). When Redis is unavailable, reads return NULL (a miss),
-// existence tests false, and writes are skipped (false / 0 / NULL), with one
-// WARNING per outage; cachekit.strict = on turns that into an error.
+// Keys live under <key_prefix>kv:<namespace>:<key> (pg/kv_keys.h). Values are stored as raw bytes
+// so application code reading the same keys sees exactly what SQL wrote (see core/value_codec.h).
+// When Redis is unavailable, reads return NULL (a miss), existence tests false, and writes are
+// skipped (false / 0 / NULL), with one WARNING per outage; cachekit.strict = on turns that into an
+// error.
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +13,7 @@
 #include "core/value_codec.h"
 #include "pg/datum.h"
 #include "pg/guc.h"
+#include "pg/kv_keys.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
@@ -30,15 +31,11 @@ namespace {
 
 constexpr int kClearBatch = 1000;
 
-std::string kv_key(const Arg &key) {
-  std::string_view k = required(key, "key");
-  validate_key(k);
-  return build_key(settings.key_prefix, keyspace::kKeyValue, k);
-}
+std::string redis_key(const Arg &key) { return kv_key(required(key, "key")); }
 
 Datum cache_set(FunctionCallInfo fcinfo, const Arg &key, const Arg &value) {
   return cpp_entry([&]() -> Datum {
-    std::string k = kv_key(key);
+    std::string k = redis_key(key);
     std::string_view v = required(value, "value");
     check_value_size(v.size(), static_cast<size_t>(settings.max_value_bytes));
     std::string ttl = std::to_string(ttl_arg(fcinfo, 2, settings.default_ttl));
@@ -56,7 +53,7 @@ enum class As { kText, kBytea, kJsonb };
 Datum cache_get(FunctionCallInfo fcinfo, As as) {
   Arg key = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    std::string k = kv_key(key);
+    std::string k = redis_key(key);
     count(CacheCounter::kGets);
     auto reply = run(RedisTarget::kCache, {"GET", k});
     if (reply) check_reply(*reply);
@@ -114,7 +111,7 @@ CK_SQL_FUNCTION(ck_cache_delete) {
     for (int i = 0; i < n; ++i) {
       if (nulls[i]) throw Error(sqlstate::kNullValueNotAllowed, "key must not be NULL");
       text *t = reinterpret_cast<text *>(DatumGetPointer(elems[i]));
-      keys.push_back(kv_key(Arg{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), false}));
+      keys.push_back(redis_key(Arg{VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), false}));
     }
     RedisArgv argv{"UNLINK"};
     for (const auto &k : keys) argv.push_back(k);
@@ -129,7 +126,7 @@ CK_SQL_FUNCTION(ck_cache_delete) {
 CK_SQL_FUNCTION(ck_cache_exists) {
   Arg key = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    auto reply = run(RedisTarget::kCache, {"EXISTS", kv_key(key)});
+    auto reply = run(RedisTarget::kCache, {"EXISTS", redis_key(key)});
     if (!reply) PG_RETURN_BOOL(false);
     check_reply(*reply);
     PG_RETURN_BOOL(reply->integer > 0);
@@ -139,7 +136,7 @@ CK_SQL_FUNCTION(ck_cache_exists) {
 CK_SQL_FUNCTION(ck_cache_ttl) {
   Arg key = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    auto reply = run(RedisTarget::kCache, {"TTL", kv_key(key)});
+    auto reply = run(RedisTarget::kCache, {"TTL", redis_key(key)});
     if (reply) check_reply(*reply);
     // Redis answers -2 for a missing key, -1 for a key without expiry.
     if (!reply || reply->integer == -2) PG_RETURN_NULL();
@@ -150,7 +147,7 @@ CK_SQL_FUNCTION(ck_cache_ttl) {
 CK_SQL_FUNCTION(ck_cache_expire) {
   Arg key = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    std::string k = kv_key(key);
+    std::string k = redis_key(key);
     if (PG_ARGISNULL(1)) throw Error(sqlstate::kNullValueNotAllowed, "ttl must not be NULL");
     std::string ttl = std::to_string(ttl_arg(fcinfo, 1, 0));
     auto reply = run(RedisTarget::kCache, {"EXPIRE", k, ttl});
@@ -163,7 +160,7 @@ CK_SQL_FUNCTION(ck_cache_expire) {
 CK_SQL_FUNCTION(ck_cache_incr) {
   Arg key = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    std::string k = kv_key(key);
+    std::string k = redis_key(key);
     if (PG_ARGISNULL(1)) throw Error(sqlstate::kNullValueNotAllowed, "increment must not be NULL");
     std::string by = std::to_string(PG_GETARG_INT64(1));
     std::string ttl = std::to_string(ttl_arg(fcinfo, 2, settings.default_ttl));
@@ -184,7 +181,7 @@ CK_SQL_FUNCTION(ck_cache_clear) {
   Arg prefix = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
     std::string_view p = required(prefix, "prefix");
-    std::string pattern = prefix_pattern(settings.key_prefix, keyspace::kKeyValue, p);
+    std::string pattern = kv_prefix_pattern(p);
     std::string cursor = "0";
     int64 deleted = 0;
     // SCAN + UNLINK in batches: never KEYS, which blocks Redis for the whole

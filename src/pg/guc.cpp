@@ -1,10 +1,14 @@
 // Every setting of pg_cachekit, declared in one place (as pg_stat_statements
 // does). Secrets: the Redis URLs may carry a password, so they are
-// superuser-only (invisible to other roles, even in pg_settings) and their
-// SHOW output is redacted for everyone.
+// superuser-only (invisible to other roles, even in pg_settings), their SHOW
+// output is redacted for everyone, and a password is refused where every
+// role could read it (per database, per role, in a function). The password
+// belongs in cachekit.redis_password_file: postgresql.conf changes are also
+// logged with their values on reload.
 #include <climits>
 #include <string>
 
+#include "core/error.h"
 #include "core/keys.h"
 #include "core/redis_url.h"
 #include "pg/guc.h"
@@ -35,32 +39,87 @@ const char *redacted(const char *value) {
   return buf;
 }
 
-bool check_redis_url(char **newval, void **, GucSource, bool allow_empty) {
+// Sources whose values every role can read: ALTER DATABASE/ROLE ... SET
+// (pg_db_role_setting, applied at connection start as GLOBAL, DATABASE, USER
+// and DATABASE_USER) and a function's SET clause (pg_proc). Both validate
+// with PGC_S_TEST when the setting is stored (guc.c's
+// validate_option_array_item, via GUCArrayAdd).
+bool world_readable_source(GucSource source) {
+  return source == PGC_S_TEST || source == PGC_S_GLOBAL || source == PGC_S_DATABASE ||
+         source == PGC_S_USER || source == PGC_S_DATABASE_USER;
+}
+
+bool check_redis_url(char **newval, GucSource source, const char *name, bool allow_empty) {
   if (*newval == nullptr || (*newval)[0] == '\0') return allow_empty;
   // Copy the text out of the handler: GUC_check_errdetail allocates and so
   // must not run inside a catch block.
   static char msg[256];
   msg[0] = '\0';
+  bool has_password = false;
   try {
-    parse_redis_url(*newval);
+    has_password = !parse_redis_url(*newval).password.empty();
   } catch (const std::exception &e) {
     strlcpy(msg, e.what(), sizeof msg);
   } catch (...) {
     strlcpy(msg, "malformed Redis URL", sizeof msg);
   }
+  if (msg[0] != '\0') {
+    // Replace Postgres' own message, which would quote the value, password included.
+    GUC_check_errmsg("invalid Redis URL \"%s\"", redacted(*newval));
+    GUC_check_errdetail("%s", msg);
+    return false;
+  }
+  if (has_password && world_readable_source(source)) {
+    GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+    GUC_check_errmsg(
+        "%s must not contain a password when set per database, per role or in a function", name);
+    GUC_check_errdetail(
+        "Such settings are stored in pg_db_role_setting or pg_proc, which every role can read.");
+    GUC_check_errhint(
+        "Remove the password from the URL, put it in a file and set "
+        "cachekit.redis_password_file to that file's path in postgresql.conf.");
+    return false;
+  }
+  return true;
+}
+
+bool check_cache_url(char **newval, void **, GucSource source) {
+  return check_redis_url(newval, source, "cachekit.redis_url", false);
+}
+
+bool check_session_url(char **newval, void **, GucSource source) {
+  return check_redis_url(newval, source, "cachekit.session_redis_url", true);
+}
+
+// The file must exist and be private now; it is read again (and checked
+// again) when a backend connects, see redis_conn.cpp.
+bool check_password_file(char **newval, void **, GucSource) {
+  if (*newval == nullptr || (*newval)[0] == '\0') return true;
+  static char msg[512];
+  msg[0] = '\0';
+  try {
+    read_password_file(*newval);
+  } catch (const Error &e) {
+    strlcpy(msg, e.detail().c_str(), sizeof msg);
+  } catch (...) {
+    strlcpy(msg, "The file cannot be read.", sizeof msg);
+  }
   if (msg[0] == '\0') return true;
-  // Replace Postgres' own message, which would quote the value, password included.
-  GUC_check_errmsg("invalid Redis URL \"%s\"", redacted(*newval));
+  GUC_check_errcode(ERRCODE_CONFIG_FILE_ERROR);
   GUC_check_errdetail("%s", msg);
+  GUC_check_errhint(
+      "Make it a file owned by the database server's operating system user, with permissions "
+      "u=rw (0600) or less.");
   return false;
 }
 
-bool check_cache_url(char **newval, void **extra, GucSource source) {
-  return check_redis_url(newval, extra, source, false);
-}
-
-bool check_session_url(char **newval, void **extra, GucSource source) {
-  return check_redis_url(newval, extra, source, true);
+bool check_kv_namespace(char **newval, void **, GucSource) {
+  if (*newval != nullptr && strlen(*newval) > kMaxNamespaceBytes) {
+    GUC_check_errdetail("cachekit.kv_namespace is limited to %d bytes.",
+                        static_cast<int>(kMaxNamespaceBytes));
+    return false;
+  }
+  return true;
 }
 
 bool check_key_prefix(char **newval, void **, GucSource) {
@@ -326,6 +385,26 @@ void define_settings(bool preloading) {
       PGC_USERSET,
       0,
       nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.redis_password_file",
+      "File holding the Redis password, for URLs of cachekit.redis_url and session_redis_url without one.",
+      "Its first line is the password. It must be owned by the server's OS user with no group or world access (or by root, at most group-readable). Relative paths start at the data directory.",
+      &settings.redis_password_file,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      check_password_file, bump_string, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.kv_namespace",
+      "Namespace of the key/value cache and the session store: keys are <key_prefix>kv:<namespace>:<key>.",
+      "Empty means the database's name, so databases sharing one Redis do not see each other's keys; databases that set the same namespace share them.",
+      &settings.kv_namespace,
+      "",
+      PGC_SUSET,
+      0,
+      check_kv_namespace, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");
 }

@@ -30,6 +30,8 @@ struct Settings {
   int max_ttl = 86400;
   // Prepared cached_query queries per backend.
   int max_prepared_queries = 1000;
+  char *redis_password_file;  // empty: no password unless the URL has one
+  char *kv_namespace;         // empty: the database's name
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };

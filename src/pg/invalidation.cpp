@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pg/access_checks.h"
 #include "pg/app_events.h"
 #include "pg/boundary.h"
 #include "pg/generations.h"
@@ -169,11 +170,14 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
   });
 }
 
-// cachekit.invalidate(regclass): bump at commit, as a write would.
+// cachekit.invalidate(regclass): bump at commit, as a write would. Only for
+// a watched table its caller owns (or cachekit_admin): every relid noted
+// takes a generation slot in shared memory until restart.
 CK_SQL_FUNCTION(ck_invalidate) {
   Oid relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
   return cpp_entry([&]() -> Datum {
     if (relid == InvalidOid) throw Error(sqlstate::kNullValueNotAllowed, "table must not be NULL");
+    check_may_invalidate(relid, fcinfo->flinfo->fn_oid);
     note_table_changed(relid);
     PG_RETURN_VOID();
   });

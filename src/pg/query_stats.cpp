@@ -29,6 +29,7 @@ constexpr int kQueryLen = 1024;
 
 struct StatsKey {
   Oid dbid;
+  Oid userid;  // GetUserId() of the call: whose query text it is
   uint64 fingerprint;
   char ns[kNsLen];
 };
@@ -114,6 +115,7 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
   StatsKey key;
   memset(&key, 0, sizeof key);  // padding is part of a HASH_BLOBS key
   key.dbid = MyDatabaseId;
+  key.userid = GetUserId();
   key.fingerprint = fingerprint;
   copy_truncated(key.ns, sizeof key.ns, ns);
 
@@ -168,18 +170,21 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
   LWLockRelease(stats_shared->lock);
 }
 
-std::vector<QueryStatsRow> query_stats_snapshot() {
+std::vector<QueryStatsRow> query_stats_snapshot(Oid dbid, Oid viewer, bool all_text) {
   std::vector<QueryStatsRow> out;
   if (stats_hash == nullptr) return out;
   LWLockAcquire(stats_shared->lock, LW_SHARED);
   HASH_SEQ_STATUS seq;
   hash_seq_init(&seq, stats_hash);
   while (auto *e = static_cast<StatsEntry *>(hash_seq_search(&seq))) {
+    if (e->key.dbid != dbid) continue;
     QueryStatsRow r;
     r.dbid = e->key.dbid;
+    r.userid = e->key.userid;
+    r.text_visible = all_text || e->key.userid == viewer;
     r.ns = e->key.ns;
-    r.fingerprint = e->key.fingerprint;
-    r.query = e->query;
+    r.fingerprint = r.text_visible ? e->key.fingerprint : 0;
+    if (r.text_visible) r.query = e->query;
     SpinLockAcquire(&e->mutex);
     r.calls = e->calls;
     r.hits = e->hits;

@@ -1,6 +1,9 @@
 // cachekit.query_stats: per-query statistics of cached_query in shared
-// memory, keyed by database, namespace and query fingerprint (as
-// pg_stat_statements keys by query id).
+// memory, keyed by database, role, namespace and query fingerprint (as
+// pg_stat_statements keys by user, database and query id), and shown as
+// pg_stat_statements shows them: rows of the current database only, and
+// another role's query text only to members of pg_read_all_stats (or
+// cachekit_admin).
 #pragma once
 
 #include <cstdint>
@@ -48,6 +51,8 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
 
 struct QueryStatsRow {
   Oid dbid;
+  Oid userid;
+  bool text_visible;  // false: query is empty and the fingerprint must not be shown
   std::string ns;
   uint64_t fingerprint;
   std::string query;
@@ -57,7 +62,9 @@ struct QueryStatsRow {
   uint64_t rows, bytes;
   TimestampTz last_invalidation;
 };
-std::vector<QueryStatsRow> query_stats_snapshot();
+// The rows of database dbid; query text only of viewer's own rows unless
+// all_text.
+std::vector<QueryStatsRow> query_stats_snapshot(Oid dbid, Oid viewer, bool all_text);
 void reset_query_stats();
 
 }  // namespace cachekit::pg

@@ -1,5 +1,8 @@
+#include <sys/stat.h>
+
 #include <chrono>
 #include <string>
+#include <utility>
 
 #include "core/redis_url.h"
 #include "pg/boundary.h"
@@ -72,7 +75,8 @@ bool refused(Connection &c, const RedisReply &reply) {
                          : "Redis requires authentication, cache calls are skipped";
   const char *hint =
       oom ? "Raise maxmemory or set an eviction policy such as allkeys-lru in Redis."
-          : "Put the password in cachekit.redis_url (redis://:password@host:port/db).";
+          : "Put the Redis password in a file readable only by the server's operating system "
+            "user and set cachekit.redis_password_file to its path.";
   if (settings.strict)
     throw Error(oom ? sqlstate::kOutOfMemory : sqlstate::kUnableToConnect, what, reply.str, hint);
   if (!c.refusal_warned) {
@@ -82,21 +86,78 @@ bool refused(Connection &c, const RedisReply &reply) {
   return true;
 }
 
+// cachekit.redis_password_file, read when the setting changes and when the
+// file does (its identity and times are compared at most once a second), so
+// a rotated password reaches every backend without a reload.
+struct PasswordFile {
+  std::string path;
+  struct stat st {};
+  bool exists = false;
+  std::string password;
+  std::chrono::steady_clock::time_point checked{};
+};
+
+PasswordFile password_file;
+
+bool same_file(const struct stat &a, const struct stat &b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+         a.st_mode == b.st_mode && a.st_uid == b.st_uid && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec && a.st_ctim.tv_sec == b.st_ctim.tv_sec &&
+         a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+// Re-reads the file if it may have changed; bumps redis_config_generation
+// when what it yields did, so that connections are re-made with it.
+void refresh_password_file() {
+  const char *setting = settings.redis_password_file ? settings.redis_password_file : "";
+  auto now = std::chrono::steady_clock::now();
+  PasswordFile &f = password_file;
+  if (f.path == setting && now - f.checked < std::chrono::seconds(1)) return;
+  f.checked = now;
+  struct stat st {};
+  const bool exists = setting[0] != '\0' && stat(setting, &st) == 0;
+  if (f.path == setting && exists == f.exists && (!exists || same_file(st, f.st))) return;
+  f.path = setting;
+  f.exists = exists;
+  f.st = st;
+  std::string password;
+  if (setting[0] != '\0') {
+    try {
+      password = read_password_file(setting);
+    } catch (const Error &e) {
+      // Like a wrong password: Redis will refuse the connection, and the
+      // calls are skipped with a warning (or fail under cachekit.strict).
+      warn("Redis password file is not used", e.detail(), e.hint().c_str());
+    }
+  }
+  if (password != f.password) {
+    f.password = std::move(password);
+    ++redis_config_generation;
+  }
+}
+
+RedisEndpoint with_file_password(RedisEndpoint ep) {
+  if (ep.password.empty()) ep.password = password_file.password;
+  return ep;
+}
+
 }  // namespace
 
 RedisEndpoint session_endpoint() {
   if (settings.session_redis_url && settings.session_redis_url[0] != '\0')
-    return parse_redis_url(settings.session_redis_url);
-  RedisEndpoint ep = parse_redis_url(settings.redis_url);
+    return with_file_password(parse_redis_url(settings.session_redis_url));
+  RedisEndpoint ep = with_file_password(parse_redis_url(settings.redis_url));
   ep.db = 1;
   return ep;
 }
 
 ResilientRedis &redis_for(RedisTarget target) {
   Connection &c = connections[static_cast<int>(target)];
+  refresh_password_file();
   if (c.generation != redis_config_generation) {
-    RedisEndpoint ep =
-        target == RedisTarget::kCache ? parse_redis_url(settings.redis_url) : session_endpoint();
+    RedisEndpoint ep = target == RedisTarget::kCache
+                           ? with_file_password(parse_redis_url(settings.redis_url))
+                           : session_endpoint();
     c.redis.configure(ep, current_timeouts(), settings.retry_interval_ms);
     c.generation = redis_config_generation;
   }

@@ -11,6 +11,9 @@
 // caller's request was wrong (WRONGTYPE, a non-integer INCR) are thrown as
 // errors; OOM (Redis full) and NOAUTH (password missing) are treated like
 // unavailability: the call is skipped with one WARNING.
+//
+// The password comes from the URL or, when the URL has none, from
+// cachekit.redis_password_file (re-read when the file changes).
 #pragma once
 
 #include <optional>

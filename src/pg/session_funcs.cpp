@@ -1,5 +1,5 @@
 // The session store (cachekit.session_*): jsonb documents under
-// <key_prefix>sess:<sid> on the session Redis database, with a sliding ttl
+// <key_prefix>sess:<namespace>:<sid> on the session Redis database, with a sliding ttl
 // that the application extends with session_touch().
 #include <string>
 
@@ -7,6 +7,7 @@
 #include "core/value_codec.h"
 #include "pg/datum.h"
 #include "pg/guc.h"
+#include "pg/kv_keys.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
@@ -16,11 +17,7 @@ using namespace cachekit::pg;
 
 namespace {
 
-std::string session_key(const Arg &sid) {
-  std::string_view s = required(sid, "session id");
-  validate_key(s, "session id");
-  return build_key(settings.key_prefix, keyspace::kSession, s);
-}
+std::string redis_key(const Arg &sid) { return session_key(required(sid, "session id")); }
 
 }  // namespace
 
@@ -28,7 +25,7 @@ CK_SQL_FUNCTION(ck_session_set) {
   Arg sid = varlena_arg(fcinfo, 0);
   Arg data = jsonb_arg(fcinfo, 1);
   return cpp_entry([&]() -> Datum {
-    std::string k = session_key(sid);
+    std::string k = redis_key(sid);
     std::string_view v = required(data, "session data");
     check_value_size(v.size(), static_cast<size_t>(settings.max_value_bytes));
     std::string ttl = std::to_string(ttl_arg(fcinfo, 2, settings.session_ttl));
@@ -44,7 +41,7 @@ CK_SQL_FUNCTION(ck_session_set) {
 CK_SQL_FUNCTION(ck_session_get) {
   Arg sid = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    std::string k = session_key(sid);
+    std::string k = redis_key(sid);
     count(CacheCounter::kGets);
     auto reply = run(RedisTarget::kSession, {"GET", k});
     if (reply) check_reply(*reply);
@@ -61,7 +58,7 @@ CK_SQL_FUNCTION(ck_session_get) {
 CK_SQL_FUNCTION(ck_session_touch) {
   Arg sid = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    std::string k = session_key(sid);
+    std::string k = redis_key(sid);
     std::string ttl = std::to_string(ttl_arg(fcinfo, 1, settings.session_ttl));
     auto reply = run(RedisTarget::kSession, {"EXPIRE", k, ttl});
     if (!reply) PG_RETURN_BOOL(false);
@@ -73,7 +70,7 @@ CK_SQL_FUNCTION(ck_session_touch) {
 CK_SQL_FUNCTION(ck_session_delete) {
   Arg sid = varlena_arg(fcinfo, 0);
   return cpp_entry([&]() -> Datum {
-    auto reply = run(RedisTarget::kSession, {"UNLINK", session_key(sid)});
+    auto reply = run(RedisTarget::kSession, {"UNLINK", redis_key(sid)});
     if (!reply) PG_RETURN_BOOL(false);
     check_reply(*reply);
     count(CacheCounter::kDeletes, static_cast<uint64_t>(reply->integer));

@@ -12,7 +12,10 @@
 
 extern "C" {
 #include "access/htup_details.h"
+#include "catalog/pg_authid.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 }
 
@@ -58,11 +61,18 @@ CK_SQL_FUNCTION(ck_cache_stats_reset) {
   });
 }
 
-// cachekit.query_stats() (all databases; the view filters to the current one).
+// cachekit.query_stats(): the current database's rows; other roles' query
+// text only for pg_read_all_stats and cachekit_admin (pg_stat_statements'
+// rule: query text may hold literals such as API keys).
 CK_SQL_FUNCTION(ck_query_stats) {
   return cpp_entry([&]() -> Datum {
     require_shmem("cachekit.query_stats");
-    std::vector<QueryStatsRow> rows = query_stats_snapshot();
+    const Oid viewer = GetUserId();
+    const bool all_text = pg_call([&] {
+      return has_privs_of_role(viewer, ROLE_PG_READ_ALL_STATS) ||
+             has_privs_of_role(viewer, get_role_oid("cachekit_admin", true));
+    });
+    std::vector<QueryStatsRow> rows = query_stats_snapshot(MyDatabaseId, viewer, all_text);
     pg_call([&] { InitMaterializedSRF(fcinfo, 0); });
     auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
     for (const QueryStatsRow &r : rows) {
@@ -73,13 +83,14 @@ CK_SQL_FUNCTION(ck_query_stats) {
                     "\": " + std::to_string(r.bypasses[b]);
       }
       bypasses += "}";
-      constexpr int kCols = 15;
+      constexpr int kCols = 16;
       Datum v[kCols];
       bool n[kCols] = {};
       v[0] = ObjectIdGetDatum(r.dbid);
       v[1] = text_datum(r.ns);
       v[2] = Int64GetDatum(static_cast<int64>(r.fingerprint));
-      v[3] = text_datum(r.query);
+      n[2] = !r.text_visible;
+      v[3] = text_datum(r.text_visible ? r.query : "<insufficient privilege>");
       v[4] = Int64GetDatum(static_cast<int64>(r.calls));
       v[5] = Int64GetDatum(static_cast<int64>(r.hits));
       v[6] = Int64GetDatum(static_cast<int64>(r.misses));
@@ -96,6 +107,7 @@ CK_SQL_FUNCTION(ck_query_stats) {
       v[13] = Int64GetDatum(static_cast<int64>(r.bytes));
       v[14] = TimestampTzGetDatum(r.last_invalidation);
       n[14] = r.last_invalidation == 0;
+      v[15] = ObjectIdGetDatum(r.userid);
       pg_call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n); });
     }
     return static_cast<Datum>(0);
@@ -117,6 +129,7 @@ CK_SQL_FUNCTION(ck_table_stats) {
     pg_call([&] { InitMaterializedSRF(fcinfo, 0); });
     auto *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
     for (const TableStats &r : rows) {
+      if (r.dbid != MyDatabaseId) continue;  // other databases' tables are not this one's business
       Datum v[5];
       bool n[5] = {};
       v[0] = ObjectIdGetDatum(r.dbid);

@@ -120,5 +120,70 @@ TEST(Keys, PrefixPattern) {
   EXPECT_EQ(p, "p:kv:\\*\\*\\?\\?\\[\\[*");
 }
 
+TEST(Keys, NamespacedKeysKeepDatabasesApart) {
+  EXPECT_EQ(namespaced_key("ck:", keyspace::kKeyValue, "shop", "cart:alice"),
+            "ck:kv:shop:cart:alice");
+  EXPECT_EQ(namespaced_key("ck:", keyspace::kSession, "shop", "abc"), "ck:sess:shop:abc");
+  // The segment ends at the first ':': a ':' in a namespace cannot make
+  // (ns "a:b", key "c") equal (ns "a", key "b:c").
+  EXPECT_NE(namespaced_key("ck:", keyspace::kKeyValue, "a:b", "c"),
+            namespaced_key("ck:", keyspace::kKeyValue, "a", "b:c"));
+  EXPECT_EQ(namespaced_key("ck:", keyspace::kKeyValue, "a:b", "c"), "ck:kv:a%3Ab:c");
+  // and '%' is encoded too, so an encoded-looking name stays distinct.
+  EXPECT_NE(namespaced_key("", keyspace::kKeyValue, "a%3Ab", "c"),
+            namespaced_key("", keyspace::kKeyValue, "a:b", "c"));
+  EXPECT_EQ(encode_namespace("50%:x"), "50%25%3Ax");
+  EXPECT_EQ(encode_namespace(""), "");
+  EXPECT_EQ(encode_namespace("grüße db"), "grüße db");
+}
+
+TEST(Keys, NamespacePatternStaysInsideTheNamespace) {
+  // cache_clear of one namespace never reaches another's keys.
+  EXPECT_EQ(prefix_pattern("ck:", keyspace::kKeyValue, encode_namespace("d*b") + ":" + "x"),
+            "ck:kv:d\\*b:x*");
+}
+
+TEST(Keys, ValidateNamespace) {
+  EXPECT_NO_THROW(validate_namespace(""));
+  EXPECT_NO_THROW(validate_namespace(std::string(63, 'n')));
+  try {
+    validate_namespace(std::string(64, 'n'));
+    ADD_FAILURE() << "accepted a 64-byte namespace";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.sqlstate(), sqlstate::kInvalidParameterValue);
+    EXPECT_STREQ(e.what(), "key namespace is too long");
+  }
+}
+
+std::string template_prefix_error(std::string_view t) {
+  try {
+    validate_template_prefix(t);
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.sqlstate(), sqlstate::kInvalidParameterValue);
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(Keys, TemplateMustStartWithLiteralText) {
+  EXPECT_EQ(template_prefix_error("user:{id}"), "accepted");
+  EXPECT_EQ(template_prefix_error("u{id}"), "accepted");
+  EXPECT_EQ(template_prefix_error("static-key"), "accepted");
+  EXPECT_EQ(template_prefix_error("{{literal}}:{id}"), "accepted");  // "{literal}:" is literal
+  EXPECT_EQ(template_prefix_error("x]:{id}"), "accepted");           // ']' alone is no wildcard
+  const std::string no_prefix = "key template must start with literal text";
+  EXPECT_EQ(template_prefix_error("{name}"), no_prefix);
+  EXPECT_EQ(template_prefix_error("{id}:user"), no_prefix);
+  EXPECT_EQ(template_prefix_error(""), no_prefix);
+  const std::string glob = "literal prefix of a key template must not contain *, ?, [ or \\";
+  EXPECT_EQ(template_prefix_error("*:{id}"), glob);
+  EXPECT_EQ(template_prefix_error("user?:{id}"), glob);
+  EXPECT_EQ(template_prefix_error("a[b]:{id}"), glob);
+  EXPECT_EQ(template_prefix_error("a\\b:{id}"), glob);
+  // Only the prefix counts: glob characters after the first placeholder are
+  // escaped in the pattern.
+  EXPECT_EQ(template_prefix_error("user:{id}:*"), "accepted");
+}
+
 }  // namespace
 }  // namespace cachekit

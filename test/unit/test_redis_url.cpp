@@ -212,11 +212,22 @@ TEST(RedisUrl, RejectsTrailingJunk) {
 }
 
 TEST(RedisUrl, RejectsMalformedUserInfo) {
-  expect_invalid("redis://alice@h", "user name given without a password");
-  expect_invalid("redis://alice:@h", "user name given without a password");
   expect_invalid("redis://:bad%zzpw@h", "bad percent-encoding in the password");
   expect_invalid("redis://:bad%2@h", "bad percent-encoding in the password");
   expect_invalid("redis://a%g1:pw@h", "bad percent-encoding in the user name");
+}
+
+TEST(RedisUrl, UserNameWithoutPasswordLeavesThePasswordToTheFile) {
+  // cachekit.redis_password_file supplies the password.
+  for (const char *url : {"redis://alice@h", "redis://alice:@h"}) {
+    RedisEndpoint ep = parse_redis_url(url);
+    EXPECT_EQ(ep.username, "alice") << url;
+    EXPECT_EQ(ep.password, "") << url;
+    EXPECT_EQ(ep.redacted(), "redis://alice@h:6379/0") << url;
+  }
+  RedisEndpoint ep = parse_redis_url("unix:///s?username=bob");
+  EXPECT_EQ(ep.username, "bob");
+  EXPECT_EQ(ep.password, "");
 }
 
 TEST(RedisUrl, RejectsMalformedUnixUrls) {
@@ -225,7 +236,6 @@ TEST(RedisUrl, RejectsMalformedUnixUrls) {
   expect_invalid("unix:///s?timeout=5", "unknown query parameter");
   expect_invalid("unix:///s?password", "query parameter without a value");
   expect_invalid("unix:///s?password=a&password=b", "given more than once");
-  expect_invalid("unix:///s?username=bob", "user name given without a password");
   expect_invalid("unix:///s%00x", "NUL");
   expect_invalid("unix:///" + std::string(200, 'a'), "too long");
 }
