@@ -169,8 +169,19 @@ BEGIN
         WHERE NOT cachekit._is_watched(t.relid)
           AND (SELECT relkind FROM pg_class WHERE oid = t.relid) IN ('r', 'p')
     LOOP
+        -- ALTER TABLE below runs cachekit._on_ddl(), which may have watched it.
+        CONTINUE WHEN cachekit._is_watched(rel.relid);
+        -- ENABLE ALWAYS: session_replication_role = replica too. Logical
+        -- replication's apply worker fires row triggers only: the row
+        -- trigger, ENABLE REPLICA, fires there (and nowhere else).
         EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
                        'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', rel.relid::regclass);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER cachekit_invalidate', rel.relid::regclass);
+        IF (SELECT relkind FROM pg_class WHERE oid = rel.relid) = 'r' THEN
+            EXECUTE format('CREATE TRIGGER cachekit_invalidate_row BEFORE INSERT OR UPDATE OR DELETE '
+                           'ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()', rel.relid::regclass);
+            EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER cachekit_invalidate_row', rel.relid::regclass);
+        END IF;
     END LOOP;
     PERFORM cachekit.invalidate(table_name);
 END $$;
@@ -183,11 +194,11 @@ DECLARE
     rel record;
 BEGIN
     FOR rel IN
-        SELECT g.tgrelid FROM (SELECT table_name AS relid
+        SELECT g.tgrelid, g.tgname FROM (SELECT table_name AS relid
                                UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
         JOIN pg_trigger g ON g.tgrelid = t.relid AND g.tgfoid = 'cachekit._invalidate'::regproc
     LOOP
-        EXECUTE format('DROP TRIGGER cachekit_invalidate ON %s', rel.tgrelid::regclass);
+        EXECUTE format('DROP TRIGGER %I ON %s', rel.tgname, rel.tgrelid::regclass);
     END LOOP;
     PERFORM cachekit.invalidate(table_name);
 END $$;
@@ -221,8 +232,15 @@ BEGIN
               AND EXISTS (SELECT 1 FROM pg_partition_ancestors(t.relid) a
                           WHERE a.relid <> t.relid AND cachekit._is_watched(a.relid))
         LOOP
+            CONTINUE WHEN cachekit._is_watched(part.relid);
             EXECUTE format('CREATE TRIGGER cachekit_invalidate BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE '
                            'ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate()', part.relid::regclass);
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER cachekit_invalidate', part.relid::regclass);
+            IF (SELECT relkind FROM pg_class WHERE oid = part.relid) = 'r' THEN
+                EXECUTE format('CREATE TRIGGER cachekit_invalidate_row BEFORE INSERT OR UPDATE OR DELETE '
+                               'ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()', part.relid::regclass);
+                EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER cachekit_invalidate_row', part.relid::regclass);
+            END IF;
         END LOOP;
         IF cachekit._is_watched(cmd.objid) THEN
             PERFORM cachekit.invalidate(cmd.objid::regclass);
@@ -428,6 +446,19 @@ BEGIN
                                    WHEN 'DELETE' THEN 'OLD TABLE AS cachekit_old'
                                    ELSE 'OLD TABLE AS cachekit_old NEW TABLE AS cachekit_new' END,
                            r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ','));
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', rel.relid::regclass,
+                           trig || '_' || lower(left(op, 1)));
+            -- Logical replication's apply worker fires row triggers only.
+            IF (SELECT relkind FROM pg_class WHERE oid = rel.relid) = 'r'
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel.relid
+                               AND tgname = trig || '_r' || lower(left(op, 1))) THEN
+                EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW '
+                               'EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)',
+                               trig || '_r' || lower(left(op, 1)), op, rel.relid::regclass,
+                               r.name, r.template, array_to_string(coalesce(r.columns, '{}'), ','));
+                EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER %I', rel.relid::regclass,
+                               trig || '_r' || lower(left(op, 1)));
+            END IF;
         END LOOP;
     END LOOP;
 END $$;
