@@ -360,7 +360,7 @@ CREATE VIEW cachekit.watched_tables AS
     FROM pg_catalog.pg_trigger t
     JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
     LEFT JOIN cachekit.table_stats s ON s.table_name = c.oid::regclass
-    WHERE t.tgfoid = 'cachekit._invalidate'::regproc;
+    WHERE t.tgfoid = 'cachekit._invalidate'::regproc AND t.tgname = 'cachekit_invalidate';
 COMMENT ON VIEW cachekit.watched_tables IS 'Tables whose changes invalidate cached_query results';
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
