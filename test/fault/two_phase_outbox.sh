@@ -18,7 +18,7 @@ bindir=${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 rc() { redis-cli -p "$CACHEKIT_REDIS_PORT" "$@"; }
-fail() { echo "not ok - $*"; exit 1; }
+fail() { echo "not ok - $*" >&2; exit 1; }  # stderr: also from inside $(...)
 tmp=$(mktemp -d)
 sub_pid=
 cleanup() {
@@ -52,8 +52,8 @@ for row in csv.reader(open(sys.argv[1]), escapechar="\\", doublequote=False):
 }
 # Waits until a message for the given keys arrives; prints its xid.
 wait_message() {  # $1: comma-separated keys
-	local line
-	for _ in $(seq 1 300); do
+	local line deadline=$((SECONDS + 30))
+	while ((SECONDS < deadline)); do
 		# awk reads everything (no early exit): a SIGPIPE would fail the pipeline.
 		line=$(messages | awk -F '\t' -v k="$1" '$3 == k && !f { print $4; f = 1 }')
 		if [ -n "$line" ]; then

@@ -71,6 +71,7 @@ SELECT pg_temp.rr_read();
 :setkeys
 BEGIN;
 INSERT INTO rr VALUES (3, 30, 'c');
+UPDATE rr SET note = 'd' WHERE id = 1;   -- rr:1, not rr:v:10 (columns => v)
 SAVEPOINT s;
 DELETE FROM rr WHERE id = 1;
 ROLLBACK TO s;
