@@ -279,6 +279,9 @@ CK_SQL_FUNCTION(ck_capture_keys) {
     uint64_t statement =
         (static_cast<uint64_t>(GetCurrentCommandId(false)) << 4) | (ev & TRIGGER_EVENT_OPMASK);
     ChangeSet::count_rows(t, statement, rule->name, rows, per_row);
+    // Ignored for AFTER triggers; were one created BEFORE, NULL would skip the row.
+    if (per_row)
+      return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(ev) ? td->tg_newtuple : td->tg_trigtuple);
     return PointerGetDatum(nullptr);
   });
 }
