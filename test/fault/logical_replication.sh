@@ -58,6 +58,15 @@ sq "CREATE EXTENSION pg_cachekit"
 sq "CREATE TABLE lr (id int PRIMARY KEY, v text)"
 sq "SELECT cachekit.watch('lr')" >/dev/null
 sq "SELECT cachekit.invalidate_key_on('lr', 'lr:{id}')" >/dev/null
+# After an unclean start (an earlier test crashed the server) a database's
+# relay flushes all its rules' keys once, when it first looks. Until then
+# commits leave their invalidation in the outbox: one commit and an empty
+# outbox afterwards mean the relay has done it.
+sq "CREATE TABLE lr_barrier (id int)"
+sq "SELECT cachekit.watch('lr_barrier')" >/dev/null
+sq "INSERT INTO lr_barrier VALUES (1)"
+for _ in $(seq 1 300); do [ "$(sq "SELECT count(*) FROM cachekit.outbox")" = "0" ] && break; sleep 0.1; done
+[ "$(sq "SELECT count(*) FROM cachekit.outbox")" = "0" ] || fail "the relay did not drain the outbox"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET client_min_messages = warning" \
 	-c "CREATE SUBSCRIPTION ck_sub CONNECTION 'host=127.0.0.1 port=$pport user=postgres dbname=$pubdb' PUBLICATION ck_pub"
 for _ in $(seq 1 300); do
