@@ -1,4 +1,4 @@
-// Statement trigger, manual invalidation and the commit callback.
+// The invalidation trigger, manual invalidation and the commit callback.
 //
 // The pending set is a plain vector of relation OIDs for the current
 // top-level transaction (InvalidOid stands for "the whole database").
@@ -148,7 +148,12 @@ bool any_change_in_transaction() { return !pending.empty(); }
 
 }  // namespace cachekit::pg
 
-// The statement trigger installed by cachekit.watch().
+// The invalidation trigger installed by cachekit.watch(): BEFORE ... FOR EACH
+// STATEMENT (ENABLE ALWAYS) for ordinary sessions, and BEFORE ... FOR EACH
+// ROW (ENABLE REPLICA) because logical replication's apply worker fires row
+// triggers only (TRUNCATE fires the statement trigger there too). Under
+// session_replication_role = replica both fire; recording a table twice
+// changes nothing.
 CK_SQL_FUNCTION(ck_invalidate_trigger) {
   return cpp_entry([&]() -> Datum {
     if (!CALLED_AS_TRIGGER(fcinfo))
@@ -166,6 +171,10 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
                             : TRIGGER_FIRED_BY_UPDATE(ev) ? kOpUpdate
                             : TRIGGER_FIRED_BY_DELETE(ev) ? kOpDelete
                                                           : kOpTruncate);
+    // A BEFORE ROW trigger returning NULL would skip the row.
+    if (TRIGGER_FIRED_FOR_ROW(ev))
+      return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(ev) ? trigdata->tg_newtuple
+                                                         : trigdata->tg_trigtuple);
     return PointerGetDatum(nullptr);
   });
 }

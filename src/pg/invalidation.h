@@ -1,5 +1,5 @@
 // The writer side of cached_query: tables changed by the current transaction,
-// recorded by the statement trigger (and by DDL and manual invalidation), and
+// recorded by the invalidation trigger (and by DDL and manual invalidation), and
 // bumped in shared memory once the commit is visible.
 #pragma once
 
