@@ -21,6 +21,7 @@ cleanup() {
 	[ -n "$sub_pid" ] && kill "$sub_pid" 2>/dev/null
 	rm -rf "$tmp"
 	test/sandbox redis-start >/dev/null 2>&1 || true
+	psql -X -q -d postgres -c "ALTER SYSTEM RESET cachekit.redis_url" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	dropdb --if-exists "$db" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -46,6 +47,21 @@ for row in csv.reader(open(sys.argv[1]), escapechar="\\", doublequote=False):
         print(json.dumps({k: m[k] for k in ("table", "operations", "rows", "keys", "keys_overflow", "flush")}, sort_keys=True))
 ' "$1"
 }
+# Nothing may be delivered before the subscriber listens (pub/sub keeps no
+# history): point every backend and the relay at a closed port while Redis
+# comes back, and at the real Redis again once the subscriber is in place.
+hold_delivery() {
+	q "ALTER SYSTEM SET cachekit.redis_url = 'redis://127.0.0.1:1/0'" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	# The relay reads the new setting at its next cycle (every 250 ms); no
+	# query can observe that, so give it several cycles.
+	sleep 1
+}
+release_delivery() {
+	q "ALTER SYSTEM RESET cachekit.redis_url" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+}
+
 wait_outbox_empty() {
 	for _ in $(seq 1 300); do [ "$(q "SELECT count(*) FROM cachekit.outbox")" = "0" ] && return 0; sleep 0.1; done
 	fail "outbox not drained: $(q "SELECT count(*) FROM cachekit.outbox") rows left"
@@ -122,9 +138,11 @@ depth=$(q "SELECT count(*) FROM cachekit.outbox")
 [ "$(q "SELECT cachekit.health() -> 'invalidation' ->> 'outbox_depth'")" = "3" ] || fail "health() does not show the outbox depth"
 [ "$(q "SELECT outbox_depth FROM cachekit.invalidation_stats")" = "3" ] || fail "invalidation_stats does not show the outbox depth"
 echo "ok - 4 commits with Redis down took ${elapsed_ms} ms in all (psql start-up included); 1 queued after its commit, 3 in the outbox"
+hold_delivery
 test/sandbox redis-start
 set_app_keys
 subscribe "$tmp/sub2.csv"
+release_delivery
 # A commit right after Redis is back must not overtake the four waiting ones.
 q "UPDATE accounts SET balance = 0 WHERE id = 6"
 wait_outbox_empty
@@ -149,10 +167,12 @@ as_postgres "${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}"/pg_ctl -D "$data
 [ "$(q "SELECT count(*) FROM cachekit.outbox")" = "3" ] || fail "outbox rows lost in the crash"
 [ "$(q "SELECT string_agg(balance::text, ',' ORDER BY id) FROM accounts WHERE id <= 3")" = "101,102,103" ] ||
 	fail "the committed changes did not survive the crash"
+hold_delivery
 test/sandbox redis-start
 set_app_keys
 redis-cli -p "$CACHEKIT_REDIS_PORT" set unrelated:key x >/dev/null
 subscribe "$tmp/sub3.csv"
+release_delivery
 wait_outbox_empty
 for _ in $(seq 1 50); do [ -z "$(app_keys_left)" ] && break; sleep 0.1; done
 stop_subscriber
