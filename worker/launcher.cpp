@@ -1,13 +1,29 @@
 // The launcher: one background worker per cluster (registered from
-// shared_preload_libraries), which starts an outbox relay (outbox_relay.cpp)
-// for every database that accepts connections and is not a template, and
-// notices new databases. A relay that finds no extension in its database
-// exits and marks the database paused for a few seconds; the launcher looks
-// again after that. DROP DATABASE, ALTER DATABASE ... RENAME and CREATE
-// DATABASE ... TEMPLATE need the database to themselves: a utility hook stops
-// its relay first and pauses it (see stop_relay_for()).
-#include "pg/app_events.h"
+// shared_preload_libraries). Every couple of seconds, and when a backend
+// wakes it, it reads pg_database and sees to it that every database that
+// accepts connections and is not a template has exactly one outbox relay
+// (outbox_relay.cpp):
+//
+//  - Which relay serves which database lives in shared memory (the registry
+//    of relay_state.h), not here: a launcher that restarts finds the running
+//    relays there. A relay registers itself atomically and exits at once if
+//    another one serves its database already, so one started twice (by a
+//    launcher that died before the first one registered) goes away.
+//  - A relay that finds no pg_cachekit extension in its database does
+//    nothing there, exits and pauses the database for a while; a backend of
+//    that database that hands it work ends the pause (wake_worker()).
+//  - Limits are never silent: a database beyond cachekit.max_databases gets
+//    no slot, and one for which no background worker is free
+//    (max_worker_processes) no relay; each is warned about once and shown by
+//    cachekit.health(), and its commits stay durable in its outbox.
+//  - A dropped database is forgotten, with its queue entries and marks.
+//
+// DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE
+// need the database to themselves: a utility hook stops its relay first and
+// pauses it (see stop_relay_for()).
 #include "pg/boundary.h"
+#include "pg/guc.h"
+#include "pg/relay_state.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -23,6 +39,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "nodes/parsenodes.h"
+#include "nodes/pg_list.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -30,26 +47,63 @@ extern "C" {
 #include "storage/latch.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void ck_launcher_main(Datum arg);
 }
 
+using namespace cachekit::pg;
+
 namespace {
 
-constexpr int kMaxDatabases = 64;
 constexpr long kScanMs = 2000;
 
-struct Relay {
+// A relay this launcher started, until it is seen stopped (then its handle is
+// freed). Everything here lives in TopMemoryContext.
+struct Started {
   Oid dbid;
   BackgroundWorkerHandle *handle;
 };
-
-Relay relays[kMaxDatabases];
+List *started = NIL;         // of Started *
+List *warned_no_slot = NIL;  // databases warned about, as long as it lasts
+List *warned_no_worker = NIL;
+MemoryContext scan_cxt = nullptr;  // reset at every scan
 ProcessUtility_hook_type prev_utility = nullptr;
 
-void start_relay(Oid dbid, Relay *slot) {
+Started *find_started(Oid dbid) {
+  ListCell *lc;
+  foreach (lc, started) {
+    auto *s = static_cast<Started *>(lfirst(lc));
+    if (s->dbid == dbid) return s;
+  }
+  return nullptr;
+}
+
+void reap_stopped() {
+  ListCell *lc;
+  foreach (lc, started) {
+    auto *s = static_cast<Started *>(lfirst(lc));
+    pid_t pid;
+    if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED) continue;
+    pfree(s->handle);
+    pfree(s);
+    started = foreach_delete_current(started, lc);
+  }
+}
+
+// The members of `oids` that are in `present` (a new list; the old is freed).
+List *only_present(List *oids, List *present) {
+  List *kept = NIL;
+  ListCell *lc;
+  foreach (lc, oids)
+    if (list_member_oid(present, lfirst_oid(lc))) kept = lappend_oid(kept, lfirst_oid(lc));
+  list_free(oids);
+  return kept;
+}
+
+void start_relay(Oid dbid, const char *dbname) {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -62,54 +116,104 @@ void start_relay(Oid dbid, Relay *slot) {
   w.bgw_main_arg = ObjectIdGetDatum(dbid);
   w.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
-  if (RegisterDynamicBackgroundWorker(&w, &handle)) *slot = Relay{dbid, handle};
-}
-
-bool relay_running(const Relay &r) {
-  pid_t pid;
-  return r.handle != nullptr && GetBackgroundWorkerPid(r.handle, &pid) != BGWH_STOPPED;
+  MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+  bool ok = RegisterDynamicBackgroundWorker(&w, &handle);
+  bool warn = false;
+  if (ok) {
+    auto *s = static_cast<Started *>(palloc(sizeof(Started)));
+    *s = Started{dbid, handle};
+    started = lappend(started, s);
+    warned_no_worker = list_delete_oid(warned_no_worker, dbid);
+  } else if (!list_member_oid(warned_no_worker, dbid)) {
+    warned_no_worker = lappend_oid(warned_no_worker, dbid);
+    warn = true;
+  }
+  MemoryContextSwitchTo(old);
+  set_no_worker(dbid, !ok);
+  if (warn)
+    ereport(WARNING,
+            (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+             errmsg("pg_cachekit could not start an outbox relay for database \"%s\"", dbname),
+             errdetail("No background worker slot is free (max_worker_processes is %d). Its "
+                       "invalidations wait in its outbox until a relay can start.",
+                       max_worker_processes),
+             errhint("Raise max_worker_processes and restart the server.")));
 }
 
 void scan_databases() {
-  Oid dbs[kMaxDatabases];
-  int n = 0;
+  MemoryContextReset(scan_cxt);
+  // Before reading pg_database: a database created after this point keeps
+  // its slot even though this scan does not see it.
+  LauncherScan token = launcher_scan_begin();
+  List *dbs = NIL;
+  List *names = NIL;
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   PushActiveSnapshot(GetTransactionSnapshot());
   Relation rel = table_open(DatabaseRelationId, AccessShareLock);
   TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
   HeapTuple tup;
-  while (n < kMaxDatabases && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection))) {
+  while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection))) {
     auto *db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
-    if (db->datallowconn && !db->datistemplate) dbs[n++] = db->oid;
+    if (!db->datallowconn || db->datistemplate) continue;
+    MemoryContext old = MemoryContextSwitchTo(scan_cxt);
+    dbs = lappend_oid(dbs, db->oid);
+    names = lappend(names, pstrdup(NameStr(db->datname)));
+    MemoryContextSwitchTo(old);
   }
   table_endscan(scan);
   table_close(rel, AccessShareLock);
   PopActiveSnapshot();
   CommitTransactionCommand();
 
-  // Forget dropped databases, here and in shared memory.
-  for (auto &r : relays) {
-    bool exists = false;
-    for (int i = 0; i < n; ++i) exists = exists || r.dbid == dbs[i];
-    if (r.dbid != InvalidOid && !exists && !relay_running(r)) r = Relay{InvalidOid, nullptr};
+  int n = list_length(dbs);
+  Oid *ids = static_cast<Oid *>(MemoryContextAlloc(scan_cxt, sizeof(Oid) * (n + 1)));
+  for (int i = 0; i < n; ++i) ids[i] = list_nth_oid(dbs, i);
+  // Dropped databases: their slots, queue entries and marks.
+  cpp_entry([&] { forget_databases_except(ids, n, token); });
+  reap_stopped();
+  {
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    warned_no_slot = only_present(warned_no_slot, dbs);
+    warned_no_worker = only_present(warned_no_worker, dbs);
+    MemoryContextSwitchTo(old);
   }
-  cachekit::pg::forget_workers_except(dbs, n);
 
   TimestampTz now = GetCurrentTimestamp();
+  int unserved = 0;
   for (int i = 0; i < n; ++i) {
-    Relay *slot = nullptr;
-    Relay *free_slot = nullptr;
-    for (auto &r : relays) {
-      if (r.dbid == dbs[i]) slot = &r;
-      if (r.dbid == InvalidOid && !free_slot) free_slot = &r;
+    const char *name = static_cast<const char *>(list_nth(names, i));
+    SlotView v = launcher_claim(ids[i]);
+    if (!v.has_slot) {
+      ++unserved;
+      if (!list_member_oid(warned_no_slot, ids[i])) {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        warned_no_slot = lappend_oid(warned_no_slot, ids[i]);
+        MemoryContextSwitchTo(old);
+        ereport(WARNING,
+                (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                 errmsg("pg_cachekit has no outbox relay for database \"%s\"", name),
+                 errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
+                           "invalidations wait in its outbox until a relay serves it.",
+                           settings.max_databases),
+                 errhint("Raise cachekit.max_databases and restart the server.")));
+      }
+      continue;
     }
-    if (slot && relay_running(*slot)) continue;
-    if (cachekit::pg::worker_paused_until(dbs[i]) > now) continue;
-    if (!slot) slot = free_slot;
-    if (slot) start_relay(dbs[i], slot);
+    if (list_member_oid(warned_no_slot, ids[i])) {
+      MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+      warned_no_slot = list_delete_oid(warned_no_slot, ids[i]);
+      MemoryContextSwitchTo(old);
+    }
+    if (v.pid != 0) continue;            // running
+    if (find_started(ids[i])) continue;  // started, not registered yet
+    if (v.paused_until > now) continue;  // DROP DATABASE etc., or no extension
+    start_relay(ids[i], name);
   }
+  launcher_scan_end(unserved);
 }
+
+void on_launcher_exit(int, Datum) { unregister_launcher_latch(); }
 
 }  // namespace
 
@@ -120,8 +224,10 @@ extern "C" void ck_launcher_main(Datum) {
   // No database: pg_database is a shared catalog.
   BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
   pgstat_report_appname("pg_cachekit launcher");
-  for (auto &r : relays) r = Relay{InvalidOid, nullptr};
-  cachekit::pg::register_launcher_latch();
+  scan_cxt =
+      AllocSetContextCreate(TopMemoryContext, "pg_cachekit launcher scan", ALLOCSET_DEFAULT_SIZES);
+  register_launcher_latch();
+  before_shmem_exit(on_launcher_exit, 0);
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
@@ -142,7 +248,9 @@ void register_launcher() {
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
   w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-  w.bgw_restart_time = 10;
+  // Terminated (pg_terminate_backend) or failed: back soon; the relays it
+  // started keep running meanwhile.
+  w.bgw_restart_time = 2;
   snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_cachekit");
   snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_launcher_main");
   snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit launcher");

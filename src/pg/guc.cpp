@@ -307,6 +307,20 @@ void define_settings(bool preloading) {
       GUC_NOT_IN_SAMPLE,
       nullptr, nullptr, nullptr);
 
+  if (preloading) {
+    DefineCustomIntVariable(
+        "cachekit.max_databases",
+        "Databases the pg_cachekit launcher can serve with an outbox relay.",
+        "One registry slot in shared memory each (about 80 bytes). A database beyond it gets no "
+        "relay: the launcher warns, its commits stay durable in its outbox, and "
+        "cachekit.health() says why.",
+        &settings.max_databases,
+        64, 1, 8192,
+        PGC_POSTMASTER,
+        0,
+        nullptr, nullptr, nullptr);
+  }
+
   MarkGUCPrefixReserved("cachekit");
 }
 // clang-format on

@@ -26,6 +26,7 @@ struct Settings {
   int max_keys_per_xact;
   int debug_pause_lock;  // tests only
   int debug_pause_at;    // DebugPausePoint
+  int max_databases = 64;
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
