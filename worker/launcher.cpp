@@ -279,10 +279,26 @@ void stop_relay_for(const char *dbname) {
 
 namespace {
 
+// CREATE EXTENSION pg_cachekit in this transaction: at commit, the
+// database's relay is wanted now, not after the pause its last look (no
+// extension yet) left.
+bool extension_created = false;
+
+void on_xact(XactEvent event, void *) {
+  if (!extension_created) return;
+  if (event == XACT_EVENT_COMMIT) wake_worker(MyDatabaseId);
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+      event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+    extension_created = false;
+}
+
 void utility_hook(PlannedStmt *pstmt, const char *query, bool readOnlyTree,
                   ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *env,
                   DestReceiver *dest, QueryCompletion *qc) {
   Node *stmt = pstmt->utilityStmt;
+  if (IsA(stmt, CreateExtensionStmt) &&
+      strcmp(castNode(CreateExtensionStmt, stmt)->extname, "pg_cachekit") == 0)
+    extension_created = true;
   if (IsA(stmt, DropdbStmt)) {
     cachekit::pg::stop_relay_for(castNode(DropdbStmt, stmt)->dbname);
   } else if (IsA(stmt, RenameStmt) && castNode(RenameStmt, stmt)->renameType == OBJECT_DATABASE) {
@@ -307,6 +323,7 @@ namespace cachekit::pg {
 void install_utility_hook() {
   prev_utility = ProcessUtility_hook;
   ProcessUtility_hook = utility_hook;
+  RegisterXactCallback(on_xact, nullptr);
 }
 
 }  // namespace cachekit::pg
