@@ -59,51 +59,87 @@ using namespace cachekit::pg;
 namespace {
 
 constexpr long kScanMs = 2000;
+// A database that could not get a slot or a worker this many scans in a row
+// is warned about (once): at start, and while relays of databases without
+// the extension come and go, a slot or a worker is often missing for a scan
+// or two.
+constexpr int kWarnAfterScans = 3;
 
-// A relay this launcher started, until it is seen stopped (then its handle is
-// freed). Everything here lives in TopMemoryContext.
-struct Started {
+// What this launcher knows of one database (TopMemoryContext; forgotten
+// when the database is dropped). The registry in shared memory is the truth
+// about relays; this is the launcher's own bookkeeping.
+struct Known {
   Oid dbid;
-  BackgroundWorkerHandle *handle;
+  BackgroundWorkerHandle *handle;  // the relay it started, until seen stopped
+  TimestampTz no_extension_until;  // evicted from the registry without extension
+  int slot_misses;
+  int worker_misses;
+  bool warned_slot;
+  bool warned_worker;
 };
-List *started = NIL;         // of Started *
-List *warned_no_slot = NIL;  // databases warned about, as long as it lasts
-List *warned_no_worker = NIL;
+List *known = NIL;                 // of Known *
 MemoryContext scan_cxt = nullptr;  // reset at every scan
 ProcessUtility_hook_type prev_utility = nullptr;
 
-Started *find_started(Oid dbid) {
+Known *known_for(Oid dbid) {
   ListCell *lc;
-  foreach (lc, started) {
-    auto *s = static_cast<Started *>(lfirst(lc));
-    if (s->dbid == dbid) return s;
+  foreach (lc, known) {
+    auto *k = static_cast<Known *>(lfirst(lc));
+    if (k->dbid == dbid) return k;
   }
-  return nullptr;
+  MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+  auto *k = static_cast<Known *>(palloc0(sizeof(Known)));
+  k->dbid = dbid;
+  known = lappend(known, k);
+  MemoryContextSwitchTo(old);
+  return k;
 }
 
-void reap_stopped() {
+// Frees the handles of relays that stopped, and forgets dropped databases
+// (once their relay, if any, is gone).
+void tidy_known(const Oid *dbs, int n) {
   ListCell *lc;
-  foreach (lc, started) {
-    auto *s = static_cast<Started *>(lfirst(lc));
+  foreach (lc, known) {
+    auto *k = static_cast<Known *>(lfirst(lc));
     pid_t pid;
-    if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED) continue;
-    pfree(s->handle);
-    pfree(s);
-    started = foreach_delete_current(started, lc);
+    if (k->handle && GetBackgroundWorkerPid(k->handle, &pid) == BGWH_STOPPED) {
+      pfree(k->handle);
+      k->handle = nullptr;
+    }
+    bool present = false;
+    for (int i = 0; i < n && !present; ++i) present = dbs[i] == k->dbid;
+    if (present || k->handle) continue;
+    pfree(k);
+    known = foreach_delete_current(known, lc);
   }
 }
 
-// The members of `oids` that are in `present` (a new list; the old is freed).
-List *only_present(List *oids, List *present) {
-  List *kept = NIL;
-  ListCell *lc;
-  foreach (lc, oids)
-    if (list_member_oid(present, lfirst_oid(lc))) kept = lappend_oid(kept, lfirst_oid(lc));
-  list_free(oids);
-  return kept;
+void warn_no_slot(Known *k, const char *dbname) {
+  if (k->warned_slot || ++k->slot_misses < kWarnAfterScans) return;
+  k->warned_slot = true;
+  ereport(WARNING, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                    errmsg("pg_cachekit has no outbox relay for database \"%s\"", dbname),
+                    errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
+                              "invalidations wait in its outbox until a relay serves it.",
+                              settings.max_databases),
+                    errhint("Raise cachekit.max_databases and restart the server.")));
 }
 
-void start_relay(Oid dbid, const char *dbname) {
+void warn_no_worker(Known *k, const char *dbname) {
+  if (k->warned_worker || ++k->worker_misses < kWarnAfterScans) return;
+  k->warned_worker = true;
+  ereport(WARNING,
+          (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+           errmsg("pg_cachekit could not start an outbox relay for database \"%s\"", dbname),
+           errdetail("No background worker slot is free (max_worker_processes is %d). Its "
+                     "invalidations wait in its outbox until a relay can start.",
+                     max_worker_processes),
+           errhint("Raise max_worker_processes and restart the server.")));
+}
+
+// True when the worker was registered (it may still fail to start: then
+// its handle says stopped at the next scan and it is tried again).
+bool start_relay(Known *k) {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -111,33 +147,17 @@ void start_relay(Oid dbid, const char *dbname) {
   w.bgw_restart_time = BGW_NEVER_RESTART;
   snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_cachekit");
   snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_outbox_relay_main");
-  snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", dbid);
+  snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", k->dbid);
   snprintf(w.bgw_type, BGW_MAXLEN, "pg_cachekit outbox relay");
-  w.bgw_main_arg = ObjectIdGetDatum(dbid);
+  w.bgw_main_arg = ObjectIdGetDatum(k->dbid);
   w.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
   MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
   bool ok = RegisterDynamicBackgroundWorker(&w, &handle);
-  bool warn = false;
-  if (ok) {
-    auto *s = static_cast<Started *>(palloc(sizeof(Started)));
-    *s = Started{dbid, handle};
-    started = lappend(started, s);
-    warned_no_worker = list_delete_oid(warned_no_worker, dbid);
-  } else if (!list_member_oid(warned_no_worker, dbid)) {
-    warned_no_worker = lappend_oid(warned_no_worker, dbid);
-    warn = true;
-  }
   MemoryContextSwitchTo(old);
-  set_no_worker(dbid, !ok);
-  if (warn)
-    ereport(WARNING,
-            (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-             errmsg("pg_cachekit could not start an outbox relay for database \"%s\"", dbname),
-             errdetail("No background worker slot is free (max_worker_processes is %d). Its "
-                       "invalidations wait in its outbox until a relay can start.",
-                       max_worker_processes),
-             errhint("Raise max_worker_processes and restart the server.")));
+  if (ok) k->handle = handle;
+  set_no_worker(k->dbid, !ok);
+  return ok;
 }
 
 void scan_databases() {
@@ -165,50 +185,44 @@ void scan_databases() {
   table_close(rel, AccessShareLock);
   PopActiveSnapshot();
   CommitTransactionCommand();
+  // Back in TopMemoryContext (the transaction's contexts are gone).
 
   int n = list_length(dbs);
   Oid *ids = static_cast<Oid *>(MemoryContextAlloc(scan_cxt, sizeof(Oid) * (n + 1)));
   for (int i = 0; i < n; ++i) ids[i] = list_nth_oid(dbs, i);
   // Dropped databases: their slots, queue entries and marks.
   cpp_entry([&] { forget_databases_except(ids, n, token); });
-  reap_stopped();
-  {
-    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-    warned_no_slot = only_present(warned_no_slot, dbs);
-    warned_no_worker = only_present(warned_no_worker, dbs);
-    MemoryContextSwitchTo(old);
-  }
+  tidy_known(ids, n);
 
   TimestampTz now = GetCurrentTimestamp();
   int unserved = 0;
   for (int i = 0; i < n; ++i) {
     const char *name = static_cast<const char *>(list_nth(names, i));
-    SlotView v = launcher_claim(ids[i]);
+    Known *k = known_for(ids[i]);
+    // Checked recently and found without the extension, then its slot went
+    // to another database: not again before its pause is over.
+    bool take = k->no_extension_until <= now;
+    SlotView v = launcher_claim(ids[i], take);
+    if (v.evicted != InvalidOid) known_for(v.evicted)->no_extension_until = v.evicted_until;
     if (!v.has_slot) {
+      if (!take) continue;
       ++unserved;
-      if (!list_member_oid(warned_no_slot, ids[i])) {
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-        warned_no_slot = lappend_oid(warned_no_slot, ids[i]);
-        MemoryContextSwitchTo(old);
-        ereport(WARNING,
-                (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-                 errmsg("pg_cachekit has no outbox relay for database \"%s\"", name),
-                 errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
-                           "invalidations wait in its outbox until a relay serves it.",
-                           settings.max_databases),
-                 errhint("Raise cachekit.max_databases and restart the server.")));
-      }
+      warn_no_slot(k, name);
       continue;
     }
-    if (list_member_oid(warned_no_slot, ids[i])) {
-      MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-      warned_no_slot = list_delete_oid(warned_no_slot, ids[i]);
-      MemoryContextSwitchTo(old);
+    k->slot_misses = 0;
+    k->warned_slot = false;
+    if (v.pid != 0) {  // running
+      k->worker_misses = 0;
+      k->warned_worker = false;
+      continue;
     }
-    if (v.pid != 0) continue;            // running
-    if (find_started(ids[i])) continue;  // started, not registered yet
+    if (k->handle) continue;             // started, not registered yet
     if (v.paused_until > now) continue;  // DROP DATABASE etc., or no extension
-    start_relay(ids[i], name);
+    if (start_relay(k))
+      k->worker_misses = 0;
+    else
+      warn_no_worker(k, name);
   }
   launcher_scan_end(unserved);
 }

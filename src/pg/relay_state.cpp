@@ -15,7 +15,9 @@
 //               start a worker, the backlog flag and the flush requests. A
 //               database without a slot has no relay; backlog() answers true
 //               for it, so its commits write outbox rows (durable, delivered
-//               once a relay serves it).
+//               once a relay serves it). When every slot is taken, the
+//               launcher may reuse one of a database whose relay found no
+//               extension there (it owes nothing and keeps no state).
 //   queue       invalidations that failed after commit or were handed over
 //               without an outbox row (pub/sub messages), in commit order,
 //               for the relay. Shared memory does not survive a crash: an
@@ -182,21 +184,51 @@ RelaySlot *slot_find(Oid dbid) {
   return nullptr;
 }
 
-// registry_lock held exclusively.
-RelaySlot *slot_take(Oid dbid) {
-  if (RelaySlot *s = slot_find(dbid)) return s;
-  for (int i = 0; i < rs->nslots; ++i)
-    if (slots[i].dbid == InvalidOid) {
-      // Until a relay has looked at this database's outbox (after a start or
-      // a crash), older rows may be waiting there: backlog.
-      slots[i] = RelaySlot{dbid, ++rs->registry_seq, 0, nullptr, 0, false, false, true, 0, 0, 0};
-      return &slots[i];
-    }
-  return nullptr;
-}
-
 bool slot_flush_pending(const RelaySlot &s) {
   return s.flush_requests != s.flushes_done || s.global_done < rs->global_flush_requests;
+}
+
+// registry_lock held exclusively. With `evict`, when no slot is free, one of
+// a database whose relay found no extension (and that owes nothing) is
+// reused; *evicted then names it (and its pause).
+RelaySlot *slot_take(Oid dbid, RelaySlot *evicted = nullptr) {
+  if (RelaySlot *s = slot_find(dbid)) return s;
+  RelaySlot *free_slot = nullptr;
+  for (int i = 0; i < rs->nslots && !free_slot; ++i)
+    if (slots[i].dbid == InvalidOid) free_slot = &slots[i];
+  for (int i = 0; i < rs->nslots && !free_slot && evicted; ++i) {
+    RelaySlot &s = slots[i];
+    if (s.no_extension && s.pid == 0 && !slot_flush_pending(s)) {
+      *evicted = s;
+      free_slot = &s;
+    }
+  }
+  if (!free_slot) return nullptr;
+  // Until a relay has looked at this database's outbox (after a start or a
+  // crash), older rows may be waiting there: backlog.
+  *free_slot = RelaySlot{dbid, ++rs->registry_seq, 0, nullptr, 0, false, false, true, 0, 0, 0};
+  return free_slot;
+}
+
+// Frees the queue entries and marks of databases whose slots were freed
+// (sorted). Takes queue_lock, then marks_lock, never together.
+void free_entries_of(const std::vector<Oid> &gone, uint64 max_seq) {
+  if (gone.empty()) return;
+  auto is_gone = [&](Oid d) { return std::binary_search(gone.begin(), gone.end(), d); };
+  {
+    Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+    for (auto &q : rs->queue)
+      if (q.dbid != InvalidOid && q.seq <= max_seq && is_gone(q.dbid)) {
+        q.dbid = InvalidOid;
+        --rs->queue_used;
+      }
+  }
+  Locked lock(rs->marks_lock, LW_EXCLUSIVE);
+  for (auto &d : rs->marks)
+    if (d.dbid != InvalidOid && is_gone(d.dbid)) {
+      d = DeliveredMark{InvalidOid, 0, false};
+      --rs->marks_used;
+    }
 }
 
 // A registered pid whose process is gone (it cannot unregister when it is
@@ -419,9 +451,10 @@ void wake_worker(Oid dbid) {
   }
   if (latch == nullptr) {
     // No relay: it may have found no extension here last time, which is no
-    // longer true (this backend just used it). Ask the launcher now.
+    // longer true (this backend just used it). Ask the launcher now, with a
+    // slot if one is free (the launcher starts relays for slots it finds).
     Locked lock(rs->registry_lock, LW_EXCLUSIVE);
-    RelaySlot *s = slot_find(dbid);
+    RelaySlot *s = slot_take(dbid);
     if (s && s->no_extension) s->paused_until = 0, s->no_extension = false;
     latch = rs->launcher_latch;
   }
@@ -471,13 +504,29 @@ LauncherScan launcher_scan_begin() {
   return scan;
 }
 
-SlotView launcher_claim(Oid dbid) {
-  SlotView v{false, 0, 0};
+SlotView launcher_claim(Oid dbid, bool take) {
+  SlotView v;
   if (!rs) return v;
-  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
-  if (RelaySlot *s = slot_take(dbid)) {
-    if (s->pid != 0 && !alive(s->pid)) s->pid = 0, s->latch = nullptr;
-    v = SlotView{true, s->pid, s->paused_until};
+  RelaySlot evicted{};
+  uint64 queue_seq = 0;
+  {
+    Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+    RelaySlot *s = take ? slot_take(dbid, &evicted) : slot_find(dbid);
+    if (s) {
+      if (s->pid != 0 && !alive(s->pid)) s->pid = 0, s->latch = nullptr;
+      v.has_slot = true;
+      v.pid = s->pid;
+      v.paused_until = s->paused_until;
+    }
+    v.evicted = evicted.dbid;
+    v.evicted_until = evicted.paused_until;
+  }
+  if (v.evicted != InvalidOid) {
+    {
+      Locked lock(rs->queue_lock, LW_SHARED);
+      queue_seq = rs->queue_seq;
+    }
+    free_entries_of({v.evicted}, queue_seq);
   }
   return v;
 }
@@ -512,23 +561,8 @@ void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan) {
       s.dbid = InvalidOid;
     }
   }
-  if (gone.empty()) return;
   std::sort(gone.begin(), gone.end());
-  auto is_gone = [&](Oid d) { return std::binary_search(gone.begin(), gone.end(), d); };
-  {
-    Locked lock(rs->queue_lock, LW_EXCLUSIVE);
-    for (auto &q : rs->queue)
-      if (q.dbid != InvalidOid && q.seq <= scan.queue_seq && is_gone(q.dbid)) {
-        q.dbid = InvalidOid;
-        --rs->queue_used;
-      }
-  }
-  Locked lock(rs->marks_lock, LW_EXCLUSIVE);
-  for (auto &d : rs->marks)
-    if (d.dbid != InvalidOid && is_gone(d.dbid)) {
-      d = DeliveredMark{InvalidOid, 0, false};
-      --rs->marks_used;
-    }
+  free_entries_of(gone, scan.queue_seq);
 }
 
 // ---- queue ----------------------------------------------------------------------

@@ -106,13 +106,17 @@ struct LauncherScan {
 // Taken before the launcher reads pg_database: only what existed before it
 // may be forgotten for being absent there.
 LauncherScan launcher_scan_begin();
-// The database's slot, taken if free. What the launcher needs to decide.
+// The database's slot; with `take`, taken if it has none: a free one, or
+// else one of a database whose relay found no extension there (evicted: the
+// launcher remembers its pause itself). What the launcher needs to decide.
 struct SlotView {
-  bool has_slot;
-  int pid;
-  int64_t paused_until;
+  bool has_slot = false;
+  int pid = 0;
+  int64_t paused_until = 0;
+  Oid evicted = InvalidOid;
+  int64_t evicted_until = 0;
 };
-SlotView launcher_claim(Oid dbid);
+SlotView launcher_claim(Oid dbid, bool take);
 // The launcher could (not) start a worker for the database.
 void set_no_worker(Oid dbid, bool no_worker);
 // End of a scan: `unserved` databases found no slot.

@@ -45,9 +45,8 @@ for d in "$db" "$db_drop"; do
 	wait_for 30 "a relay in $d" one_relay "$d"
 done
 
-# 1. Terminate the launcher twice; after each restart, watch for a while
-# (a few launcher scans): never
-# a second relay for a database.
+# 1. Terminate the launcher twice; after each restart, watch for a few
+# launcher scans: never a second relay for a database.
 for round in 1 2; do
 	old=$(launcher_pid)
 	[ "$old" != "0" ] || fail "no launcher running"
