@@ -19,7 +19,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o) $(WORKER_SRCS:.cpp=.o)
 MODULEDIR = extension
 DATA = extension/pg_cachekit.control $(wildcard sql/pg_cachekit--*.sql)
 
-REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules
+REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules relay
 REGRESS_OPTS = --inputdir=test/regress --outputdir=build/regress
 ISOLATION := $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=build/isolation

@@ -54,10 +54,9 @@ for round in 1 2; do
 	wait_for 30 "a new launcher after terminating $old" new_launcher "$old"
 	deadline=$((SECONDS + 4))
 	while ((SECONDS < deadline)); do
-		for d in "$db" "$db_drop"; do
-			n=$(relays_of "$d")
-			[ "$n" -le 1 ] || fail "round $round: $n relays for database $d after a launcher restart"
-		done
+		dup=$(q postgres "SELECT string_agg(datname || ': ' || n, ', ') FROM (SELECT datname, count(*) AS n
+		       FROM pg_stat_activity WHERE backend_type = 'pg_cachekit outbox relay' GROUP BY datname) c WHERE n > 1")
+		[ -z "$dup" ] || fail "round $round: more than one relay for a database after a launcher restart ($dup)"
 		sleep 0.2
 	done
 	for d in "$db" "$db_drop"; do one_relay "$d" || fail "round $round: no relay for $d"; done
