@@ -75,8 +75,8 @@ for _ in $(seq 1 300); do
 	[ "$(is_super ck_mallory_v)" = "f" ] || fail "ck_mallory_v became superuser through the relay (view as a fake outbox)"
 	canary_alive || fail "a forged outbox row made the relay delete every key in Redis db 0"
 	if visited "$db_t" && visited "$db_v"; then seen=$((seen + 1)); fi
-	# Seen twice, some relay cycles apart: whatever a relay would do, it had
-	# the time to do it.
+	# Both relays looked and left (twice in a row, so not a stale state);
+	# whatever they would have done, they had the time to do it.
 	[ "$seen" -ge 2 ] && break
 	sleep 0.1
 done
