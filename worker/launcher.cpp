@@ -1,13 +1,29 @@
 // The launcher: one background worker per cluster (registered from
-// shared_preload_libraries), which starts an outbox relay (outbox_relay.cpp)
-// for every database that accepts connections and is not a template, and
-// notices new databases. A relay that finds no extension in its database
-// exits and marks the database paused for a few seconds; the launcher looks
-// again after that. DROP DATABASE, ALTER DATABASE ... RENAME and CREATE
-// DATABASE ... TEMPLATE need the database to themselves: a utility hook stops
-// its relay first and pauses it (see stop_relay_for()).
-#include "pg/app_events.h"
+// shared_preload_libraries). Every couple of seconds, and when a backend
+// wakes it, it reads pg_database and sees to it that every database that
+// accepts connections and is not a template has exactly one outbox relay
+// (outbox_relay.cpp):
+//
+//  - Which relay serves which database lives in shared memory (the registry
+//    of relay_state.h), not here: a launcher that restarts finds the running
+//    relays there. A relay registers itself atomically and exits at once if
+//    another one serves its database already, so one started twice (by a
+//    launcher that died before the first one registered) goes away.
+//  - A relay that finds no pg_cachekit extension in its database does
+//    nothing there, exits and pauses the database for a while; a backend of
+//    that database that hands it work ends the pause (wake_worker()).
+//  - Limits are never silent: a database beyond cachekit.max_databases gets
+//    no slot, and one for which no background worker is free
+//    (max_worker_processes) no relay; each is warned about once and shown by
+//    cachekit.health(), and its commits stay durable in its outbox.
+//  - A dropped database is forgotten, with its queue entries and marks.
+//
+// DROP DATABASE, ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE
+// need the database to themselves: a utility hook stops its relay first and
+// pauses it (see stop_relay_for()).
 #include "pg/boundary.h"
+#include "pg/guc.h"
+#include "pg/relay_state.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -23,6 +39,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "nodes/parsenodes.h"
+#include "nodes/pg_list.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -30,26 +47,99 @@ extern "C" {
 #include "storage/latch.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void ck_launcher_main(Datum arg);
 }
 
+using namespace cachekit::pg;
+
 namespace {
 
-constexpr int kMaxDatabases = 64;
 constexpr long kScanMs = 2000;
+// A database that could not get a slot or a worker this many scans in a row
+// is warned about (once): at start, and while relays of databases without
+// the extension come and go, a slot or a worker is often missing for a scan
+// or two.
+constexpr int kWarnAfterScans = 3;
 
-struct Relay {
+// What this launcher knows of one database (TopMemoryContext; forgotten
+// when the database is dropped). The registry in shared memory is the truth
+// about relays; this is the launcher's own bookkeeping.
+struct Known {
   Oid dbid;
-  BackgroundWorkerHandle *handle;
+  BackgroundWorkerHandle *handle;  // the relay it started, until seen stopped
+  TimestampTz no_extension_until;  // evicted from the registry without extension
+  int slot_misses;
+  int worker_misses;
+  bool warned_slot;
+  bool warned_worker;
 };
-
-Relay relays[kMaxDatabases];
+List *known = NIL;                 // of Known *
+MemoryContext scan_cxt = nullptr;  // reset at every scan
 ProcessUtility_hook_type prev_utility = nullptr;
 
-void start_relay(Oid dbid, Relay *slot) {
+Known *known_for(Oid dbid) {
+  ListCell *lc;
+  foreach (lc, known) {
+    auto *k = static_cast<Known *>(lfirst(lc));
+    if (k->dbid == dbid) return k;
+  }
+  MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+  auto *k = static_cast<Known *>(palloc0(sizeof(Known)));
+  k->dbid = dbid;
+  known = lappend(known, k);
+  MemoryContextSwitchTo(old);
+  return k;
+}
+
+// Frees the handles of relays that stopped, and forgets dropped databases
+// (once their relay, if any, is gone).
+void tidy_known(const Oid *dbs, int n) {
+  ListCell *lc;
+  foreach (lc, known) {
+    auto *k = static_cast<Known *>(lfirst(lc));
+    pid_t pid;
+    if (k->handle && GetBackgroundWorkerPid(k->handle, &pid) == BGWH_STOPPED) {
+      pfree(k->handle);
+      k->handle = nullptr;
+    }
+    bool present = false;
+    for (int i = 0; i < n && !present; ++i) present = dbs[i] == k->dbid;
+    if (present || k->handle) continue;
+    pfree(k);
+    known = foreach_delete_current(known, lc);
+  }
+}
+
+void warn_no_slot(Known *k, const char *dbname) {
+  if (k->warned_slot || ++k->slot_misses < kWarnAfterScans) return;
+  k->warned_slot = true;
+  ereport(WARNING, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                    errmsg("pg_cachekit has no outbox relay for database \"%s\"", dbname),
+                    errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
+                              "invalidations wait in its outbox until a relay serves it.",
+                              settings.max_databases),
+                    errhint("Raise cachekit.max_databases and restart the server.")));
+}
+
+void warn_no_worker(Known *k, const char *dbname) {
+  if (k->warned_worker || ++k->worker_misses < kWarnAfterScans) return;
+  k->warned_worker = true;
+  ereport(WARNING,
+          (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+           errmsg("pg_cachekit could not start an outbox relay for database \"%s\"", dbname),
+           errdetail("No background worker slot is free (max_worker_processes is %d). Its "
+                     "invalidations wait in its outbox until a relay can start.",
+                     max_worker_processes),
+           errhint("Raise max_worker_processes and restart the server.")));
+}
+
+// True when the worker was registered (it may still fail to start: then
+// its handle says stopped at the next scan and it is tried again).
+bool start_relay(Known *k) {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -57,59 +147,87 @@ void start_relay(Oid dbid, Relay *slot) {
   w.bgw_restart_time = BGW_NEVER_RESTART;
   snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_cachekit");
   snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_outbox_relay_main");
-  snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", dbid);
+  snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", k->dbid);
   snprintf(w.bgw_type, BGW_MAXLEN, "pg_cachekit outbox relay");
-  w.bgw_main_arg = ObjectIdGetDatum(dbid);
+  w.bgw_main_arg = ObjectIdGetDatum(k->dbid);
   w.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
-  if (RegisterDynamicBackgroundWorker(&w, &handle)) *slot = Relay{dbid, handle};
-}
-
-bool relay_running(const Relay &r) {
-  pid_t pid;
-  return r.handle != nullptr && GetBackgroundWorkerPid(r.handle, &pid) != BGWH_STOPPED;
+  MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+  bool ok = RegisterDynamicBackgroundWorker(&w, &handle);
+  MemoryContextSwitchTo(old);
+  if (ok) k->handle = handle;
+  set_no_worker(k->dbid, !ok);
+  return ok;
 }
 
 void scan_databases() {
-  Oid dbs[kMaxDatabases];
-  int n = 0;
+  MemoryContextReset(scan_cxt);
+  // Before reading pg_database: a database created after this point keeps
+  // its slot even though this scan does not see it.
+  LauncherScan token = launcher_scan_begin();
+  List *dbs = NIL;
+  List *names = NIL;
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   PushActiveSnapshot(GetTransactionSnapshot());
   Relation rel = table_open(DatabaseRelationId, AccessShareLock);
   TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
   HeapTuple tup;
-  while (n < kMaxDatabases && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection))) {
+  while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection))) {
     auto *db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
-    if (db->datallowconn && !db->datistemplate) dbs[n++] = db->oid;
+    if (!db->datallowconn || db->datistemplate) continue;
+    MemoryContext old = MemoryContextSwitchTo(scan_cxt);
+    dbs = lappend_oid(dbs, db->oid);
+    names = lappend(names, pstrdup(NameStr(db->datname)));
+    MemoryContextSwitchTo(old);
   }
   table_endscan(scan);
   table_close(rel, AccessShareLock);
   PopActiveSnapshot();
   CommitTransactionCommand();
+  // Back in TopMemoryContext (the transaction's contexts are gone).
 
-  // Forget dropped databases, here and in shared memory.
-  for (auto &r : relays) {
-    bool exists = false;
-    for (int i = 0; i < n; ++i) exists = exists || r.dbid == dbs[i];
-    if (r.dbid != InvalidOid && !exists && !relay_running(r)) r = Relay{InvalidOid, nullptr};
-  }
-  cachekit::pg::forget_workers_except(dbs, n);
+  int n = list_length(dbs);
+  Oid *ids = static_cast<Oid *>(MemoryContextAlloc(scan_cxt, sizeof(Oid) * (n + 1)));
+  for (int i = 0; i < n; ++i) ids[i] = list_nth_oid(dbs, i);
+  // Dropped databases: their slots, queue entries and marks.
+  cpp_entry([&] { forget_databases_except(ids, n, token); });
+  tidy_known(ids, n);
 
   TimestampTz now = GetCurrentTimestamp();
+  int unserved = 0;
   for (int i = 0; i < n; ++i) {
-    Relay *slot = nullptr;
-    Relay *free_slot = nullptr;
-    for (auto &r : relays) {
-      if (r.dbid == dbs[i]) slot = &r;
-      if (r.dbid == InvalidOid && !free_slot) free_slot = &r;
+    const char *name = static_cast<const char *>(list_nth(names, i));
+    Known *k = known_for(ids[i]);
+    // Checked recently and found without the extension, then its slot went
+    // to another database: not again before its pause is over.
+    bool take = k->no_extension_until <= now;
+    SlotView v = launcher_claim(ids[i], take);
+    if (v.evicted != InvalidOid) known_for(v.evicted)->no_extension_until = v.evicted_until;
+    if (!v.has_slot) {
+      if (!take) continue;
+      ++unserved;
+      warn_no_slot(k, name);
+      continue;
     }
-    if (slot && relay_running(*slot)) continue;
-    if (cachekit::pg::worker_paused_until(dbs[i]) > now) continue;
-    if (!slot) slot = free_slot;
-    if (slot) start_relay(dbs[i], slot);
+    k->slot_misses = 0;
+    k->warned_slot = false;
+    if (v.pid != 0) {  // running
+      k->worker_misses = 0;
+      k->warned_worker = false;
+      continue;
+    }
+    if (k->handle) continue;             // started, not registered yet
+    if (v.paused_until > now) continue;  // DROP DATABASE etc., or no extension
+    if (start_relay(k))
+      k->worker_misses = 0;
+    else
+      warn_no_worker(k, name);
   }
+  launcher_scan_end(unserved);
 }
+
+void on_launcher_exit(int, Datum) { unregister_launcher_latch(); }
 
 }  // namespace
 
@@ -120,8 +238,10 @@ extern "C" void ck_launcher_main(Datum) {
   // No database: pg_database is a shared catalog.
   BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
   pgstat_report_appname("pg_cachekit launcher");
-  for (auto &r : relays) r = Relay{InvalidOid, nullptr};
-  cachekit::pg::register_launcher_latch();
+  scan_cxt =
+      AllocSetContextCreate(TopMemoryContext, "pg_cachekit launcher scan", ALLOCSET_DEFAULT_SIZES);
+  register_launcher_latch();
+  before_shmem_exit(on_launcher_exit, 0);
   for (;;) {
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
@@ -142,7 +262,9 @@ void register_launcher() {
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
   w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-  w.bgw_restart_time = 10;
+  // Terminated (pg_terminate_backend) or failed: back soon; the relays it
+  // started keep running meanwhile.
+  w.bgw_restart_time = 2;
   snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_cachekit");
   snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_launcher_main");
   snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit launcher");
@@ -171,10 +293,26 @@ void stop_relay_for(const char *dbname) {
 
 namespace {
 
+// CREATE EXTENSION pg_cachekit in this transaction: at commit, the
+// database's relay is wanted now, not after the pause its last look (no
+// extension yet) left.
+bool extension_created = false;
+
+void on_xact(XactEvent event, void *) {
+  if (!extension_created) return;
+  if (event == XACT_EVENT_COMMIT) wake_worker(MyDatabaseId);
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+      event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+    extension_created = false;
+}
+
 void utility_hook(PlannedStmt *pstmt, const char *query, bool readOnlyTree,
                   ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *env,
                   DestReceiver *dest, QueryCompletion *qc) {
   Node *stmt = pstmt->utilityStmt;
+  if (IsA(stmt, CreateExtensionStmt) &&
+      strcmp(castNode(CreateExtensionStmt, stmt)->extname, "pg_cachekit") == 0)
+    extension_created = true;
   if (IsA(stmt, DropdbStmt)) {
     cachekit::pg::stop_relay_for(castNode(DropdbStmt, stmt)->dbname);
   } else if (IsA(stmt, RenameStmt) && castNode(RenameStmt, stmt)->renameType == OBJECT_DATABASE) {
@@ -199,6 +337,7 @@ namespace cachekit::pg {
 void install_utility_hook() {
   prev_utility = ProcessUtility_hook;
   ProcessUtility_hook = utility_hook;
+  RegisterXactCallback(on_xact, nullptr);
 }
 
 }  // namespace cachekit::pg

@@ -1,5 +1,6 @@
 #include "core/delivery.h"
 
+#include "core/json.h"
 #include "core/le_bytes.h"
 
 #include <algorithm>
@@ -13,6 +14,11 @@ bool failed(DeliveryResult &r, const ResilientRedis &redis) {
   return false;
 }
 }  // namespace
+
+bool pattern_is_bounded(std::string_view pattern) {
+  return !pattern.empty() &&
+         std::string_view("*?[\\").find(pattern.front()) == std::string_view::npos;
+}
 
 DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool include_patterns,
                        const std::function<void()> &between) {
@@ -55,6 +61,10 @@ DeliveryResult deliver(ResilientRedis &redis, const Invalidation &inv, bool incl
   }
   if (include_patterns) {
     for (const auto &pattern : inv.patterns) {
+      if (!pattern_is_bounded(pattern)) {
+        r.rejected_patterns.push_back(pattern);
+        continue;
+      }
       std::string cursor = "0";
       do {
         if (between) between();
@@ -132,6 +142,38 @@ void append_invalidation(Invalidation &a, const Invalidation &b) {
   a.messages.insert(a.messages.end(), b.messages.begin(), b.messages.end());
   a.keys.insert(a.keys.end(), b.keys.begin(), b.keys.end());
   a.patterns.insert(a.patterns.end(), b.patterns.begin(), b.patterns.end());
+}
+
+std::vector<DeliveryGroup> group_by_channel(const std::vector<Invalidation> &queue) {
+  std::vector<DeliveryGroup> groups;
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const Invalidation &e = queue[i];
+    // Without messages the channel means nothing: such an entry joins any
+    // group, and a group without messages takes the next entry's channel.
+    const bool publishes = !e.channel.empty() && !e.messages.empty();
+    bool joins = !groups.empty();
+    if (joins && publishes) {
+      const Invalidation &g = groups.back().inv;
+      joins = g.messages.empty() || g.channel == e.channel;
+    }
+    if (!joins) groups.push_back(DeliveryGroup{Invalidation{}, i});
+    Invalidation &g = groups.back().inv;
+    if (publishes) {
+      g.channel = e.channel;
+      g.messages.insert(g.messages.end(), e.messages.begin(), e.messages.end());
+    }
+    g.keys.insert(g.keys.end(), e.keys.begin(), e.keys.end());
+    g.patterns.insert(g.patterns.end(), e.patterns.begin(), e.patterns.end());
+    groups.back().end = i + 1;
+  }
+  return groups;
+}
+
+std::string invalidation_json(const Invalidation &inv) {
+  return "{\"channel\": " + json_quote(inv.channel) +
+         ", \"messages\": " + json_string_array(inv.messages) +
+         ", \"keys\": " + json_string_array(inv.keys) +
+         ", \"patterns\": " + json_string_array(inv.patterns) + "}";
 }
 
 }  // namespace cachekit

@@ -405,6 +405,19 @@ void define_settings(bool preloading) {
       PGC_SUSET,
       0,
       check_kv_namespace, nullptr, nullptr);
+  if (preloading) {
+    DefineCustomIntVariable(
+        "cachekit.max_databases",
+        "Databases the pg_cachekit launcher can serve with an outbox relay.",
+        "One registry slot in shared memory each (about 80 bytes). A database beyond it gets no "
+        "relay: the launcher warns, its commits stay durable in its outbox, and "
+        "cachekit.health() says why.",
+        &settings.max_databases,
+        64, 1, 8192,
+        PGC_POSTMASTER,
+        0,
+        nullptr, nullptr, nullptr);
+  }
 
   MarkGUCPrefixReserved("cachekit");
 }

@@ -32,6 +32,7 @@ struct Settings {
   int max_prepared_queries = 1000;
   char *redis_password_file;  // empty: no password unless the URL has one
   char *kv_namespace;         // empty: the database's name
+  int max_databases = 64;
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };

@@ -6,9 +6,10 @@
 
 #include "core/json.h"
 #include "core/redis_client.h"
-#include "pg/relay_state.h"
 #include "pg/datum.h"
 #include "pg/query_plan.h"
+#include "pg/extension_objects.h"
+#include "pg/relay_state.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
@@ -23,6 +24,7 @@ extern "C" {
 #include "utils/syscache.h"
 #include "lib/stringinfo.h"
 #include "utils/json.h"
+#include "utils/timestamp.h"
 }
 
 using namespace cachekit;
@@ -84,37 +86,101 @@ std::string endpoint_health(RedisTarget target, bool *reachable) {
 
 }  // namespace
 
-// Trigger-driven invalidation: counters and what waits in the outbox of this
-// database (the outbox is read as the extension owner would: health() is
-// granted to cachekit_user, the table is not).
+// The relay of a database, as the registry shows it: "running", or why not.
+std::string relay_state_name(const RelayStatus &r, int64 now) {
+  if (!r.has_slot) return "no slot";
+  if (r.pid != 0) return "running";
+  if (r.no_extension) return "no extension";
+  if (r.no_worker) return "no worker";
+  if (r.paused_until > now) return "paused";
+  return "starting";
+}
+
+std::string relay_reason(const RelayStatus &r, const RegistryStatus &reg, int64 now) {
+  if (!reg.shared_memory)
+    return "pg_cachekit is not in shared_preload_libraries: no launcher, no relay";
+  if (r.pid != 0) return "";
+  if (reg.launcher_pid == 0) return "the launcher is not running (it restarts within seconds)";
+  if (!r.has_slot)
+    return reg.databases.size() >= static_cast<size_t>(reg.max_databases)
+               ? "all " + std::to_string(reg.max_databases) +
+                     " relay registry slots (cachekit.max_databases) are taken; invalidations "
+                     "wait in the outbox"
+               : "the launcher has not looked at this database yet";
+  if (r.no_worker)
+    return "no background worker slot was free (max_worker_processes); invalidations wait in "
+           "the outbox";
+  if (r.no_extension) return "its relay found no extension here and looks again soon";
+  if (r.paused_until > now)
+    return "stopped for DROP/RENAME DATABASE or after an error; restarts in " +
+           std::to_string((r.paused_until - now) / 1000000 + 1) + " s";
+  return "starting";
+}
+
+std::string pid_or_null(int pid) { return pid ? std::to_string(pid) : std::string("null"); }
+
+// The relay of this database, and the registry of all of them.
+std::string relay_health() {
+  RegistryStatus reg = registry_status();
+  RelayStatus mine = relay_status(MyDatabaseId);
+  int64 now = GetCurrentTimestamp();
+  std::string reason = relay_reason(mine, reg, now);
+  std::string out = "\"relay\": {\"running\": " + std::string(mine.pid ? "true" : "false") +
+                    ", \"pid\": " + pid_or_null(mine.pid) +
+                    ", \"state\": " + json_quote(relay_state_name(mine, now)) +
+                    ", \"reason\": " + (reason.empty() ? "null" : json_quote(reason)) +
+                    ", \"backlog\": " + (mine.has_slot && !mine.backlog ? "false" : "true") +
+                    ", \"flush_pending\": " + (mine.flush_pending ? "true" : "false") +
+                    ", \"queue_entries\": " + std::to_string(mine.queue_entries) + "}";
+  out += ", \"relays\": {\"launcher_pid\": " + pid_or_null(reg.launcher_pid) +
+         ", \"max_databases\": " + std::to_string(reg.max_databases) +
+         ", \"databases_without_slot\": " + std::to_string(reg.unserved) +
+         ", \"launcher_scans\": " + std::to_string(reg.scans) +
+         ", \"queue_entries\": " + std::to_string(reg.queue_entries) + ", \"databases\": [";
+  for (size_t i = 0; i < reg.databases.size(); ++i) {
+    const RelayStatus &r = reg.databases[i];
+    out += std::string(i ? ", " : "") + "{\"datid\": " + std::to_string(r.dbid) +
+           ", \"state\": " + json_quote(relay_state_name(r, now)) +
+           ", \"pid\": " + pid_or_null(r.pid) +
+           ", \"flush_pending\": " + (r.flush_pending ? "true" : "false") + "}";
+  }
+  return out + "]}";
+}
+
+// Trigger-driven invalidation: counters, what waits in the outbox of this
+// database, and its relay. The outbox is the extension's own (found through
+// pg_depend, not by name) and read as the extension owner in a
+// security-restricted operation: health() is granted to cachekit_user, the
+// table is not.
 std::string invalidation_health() {
   std::string out = "{";
   const char *names[] = {"messages_published", "keys_deleted",        "patterns_flushed",
                          "outbox_written",     "delivered_at_commit", "delivered_by_worker",
-                         "delivery_failures",  "keys_overflowed"};
+                         "delivery_failures",  "keys_overflowed",     "patterns_rejected"};
+  static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(AppCounter::kCount));
   for (int i = 0; i < static_cast<int>(AppCounter::kCount); ++i)
     out += std::string(i ? ", " : "") + "\"" + names[i] +
            "\": " + std::to_string(app_counter(static_cast<AppCounter>(i)));
   int64 depth = -1;
   double oldest = -1;
   pg_call([&] {
-    Oid outbox = get_relname_relid("outbox", get_namespace_oid("cachekit", true));
-    if (outbox == InvalidOid) return;
+    ExtensionObjects ext = find_extension_objects();
+    if (!OidIsValid(ext.outbox)) return;
+    // Every name and operator is schema-qualified: the caller's search_path
+    // stays in force.
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
+             " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+             " pg_catalog.min(created_at)) FROM %s",
+             qualified_name(ext.outbox));
     Oid save_user;
     int save_sec;
     GetUserIdAndSecContext(&save_user, &save_sec);
-    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox));
-    Oid owner = HeapTupleIsValid(tup) ? ((Form_pg_class)GETSTRUCT(tup))->relowner : save_user;
-    if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
-    SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+    SetUserIdAndSecContext(ext.owner,
+                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
     if (SPI_connect() == SPI_OK_CONNECT) {
-      // Runs as the outbox owner with the caller's search_path: every name
-      // and operator is schema-qualified.
-      if (SPI_execute("SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
-                      " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-                      " pg_catalog.min(created_at)) FROM cachekit.outbox",
-                      true, 1) == SPI_OK_SELECT &&
-          SPI_processed == 1) {
+      if (SPI_execute(sql, true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
         bool isnull = false;
         depth =
             DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -129,6 +195,7 @@ std::string invalidation_health() {
   char buf[32];
   snprintf(buf, sizeof buf, "%.3f", oldest);
   out += ", \"oldest_undelivered_s\": " + (oldest >= 0 ? std::string(buf) : std::string("null"));
+  out += ", " + relay_health();
   return out + "}";
 }
 

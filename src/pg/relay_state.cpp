@@ -1,14 +1,84 @@
-// Shared state of trigger-driven invalidation: the counters, the marks of
-// outbox rows delivered at commit, the per-database relay registry (pid,
-// latch, backlog, flush, pause) and the relay's queue of invalidations that
-// have no outbox row. Backends write it at commit; the relay and the launcher
-// (worker/) read and clear it.
+// Shared state of trigger-driven invalidation, between the committing
+// backends, the outbox relays and the launcher (worker/).
+//
+// What lives in shared memory (one RelayShared, followed by
+// cachekit.max_databases registry slots):
+//
+//   counters    what was published, deleted, written, failed (pg_atomic).
+//   marks       (database, outbox id) of outbox rows a backend delivered at
+//               commit: the relay deletes those rows instead of delivering
+//               them again. A backend that finds no free mark drops it; the
+//               relay then delivers the row again (at-least-once).
+//   registry    one slot per database the launcher (or a committing backend)
+//               knows: the pid and latch of its relay, a pause (DROP
+//               DATABASE, no extension found), whether the launcher could not
+//               start a worker, the backlog flag and the flush requests. A
+//               database without a slot has no relay; backlog() answers true
+//               for it, so its commits write outbox rows (durable, delivered
+//               once a relay serves it). When every slot is taken, the
+//               launcher may reuse one of a database whose relay found no
+//               extension there (it owes nothing and keeps no state).
+//   queue       invalidations that failed after commit or were handed over
+//               without an outbox row (pub/sub messages), in commit order,
+//               for the relay. Shared memory does not survive a crash: an
+//               unclean start makes every relay flush everything once. A
+//               relay that is asked to stop delivers its database's entries
+//               or writes them to its outbox first; whatever is left when
+//               the postmaster exits (a database without a running relay)
+//               leaves a marker file in the data directory that makes the
+//               next start flush everything, as after a crash.
+//
+// Locking:
+//
+//   counters      atomics, no lock.
+//   marks_lock    (LWLock) marks[], marks_used and marks_cursor. Exclusive
+//                 to add a mark (at commit) and to take them (relay).
+//   registry_lock (LWLock) every field of every registry slot, and
+//                 registry_seq, global_flush_requests, launcher_pid,
+//                 launcher_latch, unserved and scans. Shared to look (the
+//                 backlog() and wake_worker() of every commit), exclusive to
+//                 change anything.
+//   queue_lock    (LWLock) queue[], queue_seq and queue_used. Payloads are
+//                 copied in and out while it is held, so an entry never
+//                 changes under a reader.
+//
+// No code path holds two of these locks at once, so there is no lock order.
+// Nothing is scanned under a spinlock: the 8,192 marks and the registry are
+// walked under their LWLock only. The postmaster's exit callback reads
+// everything without locks: by then every other process has exited.
+//
+// Why the order of operations is safe:
+//
+//   - One relay per database: register_relay() checks the slot's pid and
+//     takes the slot in one critical section under registry_lock, so of two
+//     relays started for one database (a launcher restart cannot know about
+//     a relay it started before and that has not registered yet) exactly one
+//     wins; the other exits before doing anything.
+//   - A flush request is a counter bumped under registry_lock; the relay
+//     reads it before flushing and records it as done only after the flush
+//     went through (flush_done()), so an ERROR, a shutdown or a new request
+//     during the flush leaves the flush needed.
+//   - A queue entry is freed only after its delivery succeeded or it was
+//     written to the outbox and that transaction committed (at-least-once),
+//     or by the launcher once the database was dropped. Entries of a
+//     database exist only while it has a slot (backends queue only when
+//     backlog() is false, which needs a slot), so the launcher frees the
+//     entries and marks of exactly the databases whose slots it forgets.
+//   - The launcher forgets a slot only if it was taken before the launcher
+//     read pg_database (registry_seq) and the database is not there: a
+//     database created after that read keeps its slot.
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "pg/boundary.h"
+#include "pg/guc.h"
 #include "pg/relay_state.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
@@ -19,11 +89,11 @@ extern "C" {
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "utils/timestamp.h"
 }
 
@@ -32,16 +102,13 @@ using namespace cachekit::pg;
 
 namespace cachekit::pg {
 
-// ---- shared memory ---------------------------------------------------------
-//
-// Counters are atomics. Delivered marks: a fixed array of (database, outbox
-// id) slots under a spinlock; a backend that finds no free slot drops the
-// mark, and the worker then delivers that row again (at-least-once). Worker
-// registry: one slot per database with a running worker (pid, latch).
-
 namespace {
 constexpr int kDeliveredSlots = 8192;
-constexpr int kWorkerSlots = 64;
+constexpr int kQueueSlots = 256;
+constexpr int kQueueBytes = 16 * 1024;
+constexpr const char *kTranche = "pg_cachekit_relay";
+// In the data directory: work was left in shared memory at the last exit.
+constexpr const char *kFlushMarker = "pg_cachekit.flush_needed";
 
 struct DeliveredMark {
   Oid dbid;  // InvalidOid: free
@@ -49,22 +116,19 @@ struct DeliveredMark {
   bool patterns_pending;  // messages and keys went out; the patterns are the relay's
 };
 
-struct WorkerSlot {
-  Oid dbid;
-  int pid;
+struct RelaySlot {
+  Oid dbid;      // InvalidOid: free
+  uint64 since;  // registry_seq when the slot was taken
+  int pid;       // the relay's; 0: none running
   Latch *latch;
-  int64 paused_until;
-  bool no_extension;  // the pause only means "no extension found last time"
-  bool backlog;       // undelivered rows wait: backends leave delivery to the relay
-  bool flush_needed;  // an invalidation could not be kept: flush everything
-  uint64 crash_handled;
+  int64 paused_until;  // TimestampTz
+  bool no_extension;   // the pause means "no extension found last time"
+  bool no_worker;      // the launcher could not start a worker
+  bool backlog;        // undelivered rows wait: backends leave delivery to the relay
+  uint64 flush_requests;
+  uint64 flushes_done;  // flush_requests covered by the last complete flush
+  uint64 global_done;   // global_flush_requests covered by it
 };
-
-// Invalidations whose delivery after commit failed and that have no outbox
-// row: kept here for the relay. Lost in a crash, which is why an unclean
-// start makes every relay flush everything (crash_generation).
-constexpr int kQueueSlots = 256;
-constexpr int kQueueBytes = 16 * 1024;
 
 struct QueueEntry {
   Oid dbid;  // InvalidOid: free
@@ -73,280 +137,536 @@ struct QueueEntry {
   char payload[kQueueBytes];
 };
 
-struct AppShared {
+struct RelayShared {
   pg_atomic_uint64 counters[static_cast<int>(AppCounter::kCount)];
-  slock_t mutex;
-  int cursor;
-  DeliveredMark delivered[kDeliveredSlots];
-  WorkerSlot workers[kWorkerSlots];
-  Latch *launcher_latch;
-  uint64 crash_generation;  // 1 when this start followed an unclean shutdown
+  LWLock *registry_lock;
+  LWLock *marks_lock;
   LWLock *queue_lock;
+  int nslots;  // constant after start
+  // registry_lock
+  uint64 registry_seq;
+  uint64 global_flush_requests;  // 1 when this start needs a flush everywhere
+  int launcher_pid;
+  Latch *launcher_latch;
+  int unserved;
+  uint64 scans;
+  // marks_lock
+  int marks_used;
+  int marks_cursor;
+  DeliveredMark marks[kDeliveredSlots];
+  // queue_lock
   uint64 queue_seq;
+  int queue_used;
   QueueEntry queue[kQueueSlots];
 };
 
-AppShared *app_shared = nullptr;
+RelayShared *rs = nullptr;
+RelaySlot *slots = nullptr;  // rs->nslots of them, right after *rs
+
+// Holds an LWLock for a scope; released on every exit, exceptions included.
+class Locked {
+ public:
+  Locked(LWLock *lock, LWLockMode mode) : lock_(lock) { LWLockAcquire(lock_, mode); }
+  ~Locked() { LWLockRelease(lock_); }
+  Locked(const Locked &) = delete;
+  Locked &operator=(const Locked &) = delete;
+
+ private:
+  LWLock *lock_;
+};
+
+int configured_slots() { return std::max(1, settings.max_databases); }
+
+// registry_lock held.
+RelaySlot *slot_find(Oid dbid) {
+  for (int i = 0; i < rs->nslots; ++i)
+    if (slots[i].dbid == dbid) return &slots[i];
+  return nullptr;
+}
+
+bool slot_flush_pending(const RelaySlot &s) {
+  return s.flush_requests != s.flushes_done || s.global_done < rs->global_flush_requests;
+}
+
+// registry_lock held exclusively. With `evict`, when no slot is free, one of
+// a database whose relay found no extension (and that owes nothing) is
+// reused; *evicted then names it (and its pause).
+RelaySlot *slot_take(Oid dbid, RelaySlot *evicted = nullptr) {
+  if (RelaySlot *s = slot_find(dbid)) return s;
+  RelaySlot *free_slot = nullptr;
+  for (int i = 0; i < rs->nslots && !free_slot; ++i)
+    if (slots[i].dbid == InvalidOid) free_slot = &slots[i];
+  for (int i = 0; i < rs->nslots && !free_slot && evicted; ++i) {
+    RelaySlot &s = slots[i];
+    if (s.no_extension && s.pid == 0 && !slot_flush_pending(s)) {
+      *evicted = s;
+      free_slot = &s;
+    }
+  }
+  if (!free_slot) return nullptr;
+  // Until a relay has looked at this database's outbox (after a start or a
+  // crash), older rows may be waiting there: backlog.
+  *free_slot = RelaySlot{dbid, ++rs->registry_seq, 0, nullptr, 0, false, false, true, 0, 0, 0};
+  return free_slot;
+}
+
+// Frees the queue entries and marks of databases whose slots were freed
+// (sorted). Takes queue_lock, then marks_lock, never together.
+void free_entries_of(const std::vector<Oid> &gone, uint64 max_seq) {
+  if (gone.empty()) return;
+  auto is_gone = [&](Oid d) { return std::binary_search(gone.begin(), gone.end(), d); };
+  {
+    Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+    for (auto &q : rs->queue)
+      if (q.dbid != InvalidOid && q.seq <= max_seq && is_gone(q.dbid)) {
+        q.dbid = InvalidOid;
+        --rs->queue_used;
+      }
+  }
+  Locked lock(rs->marks_lock, LW_EXCLUSIVE);
+  for (auto &d : rs->marks)
+    if (d.dbid != InvalidOid && is_gone(d.dbid)) {
+      d = DeliveredMark{InvalidOid, 0, false};
+      --rs->marks_used;
+    }
+}
+
+// A registered pid whose process is gone (it cannot unregister when it is
+// killed, but then the postmaster restarts everything anyway; belt and braces).
+bool alive(int pid) { return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH); }
+
+// The postmaster, at exit (and before re-creating shared memory after a
+// crash): is anything committed still only in shared memory, or a flush
+// still owed? Then the next start must flush everything, as after a crash.
+// No locks: every other process has exited.
+void at_postmaster_exit(int, Datum) {
+  if (rs == nullptr) return;
+  bool owed = false;
+  for (const QueueEntry &q : rs->queue) owed = owed || q.dbid != InvalidOid;
+  for (int i = 0; i < rs->nslots; ++i)
+    owed = owed || (slots[i].dbid != InvalidOid && slot_flush_pending(slots[i]));
+  // Databases the launcher never served (or never looked at) owe the flush
+  // of this start too.
+  owed = owed || (rs->global_flush_requests > 0 && (rs->scans == 0 || rs->unserved > 0));
+  if (!owed) return;
+  int fd = open(kFlushMarker, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return;  // nothing to report to: the log is going away
+  static const char text[] =
+      "pg_cachekit: invalidations were left undelivered at shutdown; the next start flushes "
+      "every database's keys once\n";
+  ssize_t written = write(fd, text, sizeof text - 1);
+  (void)written;
+  (void)fsync(fd);
+  close(fd);
+  int dir = open(".", O_RDONLY);
+  if (dir >= 0) {
+    (void)fsync(dir);
+    close(dir);
+  }
+}
+
 }  // namespace
 
-Size relay_state_shmem_size() { return MAXALIGN(sizeof(AppShared)); }
+Size relay_state_shmem_size() {
+  return add_size(MAXALIGN(sizeof(RelayShared)), mul_size(configured_slots(), sizeof(RelaySlot)));
+}
 
 void relay_state_shmem_request() {
   RequestAddinShmemSpace(relay_state_shmem_size());
-  RequestNamedLWLockTranche("pg_cachekit_queue", 1);
+  RequestNamedLWLockTranche(kTranche, 3);
 }
 
 void relay_state_shmem_startup() {
   bool found = false;
-  app_shared = static_cast<AppShared *>(
-      ShmemInitStruct("pg_cachekit app events", sizeof(AppShared), &found));
+  rs = static_cast<RelayShared *>(
+      ShmemInitStruct("pg_cachekit relay state", relay_state_shmem_size(), &found));
+  slots =
+      reinterpret_cast<RelaySlot *>(reinterpret_cast<char *>(rs) + MAXALIGN(sizeof(RelayShared)));
   if (found) return;
-  for (auto &c : app_shared->counters) pg_atomic_init_u64(&c, 0);
-  SpinLockInit(&app_shared->mutex);
-  app_shared->cursor = 0;
-  for (auto &d : app_shared->delivered) d = DeliveredMark{InvalidOid, 0, false};
-  for (auto &w : app_shared->workers)
-    w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false, false, 0};
-  app_shared->launcher_latch = nullptr;
-  app_shared->queue_lock = &(GetNamedLWLockTranche("pg_cachekit_queue"))->lock;
-  app_shared->queue_seq = 0;
-  for (auto &q : app_shared->queue) q.dbid = InvalidOid;
+  for (auto &c : rs->counters) pg_atomic_init_u64(&c, 0);
+  LWLockPadded *locks = GetNamedLWLockTranche(kTranche);
+  rs->registry_lock = &locks[0].lock;
+  rs->marks_lock = &locks[1].lock;
+  rs->queue_lock = &locks[2].lock;
+  rs->nslots = configured_slots();
+  rs->registry_seq = 0;
+  rs->launcher_pid = 0;
+  rs->launcher_latch = nullptr;
+  rs->unserved = 0;
+  rs->scans = 0;
+  for (int i = 0; i < rs->nslots; ++i) slots[i].dbid = InvalidOid;
+  rs->marks_used = 0;
+  rs->marks_cursor = 0;
+  for (auto &d : rs->marks) d = DeliveredMark{InvalidOid, 0, false};
+  rs->queue_seq = 0;
+  rs->queue_used = 0;
+  for (auto &q : rs->queue) q.dbid = InvalidOid;
   // Shared memory is created at every start and after every crash restart.
   // If the cluster was not shut down cleanly, deliveries that were in flight
-  // or queued here are gone: every relay then flushes everything once.
+  // or queued here are gone; if it was, but work was left (the marker), the
+  // same: every relay then flushes everything once.
   bool crc_ok = false;
   ControlFileData *control = get_controlfile(DataDir, &crc_ok);
   bool clean =
       crc_ok && (control->state == DB_SHUTDOWNED || control->state == DB_SHUTDOWNED_IN_RECOVERY);
-  app_shared->crash_generation = clean ? 0 : 1;
+  bool marker = access(kFlushMarker, F_OK) == 0;
+  if (marker) (void)unlink(kFlushMarker);  // owed again at exit if not done by then
+  rs->global_flush_requests = clean && !marker ? 0 : 1;
+  // The postmaster only: its exit is where work left in shared memory is
+  // noticed. shmem_exit() clears the callbacks before shared memory is
+  // re-created, so this registers once per shared memory.
+  if (!IsUnderPostmaster) on_shmem_exit(at_postmaster_exit, 0);
 }
 
 void count_app(AppCounter c, uint64_t n) {
-  if (app_shared) pg_atomic_fetch_add_u64(&app_shared->counters[static_cast<int>(c)], n);
+  if (rs) pg_atomic_fetch_add_u64(&rs->counters[static_cast<int>(c)], n);
 }
 
 uint64_t app_counter(AppCounter c) {
-  return app_shared ? pg_atomic_read_u64(&app_shared->counters[static_cast<int>(c)]) : 0;
+  return rs ? pg_atomic_read_u64(&rs->counters[static_cast<int>(c)]) : 0;
 }
 
+// ---- delivered marks --------------------------------------------------------
+
 void mark_delivered(Oid dbid, int64 id, bool patterns_pending) {
-  if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
+  if (!rs) return;
+  Locked lock(rs->marks_lock, LW_EXCLUSIVE);
+  if (rs->marks_used == kDeliveredSlots) return;
   for (int n = 0; n < kDeliveredSlots; ++n) {
-    int i = (app_shared->cursor + n) % kDeliveredSlots;
-    if (app_shared->delivered[i].dbid == InvalidOid) {
-      app_shared->delivered[i] = DeliveredMark{dbid, id, patterns_pending};
-      app_shared->cursor = (i + 1) % kDeliveredSlots;
-      break;
+    int i = (rs->marks_cursor + n) % kDeliveredSlots;
+    if (rs->marks[i].dbid == InvalidOid) {
+      rs->marks[i] = DeliveredMark{dbid, id, patterns_pending};
+      rs->marks_cursor = (i + 1) % kDeliveredSlots;
+      ++rs->marks_used;
+      return;
     }
   }
-  SpinLockRelease(&app_shared->mutex);
 }
 
 std::vector<Delivered> take_delivered(Oid dbid) {
   std::vector<Delivered> ids;
-  if (!app_shared) return ids;
-  ids.reserve(256);
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &d : app_shared->delivered)
-    if (d.dbid == dbid && ids.size() < ids.capacity()) {
-      ids.push_back(Delivered{d.id, d.patterns_pending});  // no allocation: reserved above
-      d = DeliveredMark{InvalidOid, 0, false};
-    }
-  SpinLockRelease(&app_shared->mutex);
+  if (!rs) return ids;
+  constexpr size_t kTake = 256;
+  ids.reserve(kTake);
+  Locked lock(rs->marks_lock, LW_EXCLUSIVE);
+  int seen = 0;
+  for (int i = 0; i < kDeliveredSlots && seen < rs->marks_used && ids.size() < kTake; ++i) {
+    DeliveredMark &d = rs->marks[i];
+    if (d.dbid == InvalidOid) continue;
+    ++seen;
+    if (d.dbid != dbid) continue;
+    ids.push_back(Delivered{d.id, d.patterns_pending});  // no allocation: reserved above
+    d = DeliveredMark{InvalidOid, 0, false};
+    --rs->marks_used;
+    --seen;
+  }
   return ids;
 }
 
-namespace {
-WorkerSlot *slot_for(Oid dbid, bool create) {
-  WorkerSlot *slot = nullptr;
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid) slot = &w;
-  if (!slot && create)
-    for (auto &w : app_shared->workers)
-      if (w.dbid == InvalidOid && !slot) {
-        slot = &w;
-        // Until a relay has looked at this database's outbox (after a start
-        // or a crash), older rows may be waiting there.
-        *slot = WorkerSlot{dbid, 0, nullptr, 0, false, true, false, 0};
-      }
-  return slot;
-}
-
-// Runs f on the database's slot (nullptr when there is none and `create` is
-// false, or no slot is free) under the spinlock: f must be a few plain
-// assignments, nothing that can throw or take long.
-template <typename F>
-auto with_slot(Oid dbid, bool create, F f) -> decltype(f(nullptr)) {
-  SpinLockAcquire(&app_shared->mutex);
-  auto result = f(slot_for(dbid, create));
-  SpinLockRelease(&app_shared->mutex);
-  return result;
-}
-}  // namespace
+// ---- registry -----------------------------------------------------------------
 
 void set_backlog(Oid dbid) {
-  if (!app_shared) return;
-  with_slot(dbid, true, [](WorkerSlot *slot) { return slot ? (slot->backlog = true) : false; });
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_take(dbid)) s->backlog = true;
 }
 
 bool backlog(Oid dbid) {
-  if (!app_shared) return false;
-  // No relay has looked yet: assume older invalidations wait.
-  return with_slot(dbid, false, [](WorkerSlot *slot) { return !slot || slot->backlog; });
+  if (!rs) return false;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  // No slot: no relay has looked at its outbox, or none ever will (registry
+  // full). Either way, older invalidations may wait: keep commits durable.
+  RelaySlot *s = slot_find(dbid);
+  return !s || s->backlog;
 }
 
 void clear_backlog(Oid dbid) {
-  if (!app_shared) return;
-  with_slot(dbid, false, [](WorkerSlot *slot) { return slot ? (slot->backlog = false) : false; });
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_find(dbid)) s->backlog = false;
 }
 
-void register_worker_latch(Oid dbid, int pid) {
-  if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  WorkerSlot *slot = nullptr;
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid) slot = &w;
-  if (!slot)
-    for (auto &w : app_shared->workers)
-      if (w.dbid == InvalidOid && !slot) slot = &w;
-  if (slot) {
-    int64 paused = slot->dbid == dbid ? slot->paused_until : 0;
-    bool backlog = slot->dbid != dbid || slot->backlog;
-    bool flush = slot->dbid == dbid && slot->flush_needed;
-    uint64 handled = slot->dbid == dbid ? slot->crash_handled : 0;
-    *slot = WorkerSlot{dbid, pid, &MyProc->procLatch, paused, false, backlog, flush, handled};
+void set_flush_needed(Oid dbid) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_take(dbid))
+    ++s->flush_requests;
+  else
+    ++rs->global_flush_requests;  // nowhere to note it for this database: everywhere
+}
+
+FlushRequest flush_request(Oid dbid) {
+  FlushRequest r;
+  if (!rs) return r;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  r.global_requests = rs->global_flush_requests;
+  if (RelaySlot *s = slot_find(dbid)) {
+    r.requests = s->flush_requests;
+    r.needed = slot_flush_pending(*s);
+  } else {
+    r.needed = r.global_requests > 0;
   }
-  SpinLockRelease(&app_shared->mutex);
+  return r;
 }
 
-void unregister_worker_latch(Oid dbid) {
-  if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid && w.pid == MyProcPid) {
-      w.pid = 0;
-      w.latch = nullptr;
-    }
-  SpinLockRelease(&app_shared->mutex);
+void flush_done(Oid dbid, const FlushRequest &seen) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_find(dbid)) {
+    s->flushes_done = std::max<uint64>(s->flushes_done, seen.requests);
+    s->global_done = std::max<uint64>(s->global_done, seen.global_requests);
+  }
+}
+
+bool register_relay(Oid dbid) {
+  if (!rs) return false;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_take(dbid);
+  if (!s) return false;
+  if (s->pid != 0 && s->pid != MyProcPid && alive(s->pid)) return false;
+  s->pid = MyProcPid;
+  s->latch = &MyProc->procLatch;
+  s->no_extension = false;
+  s->no_worker = false;
+  return true;
+}
+
+void unregister_relay(Oid dbid) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (s && s->pid == MyProcPid) {
+    s->pid = 0;
+    s->latch = nullptr;
+  }
 }
 
 void wake_worker(Oid dbid) {
-  if (!app_shared) return;
+  if (!rs) return;
   Latch *latch = nullptr;
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &w : app_shared->workers)
-    if (w.dbid == dbid && w.pid != 0) latch = w.latch;
-  if (latch == nullptr) {
-    // No relay: it last found no extension here, which is no longer true
-    // (this backend just used it). Ask the launcher to start one now.
-    for (auto &w : app_shared->workers)
-      if (w.dbid == dbid && w.no_extension) w.paused_until = 0, w.no_extension = false;
-    latch = app_shared->launcher_latch;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    RelaySlot *s = slot_find(dbid);
+    if (s && s->pid != 0) latch = s->latch;
   }
-  SpinLockRelease(&app_shared->mutex);
+  if (latch == nullptr) {
+    // No relay: it may have found no extension here last time, which is no
+    // longer true (this backend just used it). Ask the launcher now, with a
+    // slot if one is free (the launcher starts relays for slots it finds).
+    Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+    RelaySlot *s = slot_take(dbid);
+    if (s && s->no_extension) s->paused_until = 0, s->no_extension = false;
+    latch = rs->launcher_latch;
+  }
   if (latch) SetLatch(latch);
 }
 
+int worker_pid(Oid dbid) {
+  if (!rs) return 0;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  RelaySlot *s = slot_find(dbid);
+  return s ? s->pid : 0;
+}
+
+void pause_worker(Oid dbid, int64_t until, bool no_extension) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_take(dbid)) s->paused_until = until, s->no_extension = no_extension;
+}
+
+// ---- launcher -------------------------------------------------------------------
+
+void register_launcher_latch() {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  rs->launcher_pid = MyProcPid;
+  rs->launcher_latch = &MyProc->procLatch;
+}
+
+void unregister_launcher_latch() {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (rs->launcher_pid == MyProcPid) {
+    rs->launcher_pid = 0;
+    rs->launcher_latch = nullptr;
+  }
+}
+
+LauncherScan launcher_scan_begin() {
+  LauncherScan scan{0, 0};
+  if (!rs) return scan;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    scan.registry_seq = rs->registry_seq;
+  }
+  Locked lock(rs->queue_lock, LW_SHARED);
+  scan.queue_seq = rs->queue_seq;
+  return scan;
+}
+
+SlotView launcher_claim(Oid dbid, bool take) {
+  SlotView v;
+  if (!rs) return v;
+  RelaySlot evicted{};
+  uint64 queue_seq = 0;
+  {
+    Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+    RelaySlot *s = take ? slot_take(dbid, &evicted) : slot_find(dbid);
+    if (s) {
+      if (s->pid != 0 && !alive(s->pid)) s->pid = 0, s->latch = nullptr;
+      v.has_slot = true;
+      v.pid = s->pid;
+      v.paused_until = s->paused_until;
+    }
+    v.evicted = evicted.dbid;
+    v.evicted_until = evicted.paused_until;
+  }
+  if (v.evicted != InvalidOid) {
+    {
+      Locked lock(rs->queue_lock, LW_SHARED);
+      queue_seq = rs->queue_seq;
+    }
+    free_entries_of({v.evicted}, queue_seq);
+  }
+  return v;
+}
+
+void set_no_worker(Oid dbid, bool no_worker) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_find(dbid)) s->no_worker = no_worker;
+}
+
+void launcher_scan_end(int unserved) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  rs->unserved = unserved;
+  ++rs->scans;
+}
+
+void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan) {
+  if (!rs) return;
+  std::vector<Oid> present(dbs, dbs + n);
+  std::sort(present.begin(), present.end());
+  std::vector<Oid> gone;
+  gone.reserve(static_cast<size_t>(rs->nslots));
+  {
+    Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+    for (int i = 0; i < rs->nslots; ++i) {
+      RelaySlot &s = slots[i];
+      if (s.dbid == InvalidOid || s.pid != 0 || s.since > scan.registry_seq ||
+          std::binary_search(present.begin(), present.end(), s.dbid))
+        continue;
+      gone.push_back(s.dbid);  // reserved: no allocation under the lock
+      s.dbid = InvalidOid;
+    }
+  }
+  std::sort(gone.begin(), gone.end());
+  free_entries_of(gone, scan.queue_seq);
+}
+
+// ---- queue ----------------------------------------------------------------------
+
 bool queue_push(Oid dbid, const std::string &payload) {
-  if (!app_shared || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
-  bool pushed = false;
-  LWLockAcquire(app_shared->queue_lock, LW_EXCLUSIVE);
-  for (auto &q : app_shared->queue)
+  if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
+  Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+  for (auto &q : rs->queue)
     if (q.dbid == InvalidOid) {
       q.dbid = dbid;
-      q.seq = ++app_shared->queue_seq;
+      q.seq = ++rs->queue_seq;
       q.len = static_cast<uint32>(payload.size());
       memcpy(q.payload, payload.data(), payload.size());
-      pushed = true;
-      break;
+      ++rs->queue_used;
+      return true;
     }
-  LWLockRelease(app_shared->queue_lock);
-  return pushed;
+  return false;
 }
 
 std::vector<QueuedInvalidation> queue_peek(Oid dbid) {
   std::vector<QueuedInvalidation> out;
-  if (!app_shared) return out;
+  if (!rs) return out;
   std::vector<std::pair<uint64, int>> found;
   found.reserve(kQueueSlots);
-  LWLockAcquire(app_shared->queue_lock, LW_SHARED);
+  Locked lock(rs->queue_lock, LW_SHARED);
+  if (rs->queue_used == 0) return out;
   for (int i = 0; i < kQueueSlots; ++i)
-    if (app_shared->queue[i].dbid == dbid) found.emplace_back(app_shared->queue[i].seq, i);
+    if (rs->queue[i].dbid == dbid) found.emplace_back(rs->queue[i].seq, i);
   std::sort(found.begin(), found.end());
-  LWLockRelease(app_shared->queue_lock);
-  // Entries are only removed by this relay, so they stay put while copied.
+  // Copied under the lock: another process may free an entry (the launcher
+  // for a dropped database) the moment it is released.
+  out.reserve(found.size());
   for (const auto &f : found) {
-    const QueueEntry &q = app_shared->queue[f.second];
+    const QueueEntry &q = rs->queue[f.second];
     out.push_back(QueuedInvalidation{f.first, std::string(q.payload, q.len)});
   }
   return out;
 }
 
 void queue_remove(Oid dbid, uint64 seq) {
-  if (!app_shared) return;
-  LWLockAcquire(app_shared->queue_lock, LW_EXCLUSIVE);
-  for (auto &q : app_shared->queue)
-    if (q.dbid == dbid && q.seq == seq) q.dbid = InvalidOid;
-  LWLockRelease(app_shared->queue_lock);
+  if (!rs) return;
+  Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+  for (auto &q : rs->queue)
+    if (q.dbid == dbid && q.seq == seq) {
+      q.dbid = InvalidOid;
+      --rs->queue_used;
+    }
 }
 
-void set_flush_needed(Oid dbid) {
-  if (!app_shared) return;
-  with_slot(dbid, true,
-            [](WorkerSlot *slot) { return slot ? (slot->flush_needed = true) : false; });
+int queue_count(Oid dbid) {
+  if (!rs) return 0;
+  Locked lock(rs->queue_lock, LW_SHARED);
+  if (dbid == InvalidOid) return rs->queue_used;
+  int n = 0;
+  for (const auto &q : rs->queue) n += q.dbid == dbid;
+  return n;
 }
 
-bool take_flush_needed(Oid dbid) {
-  if (!app_shared) return false;
-  SpinLockAcquire(&app_shared->mutex);
-  WorkerSlot *slot = slot_for(dbid, true);
-  bool flush = false;
-  if (slot) {
-    flush = slot->flush_needed || slot->crash_handled < app_shared->crash_generation;
-    slot->flush_needed = false;
-    slot->crash_handled = app_shared->crash_generation;
+// ---- health ---------------------------------------------------------------------
+
+namespace {
+// registry_lock held.
+RelayStatus status_of(const RelaySlot &s) {
+  RelayStatus r;
+  r.dbid = s.dbid;
+  r.has_slot = true;
+  r.pid = s.pid;
+  r.paused_until = s.paused_until;
+  r.no_extension = s.no_extension;
+  r.no_worker = s.no_worker;
+  r.backlog = s.backlog;
+  r.flush_pending = slot_flush_pending(s);
+  return r;
+}
+}  // namespace
+
+RelayStatus relay_status(Oid dbid) {
+  RelayStatus r;
+  r.dbid = dbid;
+  if (!rs) return r;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    if (RelaySlot *s = slot_find(dbid)) r = status_of(*s);
   }
-  SpinLockRelease(&app_shared->mutex);
-  return flush;
+  r.queue_entries = queue_count(dbid);
+  return r;
 }
 
-void forget_workers_except(const Oid *dbs, int n) {
-  if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  for (auto &w : app_shared->workers) {
-    bool keep = w.dbid == InvalidOid || w.pid != 0;
-    for (int i = 0; i < n && !keep; ++i) keep = w.dbid == dbs[i];
-    if (!keep) w = WorkerSlot{InvalidOid, 0, nullptr, 0, false, false, false, 0};
+RegistryStatus registry_status() {
+  RegistryStatus r;
+  if (!rs) return r;
+  r.shared_memory = true;
+  r.databases.reserve(static_cast<size_t>(rs->nslots));
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    r.launcher_pid = rs->launcher_pid;
+    r.max_databases = rs->nslots;
+    r.unserved = rs->unserved;
+    r.scans = rs->scans;
+    for (int i = 0; i < rs->nslots; ++i)
+      if (slots[i].dbid != InvalidOid) r.databases.push_back(status_of(slots[i]));
   }
-  SpinLockRelease(&app_shared->mutex);
-}
-
-void register_launcher_latch() {
-  if (!app_shared) return;
-  SpinLockAcquire(&app_shared->mutex);
-  app_shared->launcher_latch = &MyProc->procLatch;
-  SpinLockRelease(&app_shared->mutex);
-}
-
-int worker_pid(Oid dbid) {
-  if (!app_shared) return 0;
-  return with_slot(dbid, false, [](WorkerSlot *slot) { return slot ? slot->pid : 0; });
-}
-
-void pause_worker(Oid dbid, int64_t until, bool no_extension) {
-  if (!app_shared) return;
-  with_slot(dbid, true, [until, no_extension](WorkerSlot *slot) {
-    if (slot) slot->paused_until = until, slot->no_extension = no_extension;
-    return slot != nullptr;
-  });
-}
-
-int64_t worker_paused_until(Oid dbid) {
-  if (!app_shared) return 0;
-  return with_slot(dbid, false, [](WorkerSlot *slot) {
-    return slot ? static_cast<int64_t>(slot->paused_until) : 0;
-  });
+  r.queue_entries = queue_count(InvalidOid);
+  return r;
 }
 
 }  // namespace cachekit::pg
@@ -363,6 +683,9 @@ CK_SQL_FUNCTION(ck_app_invalidation_stats) {
       TupleDesc tupdesc;
       if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
+      // The SQL declaration may name fewer counters than there are (the
+      // newest are in health() only).
+      if (tupdesc->natts > kCols) elog(ERROR, "return type has more columns than counters");
       return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
     });
   });

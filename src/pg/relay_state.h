@@ -1,5 +1,6 @@
-// The relay's shared state (see relay_state.cpp): counters, delivered
-// marks, the per-database registry and the queue.
+// The relay's shared state (see relay_state.cpp for what lives where and
+// which lock guards it): counters, delivered marks, the per-database relay
+// registry (with its backlog and flush flags) and the queue.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@ extern "C" {
 
 namespace cachekit::pg {
 
-// Shared memory: counters and the marks of outbox rows delivered at commit.
+// Shared memory (sized by cachekit.max_databases).
 Size relay_state_shmem_size();
 void relay_state_shmem_request();
 void relay_state_shmem_startup();
@@ -26,6 +27,7 @@ enum class AppCounter : int {
   kDeliveredByWorker,
   kDeliveryFailures,
   kKeysOverflowed,
+  kPatternsRejected,  // key patterns without a literal prefix, never scanned
   kCount
 };
 void count_app(AppCounter c, uint64_t n = 1);
@@ -43,14 +45,19 @@ struct Delivered {
 std::vector<Delivered> take_delivered(Oid dbid);
 
 // Backlog: a backend could not deliver, so older rows wait in the outbox (or
-// no relay has looked at the outbox since the server started). While it is
-// set, backends leave delivery to the relay (which goes in id order); the
-// relay clears it once the outbox is empty.
+// no relay has looked at the outbox since the server started, or the
+// database has no registry slot at all). While it is set, backends write
+// every invalidation to the outbox and leave delivery to the relay (which
+// goes in id order); the relay clears it once the outbox is empty.
 void set_backlog(Oid dbid);
+bool backlog(Oid dbid);
+void clear_backlog(Oid dbid);
 
-// The relay's queue of invalidations that failed after commit and have no
-// outbox row (payload: the outbox's JSON form). queue_push returns false when
-// it does not fit; the caller then sets flush_needed.
+// The relay's queue of invalidations that have no outbox row (payload:
+// encode_invalidation()). queue_push returns false when it does not fit; the
+// caller then sets flush_needed. queue_peek copies the entries of a database
+// in queue order; queue_remove frees one after it was delivered or written
+// to the outbox.
 struct QueuedInvalidation {
   uint64_t seq;
   std::string payload;
@@ -58,25 +65,88 @@ struct QueuedInvalidation {
 bool queue_push(Oid dbid, const std::string &payload);
 std::vector<QueuedInvalidation> queue_peek(Oid dbid);
 void queue_remove(Oid dbid, uint64_t seq);
-// Everything must be invalidated once: an invalidation could not be kept, or
-// the server did not shut down cleanly. take_ clears it.
-void set_flush_needed(Oid dbid);
-bool take_flush_needed(Oid dbid);
-bool backlog(Oid dbid);
-void clear_backlog(Oid dbid);
+// Entries of a database (InvalidOid: of all databases).
+int queue_count(Oid dbid);
 
-// The worker of a database registers its latch so backends can wake it.
-void register_worker_latch(Oid dbid, int pid);
-void unregister_worker_latch(Oid dbid);
+// Everything of a database must be invalidated once (an invalidation could
+// not be kept). The relay reads a FlushRequest before flushing and hands it
+// back to flush_done() only once the flush succeeded: a request that came in
+// meanwhile, or a flush that failed, errored or was interrupted, leaves the
+// database needing another one. An unclean start (or a clean one that left
+// work undone, see the marker file in relay_state.cpp) requests a flush of
+// every database.
+void set_flush_needed(Oid dbid);
+struct FlushRequest {
+  bool needed = false;
+  uint64_t requests = 0;         // the database's own requests seen
+  uint64_t global_requests = 0;  // cluster-wide requests seen
+};
+FlushRequest flush_request(Oid dbid);
+void flush_done(Oid dbid, const FlushRequest &seen);
+
+// The relay of a database. register_relay() is atomic: false when another
+// live relay already serves the database (that one keeps it; the caller must
+// exit) or the database has no registry slot.
+bool register_relay(Oid dbid);
+void unregister_relay(Oid dbid);
 void wake_worker(Oid dbid);
-// pid of the running worker of a database (0: none).
+// pid of the running relay of a database (0: none).
 int worker_pid(Oid dbid);
-// Launcher: a database whose worker was stopped for DROP DATABASE etc. is
-// left alone until this time (TimestampTz; 0: no pause).
+// A database whose relay was stopped for DROP DATABASE etc., or that had no
+// extension, is left alone until this time (TimestampTz; 0: no pause).
 void pause_worker(Oid dbid, int64_t until, bool no_extension = false);
+
+// The launcher.
 void register_launcher_latch();
-// Frees the slots of databases not in `dbs` that have no running relay.
-void forget_workers_except(const Oid *dbs, int n);
-int64_t worker_paused_until(Oid dbid);
+void unregister_launcher_latch();
+struct LauncherScan {
+  uint64_t registry_seq;
+  uint64_t queue_seq;
+};
+// Taken before the launcher reads pg_database: only what existed before it
+// may be forgotten for being absent there.
+LauncherScan launcher_scan_begin();
+// The database's slot; with `take`, taken if it has none: a free one, or
+// else one of a database whose relay found no extension there (evicted: the
+// launcher remembers its pause itself). What the launcher needs to decide.
+struct SlotView {
+  bool has_slot = false;
+  int pid = 0;
+  int64_t paused_until = 0;
+  Oid evicted = InvalidOid;
+  int64_t evicted_until = 0;
+};
+SlotView launcher_claim(Oid dbid, bool take);
+// The launcher could (not) start a worker for the database.
+void set_no_worker(Oid dbid, bool no_worker);
+// End of a scan: `unserved` databases found no slot.
+void launcher_scan_end(int unserved);
+// Forgets databases not in `dbs` (dropped since), with their queue entries
+// and marks; a database with a running relay is kept until it exits.
+void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan);
+
+// For cachekit.health().
+struct RelayStatus {
+  Oid dbid = InvalidOid;
+  bool has_slot = false;
+  int pid = 0;
+  int64_t paused_until = 0;
+  bool no_extension = false;
+  bool no_worker = false;
+  bool backlog = false;
+  bool flush_pending = false;
+  int queue_entries = 0;
+};
+struct RegistryStatus {
+  bool shared_memory = false;
+  int launcher_pid = 0;
+  int max_databases = 0;
+  int unserved = 0;  // at the launcher's last scan
+  uint64_t scans = 0;
+  int queue_entries = 0;
+  std::vector<RelayStatus> databases;
+};
+RelayStatus relay_status(Oid dbid);
+RegistryStatus registry_status();
 
 }  // namespace cachekit::pg

@@ -343,6 +343,111 @@ TEST_F(DeliveryTest, PatternsDeleteOnlyMatchingKeys) {
   EXPECT_EQ(all_keys(), sorted(kept));
 }
 
+TEST(PatternIsBounded, NeedsALiteralPrefix) {
+  for (const char *ok : {"q:*", "a", "user:{x}", "u*", "a?", "a[b]*", "a\\*", "]*", "x:*:*"})
+    EXPECT_TRUE(pattern_is_bounded(ok)) << ok;
+  for (const char *bad : {"", "*", "**", "?", "?x*", "[a-z]*", "[", "\\*", "\\a*", "*:user"})
+    EXPECT_FALSE(pattern_is_bounded(bad)) << bad;
+}
+
+// A pattern read from a table is data: one that would match every key is
+// not scanned at all, the others (and the exact keys) still are.
+TEST_F(DeliveryTest, PatternsWithoutLiteralPrefixAreNotScanned) {
+  const std::vector<std::string> others = {"app:1", "other:2", "*", "?", "[x]", "\\y", "q"};
+  set_keys(concat(others, {"q:p:1", "q:p:2", "q:k:1"}));
+  Invalidation inv;
+  inv.keys = {"q:k:1"};
+  inv.patterns = {"*", "?*", "[a-z]*", "\\**", "", "q:p:*", "*:p:*"};
+  reset_stats();
+  DeliveryResult r = deliver(redis_, inv, true);
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.keys_deleted, 1u);
+  EXPECT_EQ(r.pattern_keys_deleted, 2u);
+  EXPECT_EQ(r.rejected_patterns,
+            (std::vector<std::string>{"*", "?*", "[a-z]*", "\\**", "", "*:p:*"}));
+  EXPECT_EQ(calls("scan"), 1) << "only the bounded pattern was scanned";
+  EXPECT_EQ(all_keys(), sorted(others));
+
+  // Without patterns (the committing backend), nothing is rejected.
+  r = deliver(redis_, inv, false);
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_TRUE(r.rejected_patterns.empty());
+}
+
+Invalidation entry(const std::string &channel, std::vector<std::string> messages,
+                   std::vector<std::string> keys = {}) {
+  Invalidation inv;
+  inv.channel = channel;
+  inv.messages = std::move(messages);
+  inv.keys = std::move(keys);
+  return inv;
+}
+
+TEST(GroupByChannel, ConsecutiveRunsKeepTheirChannel) {
+  EXPECT_TRUE(group_by_channel({}).empty());
+  std::vector<Invalidation> queue = {
+      entry("a", {"m1"}, {"k1"}),  // 0
+      entry("a", {"m2"}),          // 1
+      entry("b", {"m3"}, {"k3"}),  // 2: another channel, a new group
+      entry("a", {}, {"k4"}),      // 3: no message: joins whatever comes before
+      entry("", {"m5"}, {"k5"}),   // 4: no channel: publishes nothing, joins
+      entry("a", {"m6"}),          // 5: back to a: a new group, not merged into 0
+  };
+  std::vector<DeliveryGroup> g = group_by_channel(queue);
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].end, 2u);
+  EXPECT_EQ(g[0].inv.channel, "a");
+  EXPECT_EQ(g[0].inv.messages, (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(g[0].inv.keys, (std::vector<std::string>{"k1"}));
+  EXPECT_EQ(g[1].end, 5u);
+  EXPECT_EQ(g[1].inv.channel, "b");
+  EXPECT_EQ(g[1].inv.messages, (std::vector<std::string>{"m3"}));
+  EXPECT_EQ(g[1].inv.keys, (std::vector<std::string>{"k3", "k4", "k5"}));
+  EXPECT_EQ(g[2].end, 6u);
+  EXPECT_EQ(g[2].inv.channel, "a");
+  EXPECT_EQ(g[2].inv.messages, (std::vector<std::string>{"m6"}));
+}
+
+TEST(GroupByChannel, EntriesWithoutMessagesTakeTheNextChannel) {
+  std::vector<DeliveryGroup> g =
+      group_by_channel({entry("x", {}, {"k1"}), entry("b", {"m1"}), entry("b", {"m2"})});
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].end, 3u);
+  EXPECT_EQ(g[0].inv.channel, "b");
+  EXPECT_EQ(g[0].inv.messages, (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(g[0].inv.keys, (std::vector<std::string>{"k1"}));
+}
+
+TEST(InvalidationJson, OutboxPayloadForm) {
+  Invalidation inv = entry("ch\"1", {"{\"t\": 1}"}, {"k:1", "k\n2"});
+  inv.patterns = {"p:*"};
+  EXPECT_EQ(invalidation_json(inv),
+            R"({"channel": "ch\"1", "messages": ["{\"t\": 1}"], "keys": ["k:1", "k\n2"], )"
+            R"("patterns": ["p:*"]})");
+  EXPECT_EQ(invalidation_json(Invalidation{}),
+            R"({"channel": "", "messages": [], "keys": [], "patterns": []})");
+}
+
+// Delivered group by group, each message reaches the subscribers of its own
+// channel, in queue order.
+TEST_F(DeliveryTest, GroupsPublishOnTheirOwnChannels) {
+  Subscriber sub(server_.port());
+  ASSERT_TRUE(sub.psubscribe("ch:*"));
+  std::vector<DeliveryGroup> groups = group_by_channel(
+      {entry("ch:a", {"1"}), entry("ch:b", {"2"}), entry("ch:b", {"3"}), entry("ch:a", {"4"})});
+  ASSERT_EQ(groups.size(), 3u);
+  for (const DeliveryGroup &g : groups) EXPECT_TRUE(deliver(redis_, g.inv, true).ok);
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"ch:a", "1"}, {"ch:b", "2"}, {"ch:b", "3"}, {"ch:a", "4"}};
+  for (const auto &w : want) {
+    Subscriber::Message m;
+    ASSERT_TRUE(sub.next(m));
+    EXPECT_EQ(m.channel, w.first);
+    EXPECT_EQ(m.payload, w.second);
+  }
+  expect_next_is_marker(sub, "ch:marker");
+}
+
 TEST_F(DeliveryTest, KeyDeletedByKeyIsNotCountedAgainByPattern) {
   set_keys({"q:t:1", "q:t:2", "q:t:3"});
   Invalidation inv;
@@ -653,7 +758,7 @@ TEST_F(DeliveryTest, ErrorRepliesStopDelivery) {
   // UNLINK of what a pattern found is refused.
   set_keys({"q:p:1"});
   Invalidation all_pattern;
-  all_pattern.patterns = {"*"};
+  all_pattern.patterns = {"secret:*"};
   r = deliver(redis_, all_pattern, true);
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error.rfind("NOPERM", 0), 0u) << r.error;
