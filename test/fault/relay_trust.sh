@@ -24,7 +24,7 @@ fail() { echo "not ok - $*"; exit 1; }
 cleanup() {
 	for d in "$db_t" "$db_v" "$db_x"; do dropdb --if-exists "$d" >/dev/null 2>&1 || true; done
 	for u in ck_mallory ck_mallory_v; do psql -X -q -d postgres -c "DROP ROLE IF EXISTS $u" >/dev/null 2>&1 || true; done
-	r del "$canary" >/dev/null 2>&1 || true
+	r del "$canary" cachekit:trust:k2 >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -130,3 +130,26 @@ canary_alive || fail "flush-everything used a rule pattern without a literal pre
 grep -q 'pg_cachekit key rule "bad" of database "'"$db_x"'" has key pattern "\*" without a literal prefix' "$CACHEKIT_SANDBOX_DIR/postgres.log" ||
 	fail "no WARNING naming the rule"
 echo "ok - flush-everything skips a key rule whose pattern has no literal prefix (warned), deletes the others"
+
+# 3. Only the extension's own tables: a table that merely has the name (here
+# a superuser swapped the member out, as only a superuser could) is never
+# read or written; the relay treats the database as one without the
+# extension and leaves.
+q "$db_x" "ALTER EXTENSION pg_cachekit DROP TABLE cachekit.outbox;
+ALTER TABLE cachekit.outbox RENAME TO outbox_member;
+CREATE TABLE cachekit.outbox (LIKE cachekit.outbox_member INCLUDING DEFAULTS);
+INSERT INTO cachekit.outbox (payload, created_at)
+  VALUES ('{\"channel\": \"\", \"keys\": [\"cachekit:trust:k2\"]}', now() - interval '1 hour')"
+r set cachekit:trust:k2 v >/dev/null
+q "$db_x" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE backend_type = 'pg_cachekit outbox relay' AND datname = '$db_x'" >/dev/null
+seen=0
+for _ in $(seq 1 300); do
+	visited "$db_x" && seen=$((seen + 1))
+	[ "$seen" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$seen" -ge 2 ] || fail "no relay looked at $db_x again within 30 s"
+[ "$(r exists cachekit:trust:k2)" = "1" ] || fail "the relay delivered a row of a table that is not the extension's"
+[ "$(q "$db_x" "SELECT count(*) FROM cachekit.outbox")" = "1" ] || fail "the relay deleted from a table that is not the extension's"
+echo "ok - a table named cachekit.outbox that is not a member of the extension is left alone"
