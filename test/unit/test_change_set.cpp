@@ -141,6 +141,20 @@ TEST(ChangeSet, OverflowFlushesEveryRuleRowOrder) {
   EXPECT_EQ(sorted(cs.build("", info()).patterns), (Strings{"a:*", "b:*"}));
 }
 
+// The limit reached by the second rule (its statement trigger runs after the
+// first rule's): the first rule adds nothing more, and the keys of it that
+// were forgotten must still go, by its pattern.
+TEST(ChangeSet, OverflowFlushesARuleThatAddsNothingLater) {
+  ChangeSet cs;
+  TableChange &t = named(cs, 1, 10, "users");
+  for (int i = 1; i <= 3; ++i) cs.add_key(t, "a:*", "a:" + std::to_string(i), 5);
+  for (int i = 1; i <= 3; ++i) cs.add_key(t, "b:*", "b:" + std::to_string(i), 5);
+  EXPECT_TRUE(t.overflow);
+  Invalidation inv = cs.build("", info());
+  EXPECT_EQ(sorted(inv.patterns), (Strings{"a:*", "b:*"}));
+  EXPECT_TRUE(inv.keys.empty());
+}
+
 TEST(ChangeSet, OverflowReportsOnceAndCoversLaterKeys) {
   ChangeSet cs;
   TableChange &t = named(cs, 1, 10, "users");

@@ -48,6 +48,23 @@ SELECT n.nspowner::regrole = current_user::regrole AS owned_by_installer
 CREATE TABLE eve_parts2 (id int) PARTITION BY RANGE (id);
 SELECT rolsuper AS eve_is_superuser FROM pg_roles WHERE rolname = 'regress_eve';
 
+-- The extension calls its own functions with their exact argument types:
+-- should a role later be given CREATE on the schema (a mistake), an overload
+-- it adds is still not what the event trigger (running as the installing
+-- superuser) calls for the ancestors of a new partition.
+\c regress_eve_db :regress_superuser
+GRANT CREATE ON SCHEMA cachekit TO regress_eve;
+\c regress_eve_db regress_eve
+CREATE FUNCTION cachekit._is_watched(regclass) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE regress_eve SUPERUSER';
+    END IF;
+    RETURN false;
+END $$;
+CREATE TABLE eve_parts2_a PARTITION OF eve_parts2 FOR VALUES FROM (0) TO (10);
+SELECT rolsuper AS eve_is_superuser FROM pg_roles WHERE rolname = 'regress_eve';
+
 \c :regress_db :regress_superuser
 DROP DATABASE regress_eve_db WITH (FORCE);
 DROP ROLE regress_eve;
