@@ -164,7 +164,11 @@ RETURNS void AS 'MODULE_PATHNAME', 'ck_cache_stats_reset' LANGUAGE C VOLATILE PA
 -- ancestors) for a generation bump once the transaction commits. BEFORE, not
 -- AFTER: a cached_query running later in the same statement (a writable CTE,
 -- a row trigger) must already know the transaction wrote the table, or it
--- would cache rows nobody committed.
+-- would cache rows nobody committed. Its row-level twin, for logical
+-- replication's apply worker (which fires row triggers only), is AFTER ROW:
+-- Postgres sets a table's BEFORE ROW flags whether or not the trigger is
+-- enabled, and those cost every UPDATE/DELETE a tuple lock and turn COPY into
+-- single-row inserts even in sessions where the trigger never fires.
 CREATE FUNCTION cachekit._invalidate()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
 
@@ -248,7 +252,7 @@ BEGIN
          WHERE what = 'invalidate'
         UNION ALL
         SELECT 'cachekit_invalidate_row', true,
-               'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()'
+               'AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._invalidate()'
          WHERE what = 'invalidate' AND rel_kind = 'r'
         UNION ALL
         SELECT cachekit._rule_trigger_prefix(rule[1]) || lower(left(o, 1)), false,

@@ -171,7 +171,8 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
                             : TRIGGER_FIRED_BY_UPDATE(ev) ? kOpUpdate
                             : TRIGGER_FIRED_BY_DELETE(ev) ? kOpDelete
                                                           : kOpTruncate);
-    // A BEFORE ROW trigger returning NULL would skip the row.
+    // The row-level twin is installed AFTER ROW, where the result is ignored;
+    // as a BEFORE ROW trigger, NULL would skip the row.
     if (TRIGGER_FIRED_FOR_ROW(ev))
       return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(ev) ? trigdata->tg_newtuple
                                                          : trigdata->tg_trigtuple);

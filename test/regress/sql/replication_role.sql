@@ -79,7 +79,7 @@ COMMIT;
 SELECT pg_temp.rr_read();
 :keys
 
--- a BEFORE ROW trigger must hand the row back: every write really happened
+-- the row triggers must leave every write in place
 SELECT id, v, note FROM rr ORDER BY id;
 RESET session_replication_role;
 SELECT cachekit.drop_key_rule(n) FROM unnest(ARRAY['rr_id', 'rr_v']) n;
