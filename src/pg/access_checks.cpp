@@ -8,6 +8,7 @@
 #include "pg/boundary.h"
 
 extern "C" {
+#include "utils/rls.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -94,10 +95,18 @@ void check_may_invalidate(Oid relid, Oid fn) {
 }
 
 void check_may_read_columns(Oid relid, const std::vector<std::string> &columns) {
-  const bool whole_table = pg_call([&] {
-    return pg_class_ownercheck(relid, GetUserId()) ||
-           pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
-  });
+  if (pg_call([&] { return pg_class_ownercheck(relid, GetUserId()); })) return;
+  // Row-level security limits which rows the role may read, but a rule's
+  // trigger sees every changed row: only the owner (or a role that bypasses
+  // RLS) may turn them into key names.
+  if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true); }) == RLS_ENABLED)
+    throw Error(sqlstate::kInsufficientPrivilege,
+                "permission denied to create a key rule on " + table_text(relid),
+                "Row-level security limits the rows role " + current_role_name() +
+                    " may read, but a key rule publishes values of every changed row.",
+                "Let the table's owner create the rule.");
+  const bool whole_table =
+      pg_call([&] { return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK; });
   if (whole_table) return;
   // Without columns the rule still reports that rows changed: that needs the
   // table, not a column.

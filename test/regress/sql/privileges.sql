@@ -116,6 +116,18 @@ SET ROLE regress_admin;
 SELECT cachekit.invalidate_key_on('priv_owned', 'owned:{k}:{v}', name => 'priv_owned_rule');
 RESET ROLE;
 SELECT regress.error_of($$SELECT cachekit.invalidate_key_on('priv_owned', '{k}')$$);
+-- row-level security: a role that may read only some rows may not publish
+-- every changed row's values in key names (only the owner may)
+CREATE TABLE priv_rls (emp text, salary int);
+GRANT SELECT ON priv_rls TO regress_admin;
+ALTER TABLE priv_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY priv_rls_own ON priv_rls FOR SELECT USING (emp = current_user);
+SET ROLE regress_admin;
+SELECT regress.error_of($$SELECT cachekit.invalidate_key_on('priv_rls', 'rls:{emp}:{salary}')$$);
+RESET ROLE;
+SELECT cachekit.invalidate_key_on('priv_rls', 'rls:{emp}', name => 'priv_rls_rule');
+SELECT cachekit.drop_key_rule('priv_rls_rule');
+DROP TABLE priv_rls;
 SELECT cachekit.drop_key_rule('priv_emp');
 SELECT cachekit.drop_key_rule('priv_owned_rule');
 DROP SCHEMA priv_admin CASCADE;
