@@ -60,7 +60,7 @@ void validate_namespace(std::string_view ns) {
                     " bytes; this one has " + std::to_string(ns.size()) + " bytes.");
 }
 
-void validate_template_prefix(std::string_view t) {
+void validate_template_prefix(std::string_view t, std::string_view reserved) {
   std::string prefix;
   for (size_t i = 0; i < t.size(); ++i) {
     const bool doubled = i + 1 < t.size() && t[i + 1] == t[i];
@@ -80,6 +80,14 @@ void validate_template_prefix(std::string_view t) {
                 "literal prefix of a key template must not contain *, ?, [ or \\",
                 "Redis reads these characters as wildcards in key patterns.",
                 "Start the template with a prefix made of other characters.");
+  const std::string_view p(prefix);
+  if (!reserved.empty() &&
+      (p.substr(0, reserved.size()) == reserved || reserved.substr(0, p.size()) == p))
+    throw Error(sqlstate::kInvalidParameterValue, "key template would reach pg_cachekit's own keys",
+                "Its literal prefix \"" + prefix + "\" overlaps cachekit.key_prefix \"" +
+                    std::string(reserved) +
+                    "\", under which the cache keeps every database's keys.",
+                "Start the template with a prefix of the application's own.");
 }
 
 std::string glob_escape(std::string_view s) {

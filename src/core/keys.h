@@ -55,8 +55,11 @@ void validate_namespace(std::string_view ns);
 // literal text without Redis glob characters (* ? [ \). Its key pattern
 // (TRUNCATE, overflow) is that prefix followed by '*' and more: with no prefix
 // it would match every key in the Redis database. Templates that are
-// malformed otherwise are left to KeyTemplate::parse.
-void validate_template_prefix(std::string_view key_template);
+// malformed otherwise are left to KeyTemplate::parse. `reserved` is
+// cachekit.key_prefix: a prefix that starts with it, or that it starts with
+// ('c' for 'ck:'), would let a rule delete pg_cachekit's own keys, those of
+// other databases included.
+void validate_template_prefix(std::string_view key_template, std::string_view reserved = {});
 
 // Escapes Redis glob metacharacters (* ? [ ] \) so that the result matches the
 // input literally in SCAN MATCH.

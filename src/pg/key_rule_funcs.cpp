@@ -20,6 +20,7 @@
 #include "core/keys.h"
 #include "pg/access_checks.h"
 #include "pg/datum.h"
+#include "pg/guc.h"
 #include "pg/sql_function.h"
 
 extern "C" {
@@ -74,7 +75,7 @@ CK_SQL_FUNCTION(ck_invalidate_key_on) {
     const Oid relid = PG_GETARG_OID(0);
     // Malformed templates get the parser's own message first.
     KeyTemplate parsed = KeyTemplate::parse(tmpl.view());
-    validate_template_prefix(tmpl.view());
+    validate_template_prefix(tmpl.view(), settings.key_prefix ? settings.key_prefix : "");
     std::vector<std::string> columns = parsed.columns();
     for (std::string &c : text_array(fcinfo, 4)) columns.push_back(std::move(c));
     check_may_read_columns(relid, columns);

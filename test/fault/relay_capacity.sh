@@ -39,7 +39,7 @@ for d in db_a db_b db_c; do
 	createdb "$d"
 	q "$d" "CREATE EXTENSION pg_cachekit"
 	q "$d" "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')"
-	q "$d" "SELECT cachekit.invalidate_key_on('users', 'ck:cap:$d:{id}')" >/dev/null
+	q "$d" "SELECT cachekit.invalidate_key_on('users', 'app:cap:$d:{id}')" >/dev/null
 done
 # postgres, db_a, db_b and db_c accept connections; two slots. The launcher
 # warns about a database once it went without a slot for a few scans.
@@ -64,19 +64,19 @@ relay "$x" reason | grep -q "cachekit.max_databases" || fail "health() does not 
 echo "ok - $x gets no slot with cachekit.max_databases = 2: warned once, health() says why"
 
 # Its commits are durable: an outbox row each, the key left for a relay.
-r set "ck:cap:$x:1" cached >/dev/null
+r set "app:cap:$x:1" cached >/dev/null
 q "$x" "UPDATE users SET name = 'b' WHERE id = 1"
 [ "$(q "$x" "SELECT count(*) FROM cachekit.outbox")" = "1" ] || fail "the commit in $x wrote no outbox row"
 [ "$(relay "$x" queue_entries)" = "0" ] || fail "the commit in $x went to the queue, which no relay serves"
 sleep 1
-[ "$(r exists "ck:cap:$x:1")" = "1" ] || fail "who deleted the key in $x without a relay?"
+[ "$(r exists "app:cap:$x:1")" = "1" ] || fail "who deleted the key in $x without a relay?"
 echo "ok - commits in $x (no relay) are kept in its outbox"
 
 # Enough slots: the relay comes and delivers.
 q postgres "ALTER SYSTEM SET cachekit.max_databases = 8"
 restart
 key_gone() { [ "$(r exists "$1")" = "0" ]; }
-wait_for 30 "the relay of $x to deliver its outbox" key_gone "ck:cap:$x:1"
+wait_for 30 "the relay of $x to deliver its outbox" key_gone "app:cap:$x:1"
 [ "$(q "$x" "SELECT count(*) FROM cachekit.outbox")" = "0" ] || fail "the outbox of $x was not emptied"
 echo "ok - with cachekit.max_databases raised, $x gets its relay and its outbox is delivered"
 
@@ -99,7 +99,7 @@ y=$1
 relay "$y" reason | grep -q "max_worker_processes" || fail "health() does not say why: $(relay "$y" reason)"
 [ "$(grep -c "pg_cachekit could not start an outbox relay for database \"$y\"" "$log")" = "1" ] ||
 	fail "expected exactly one WARNING about $y"
-r set "ck:cap:$y:1" cached >/dev/null
+r set "app:cap:$y:1" cached >/dev/null
 q "$y" "UPDATE users SET name = 'c' WHERE id = 1"
 [ "$(q "$y" "SELECT count(*) FROM cachekit.outbox")" = "1" ] || fail "the commit in $y wrote no outbox row"
 echo "ok - $y gets no worker with max_worker_processes = 3: warned once, health() says why, commits kept in its outbox"

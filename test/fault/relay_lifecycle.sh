@@ -21,7 +21,7 @@ r() { redis-cli -p "$CACHEKIT_REDIS_PORT" "$@"; }
 fail() { echo "not ok - $*"; exit 1; }
 cleanup() {
 	for d in "$db" "$db_drop" "$db_q" "${db_q}_moved"; do dropdb --if-exists "$d" >/dev/null 2>&1 || true; done
-	r eval "for _, k in ipairs(redis.call('keys', 'ck:lifecycle:*')) do redis.call('unlink', k) end" 0 >/dev/null 2>&1 || true
+	r eval "for _, k in ipairs(redis.call('keys', 'app:lifecycle:*')) do redis.call('unlink', k) end" 0 >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -89,10 +89,10 @@ echo "ok - the queue entries of a dropped database are freed by the launcher"
 # 3. A flush of everything, stopped half-way. The marker file makes the next
 # start flush every database, as if the last shutdown had left work behind.
 q "$db" "CREATE TABLE f (id int PRIMARY KEY)"
-q "$db" "SELECT cachekit.invalidate_key_on('f', 'ck:lifecycle:f:{id}')" >/dev/null
+q "$db" "SELECT cachekit.invalidate_key_on('f', 'app:lifecycle:f:{id}')" >/dev/null
 keys=300000
 others=$(r dbsize)
-r eval "for i = 1, $keys do redis.call('set', 'ck:lifecycle:f:' .. i, 'v') end" 0 >/dev/null
+r eval "for i = 1, $keys do redis.call('set', 'app:lifecycle:f:' .. i, 'v') end" 0 >/dev/null
 # Cheap enough to poll while the relay SCANs (KEYS would stall it); nothing
 # else writes to Redis meanwhile. Checked with a real count at the end.
 left() { echo $(($(r dbsize) - others)); }
@@ -106,5 +106,5 @@ n=$(left)
 echo "# relay stopped with $n of $keys keys left"
 none_left() { [ "$(left)" = "0" ]; }
 wait_for 60 "the next relay to finish the flush" none_left
-[ "$(r eval "return #redis.call('keys', 'ck:lifecycle:f:*')" 0)" = "0" ] || fail "keys of the rule survived the flush"
+[ "$(r eval "return #redis.call('keys', 'app:lifecycle:f:*')" 0)" = "0" ] || fail "keys of the rule survived the flush"
 echo "ok - a relay stopped during a flush of everything leaves it owed; the next relay finishes it"

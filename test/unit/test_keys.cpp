@@ -155,14 +155,24 @@ TEST(Keys, ValidateNamespace) {
   }
 }
 
-std::string template_prefix_error(std::string_view t) {
+std::string template_prefix_error(std::string_view t, std::string_view reserved = {}) {
   try {
-    validate_template_prefix(t);
+    validate_template_prefix(t, reserved);
   } catch (const Error &e) {
     EXPECT_STREQ(e.sqlstate(), sqlstate::kInvalidParameterValue);
     return e.what();
   }
   return "accepted";
+}
+
+TEST(Keys, TemplateMustNotReachTheCachesOwnKeys) {
+  const std::string reach = "key template would reach pg_cachekit's own keys";
+  EXPECT_EQ(template_prefix_error("ck:kv:otherdb:{id}", "ck:"), reach);
+  EXPECT_EQ(template_prefix_error("ck:{id}", "ck:"), reach);
+  EXPECT_EQ(template_prefix_error("c{id}", "ck:"), reach);  // pattern c* matches ck:...
+  EXPECT_EQ(template_prefix_error("ckx:{id}", "ck:"), "accepted");
+  EXPECT_EQ(template_prefix_error("user:{id}", "ck:"), "accepted");
+  EXPECT_EQ(template_prefix_error("ck:{id}"), "accepted");  // no reserved prefix given
 }
 
 TEST(Keys, TemplateMustStartWithLiteralText) {

@@ -116,6 +116,8 @@ SET ROLE regress_admin;
 SELECT cachekit.invalidate_key_on('priv_owned', 'owned:{k}:{v}', name => 'priv_owned_rule');
 RESET ROLE;
 SELECT regress.error_of($$SELECT cachekit.invalidate_key_on('priv_owned', '{k}')$$);
+-- nor may a template reach the cache's own key space (other databases' keys)
+SELECT regress.error_of($$SELECT cachekit.invalidate_key_on('priv_owned', 'ck:kv:otherdb:{k}')$$);
 -- row-level security: a role that may read only some rows may not publish
 -- every changed row's values in key names (only the owner may)
 CREATE TABLE priv_rls (emp text, salary int);
