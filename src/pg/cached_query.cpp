@@ -45,6 +45,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/fmgrprotos.h"
@@ -353,7 +354,11 @@ enum class Mode { kRows, kJson };
 Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
   return cpp_entry([&]() -> Datum {
     auto started = std::chrono::steady_clock::now();
-    // Before anything can process invalidations (preparing takes locks).
+    // A hit takes no lock, so nothing else would process the catalog changes
+    // (REVOKE, CREATE OR REPLACE VIEW) committed since this transaction's
+    // last lock: check_privileges and the prepared entry would use stale ones.
+    pg_call([] { AcceptInvalidationMessages(); });
+    // Before anything else can process invalidations (preparing takes locks).
     const uint64_t invalidations_before = plan_invalidations();
     last_outcome = "error";  // until this call finishes
     require_shmem("cached_query");

@@ -24,7 +24,8 @@
 // per database) and entries are never removed before the next restart. When it is full, a table
 // without an entry uses the shared overflow generation, which every such writer bumps: coarser,
 // never wrong. A table gains an entry only while there is room, and entries never go away, so a
-// table never moves from its own generation back to the overflow one.
+// table never moves from its own generation back to the overflow one. A dropped table only bumps
+// the entry it has (or the overflow one): any role may create and drop temporary tables.
 //
 // Epoch: a random value chosen when shared memory is initialised, i.e. at
 // every start and after a crash restart (which re-creates shared memory), so
@@ -152,6 +153,26 @@ GenEntry *find_or_insert(const GenKey &key) {
   return entry;
 }
 
+GenEntry *find_existing(const GenKey &key) {
+  const uint64 local_key = (static_cast<uint64>(key.dbid) << 32) | key.relid;
+  auto known = known_entries.find(local_key);
+  if (known != known_entries.end()) return known->second;
+  LWLockAcquire(gen_shared->lock, LW_SHARED);
+  auto *entry = static_cast<GenEntry *>(hash_search(gen_hash, &key, HASH_FIND, nullptr));
+  LWLockRelease(gen_shared->lock);
+  return entry;
+}
+
+void bump_entry(GenEntry *e) {
+  if (e == nullptr) {
+    pg_atomic_fetch_add_u64(&gen_shared->overflow, 1);
+    return;
+  }
+  pg_atomic_fetch_add_u64(&e->generation, 1);
+  pg_atomic_fetch_add_u64(&e->invalidations, 1);
+  pg_atomic_write_u64(&e->last_invalidation, static_cast<uint64>(GetCurrentTimestamp()));
+}
+
 }  // namespace
 
 Size generations_shmem_size() {
@@ -206,15 +227,12 @@ Generation read_generation(Oid dbid, Oid relid) {
   return Generation{pg_atomic_read_u64(&e->generation), false};
 }
 
-void bump_generation(Oid dbid, Oid relid) {
-  GenEntry *e = find_or_insert(GenKey{dbid, relid});
-  if (e == nullptr) {
-    pg_atomic_fetch_add_u64(&gen_shared->overflow, 1);
-    return;
-  }
-  pg_atomic_fetch_add_u64(&e->generation, 1);
-  pg_atomic_fetch_add_u64(&e->invalidations, 1);
-  pg_atomic_write_u64(&e->last_invalidation, static_cast<uint64>(GetCurrentTimestamp()));
+void bump_generation(Oid dbid, Oid relid) { bump_entry(find_or_insert(GenKey{dbid, relid})); }
+
+// A reader inserting the entry after the lookup found none read the
+// generation after this commit was visible, as with bump_generation.
+void bump_existing_generation(Oid dbid, Oid relid) {
+  bump_entry(find_existing(GenKey{dbid, relid}));
 }
 
 std::vector<TableStats> table_stats_snapshot() {

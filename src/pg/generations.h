@@ -32,6 +32,11 @@ uint64_t server_epoch();
 // relid InvalidOid is the database-wide generation, part of every key.
 Generation read_generation(Oid dbid, Oid relid);
 void bump_generation(Oid dbid, Oid relid);
+// For a table that no longer exists: bumps its entry if it has one, else the
+// overflow generation (which any reader of it without an entry used), and
+// never takes a slot: dropping tables must not use up
+// cachekit.max_watched_tables.
+void bump_existing_generation(Oid dbid, Oid relid);
 
 struct TableStats {
   Oid dbid;

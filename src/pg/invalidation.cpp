@@ -34,6 +34,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 }
 
 using namespace cachekit;
@@ -42,6 +43,8 @@ using namespace cachekit::pg;
 namespace {
 
 std::vector<Oid> pending;
+// Dropped tables, bumped at commit without taking a generation slot.
+std::vector<Oid> pending_dropped;
 
 void add_pending(Oid relid) {
   if (std::find(pending.begin(), pending.end(), relid) == pending.end()) pending.push_back(relid);
@@ -50,14 +53,17 @@ void add_pending(Oid relid) {
 void on_xact(XactEvent event, void *) {
   switch (event) {
     case XACT_EVENT_COMMIT:
-      if (!pending.empty() && generations_available())
+      if (generations_available()) {
         for (Oid relid : pending) bump_generation(MyDatabaseId, relid);
+        for (Oid relid : pending_dropped) bump_existing_generation(MyDatabaseId, relid);
+      }
       pending.clear();
+      pending_dropped.clear();
       break;
     case XACT_EVENT_PRE_PREPARE:
       // Decided later, maybe by another backend, without any callback here:
       // readers of this database bypass the cache until it is decided.
-      if (!pending.empty() && generations_available()) {
+      if ((!pending.empty() || !pending_dropped.empty()) && generations_available()) {
         TransactionId xid = GetTopTransactionIdIfAny();
         if (TransactionIdIsValid(xid) && !register_in_doubt(MyDatabaseId, xid))
           ereport(ERROR,
@@ -70,6 +76,7 @@ void on_xact(XactEvent event, void *) {
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
       pending.clear();
+      pending_dropped.clear();
       break;
     default:
       break;
@@ -137,6 +144,15 @@ void note_table_changed(Oid relid) {
   for (Oid r : table_and_ancestors(relid)) add_pending(r);
 }
 
+void note_table_invalidated(Oid relid) {
+  for (Oid r : table_and_ancestors(relid)) {
+    if (pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(r)); }))
+      add_pending(r);
+    else if (std::find(pending_dropped.begin(), pending_dropped.end(), r) == pending_dropped.end())
+      pending_dropped.push_back(r);
+  }
+}
+
 void note_database_changed() { add_pending(InvalidOid); }
 
 bool changed_in_transaction(Oid relid) {
@@ -181,14 +197,15 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
 }
 
 // cachekit.invalidate(regclass): bump at commit, as a write would. Only for
-// a watched table its caller owns (or cachekit_admin): every relid noted
-// takes a generation slot in shared memory until restart.
+// a watched table its caller owns (or cachekit_admin): every existing relid
+// noted takes a generation slot in shared memory until restart. The event
+// triggers call it for any role's dropped tables, which take none.
 CK_SQL_FUNCTION(ck_invalidate) {
   Oid relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
   return cpp_entry([&]() -> Datum {
     if (relid == InvalidOid) throw Error(sqlstate::kNullValueNotAllowed, "table must not be NULL");
     check_may_invalidate(relid, fcinfo->flinfo->fn_oid);
-    note_table_changed(relid);
+    note_table_invalidated(relid);
     PG_RETURN_VOID();
   });
 }

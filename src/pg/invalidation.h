@@ -19,6 +19,10 @@ std::vector<Oid> table_and_ancestors(Oid relid);
 
 // Records relid and its ancestors for a bump at commit. May throw.
 void note_table_changed(Oid relid);
+// cachekit.invalidate() of relid, which may have been dropped by this
+// transaction: a table that no longer exists gets no generation entry of
+// its own (see bump_existing_generation). May throw.
+void note_table_invalidated(Oid relid);
 // Records a database-wide bump at commit.
 void note_database_changed();
 

@@ -30,6 +30,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/executor.h"
@@ -147,17 +148,25 @@ Oid invalidate_trigger_oid() {
   });
 }
 
-bool has_invalidate_trigger(Oid relid, Oid trigger_fn) {
+enum class Watch { kNone, kDisabled, kEnabled };
+
+// The statement trigger is what records ordinary writes; the row trigger
+// (ENABLE REPLICA) fires only for replication, so it alone does not count.
+Watch invalidate_trigger_state(Oid relid, Oid trigger_fn) {
   return pg_call([&] {
-    bool found = false;
+    Watch state = Watch::kNone;
     Relation rel = relation_open(relid, AccessShareLock);
     if (rel->trigdesc != nullptr)
-      for (int i = 0; i < rel->trigdesc->numtriggers; ++i)
-        if (rel->trigdesc->triggers[i].tgfoid == trigger_fn &&
-            rel->trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED)
-          found = true;
+      for (int i = 0; i < rel->trigdesc->numtriggers; ++i) {
+        const Trigger &t = rel->trigdesc->triggers[i];
+        if (t.tgfoid != trigger_fn || TRIGGER_FOR_ROW(t.tgtype)) continue;
+        if (t.tgenabled != TRIGGER_DISABLED)
+          state = Watch::kEnabled;
+        else if (state == Watch::kNone)
+          state = Watch::kDisabled;
+      }
     relation_close(rel, AccessShareLock);
-    return found;
+    return state;
   });
 }
 
@@ -257,7 +266,15 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
       if (std::find(tables.begin(), tables.end(), a) == tables.end()) tables.push_back(a);
 
   for (Oid relid : tables) {
-    if (trigger_fn == InvalidOid || !has_invalidate_trigger(relid, trigger_fn)) {
+    const Watch watch =
+        trigger_fn == InvalidOid ? Watch::kNone : invalidate_trigger_state(relid, trigger_fn);
+    if (watch == Watch::kDisabled) {
+      std::string label = relation_label(relid);
+      uncacheable(q, "cached_query cannot cache a query that reads an unwatched table",
+                  "The trigger cachekit_invalidate on " + label +
+                      " is disabled, so its changes would not invalidate the cache.",
+                  "Run ALTER TABLE " + label + " ENABLE ALWAYS TRIGGER cachekit_invalidate.");
+    } else if (watch == Watch::kNone) {
       std::string label = relation_label(relid);
       uncacheable(
           q, "cached_query cannot cache a query that reads an unwatched table",
