@@ -109,11 +109,11 @@ q postgres "SELECT pg_reload_conf()" >/dev/null
 wait_for 30 "the relay to catch up" caught_up
 q "$db" "BEGIN; LOCK TABLE cachekit.outbox IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'ck_lock_outbox'"
 relay_waits_for_lock() {
-	[ "$(q "$db" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cachekit outbox relay' AND wait_event_type = 'Lock'")" = "1" ]
+	[ "$(q "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'pg_cachekit outbox relay' AND wait_event_type = 'Lock'")" = "1" ]
 }
 wait_for 10 "the relay to wait for the lock" relay_waits_for_lock
 # A second SIGTERM ends it at once, before its lock_timeout (5 s).
-relay_pid=$(q "$db" "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_cachekit outbox relay'")
+relay_pid=$(q "$db" "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'pg_cachekit outbox relay'")
 q "$db" "SELECT pg_terminate_backend($relay_pid, 0)" >/dev/null
 q "$db" "SELECT pg_terminate_backend($relay_pid, 0)" >/dev/null
 relay_gone() { ! kill -0 "$relay_pid" 2>/dev/null; }
