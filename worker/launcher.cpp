@@ -202,7 +202,8 @@ void scan_databases() {
     // Checked recently and found without the extension, then its slot went
     // to another database: not again before its pause is over.
     bool take = k->no_extension_until <= now;
-    SlotView v = launcher_claim(ids[i], take);
+    // Evicting allocates (the evicted database's entries are freed).
+    SlotView v = cpp_entry([&] { return launcher_claim(ids[i], take); });
     if (v.evicted != InvalidOid) known_for(v.evicted)->no_extension_until = v.evicted_until;
     if (!v.has_slot) {
       if (!take) continue;

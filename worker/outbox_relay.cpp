@@ -26,6 +26,7 @@
 // current step, then delivers its database's queue entries once more or,
 // failing that, writes them to the outbox before it exits: nothing committed
 // is lost because the relay stopped.
+// A second SIGTERM ends it at once (die()).
 #include <string>
 #include <vector>
 
@@ -81,6 +82,24 @@ bool extension_seen = false;
 bool stop_on_shutdown = true;
 
 void on_exit_unregister(int, Datum) { unregister_relay(relay_db); }
+
+// SIGTERM: the first asks for an orderly stop (see shut_down()); another one
+// while that stop is under way is die(), so that nothing the relay waits for
+// (a lock, a standby, Redis) can keep the server from stopping or the relay
+// from being terminated. What the queue still holds then, the postmaster
+// notices at exit.
+void on_sigterm(SIGNAL_ARGS) {
+  if (ShutdownRequestPending)
+    die(postgres_signal_arg);
+  else
+    SignalHandlerForShutdownRequest(postgres_signal_arg);
+}
+
+// A lock the relay waits for longer than this (someone altering or locking
+// the outbox, a prepared transaction holding its rows) makes the cycle fail:
+// the relay exits with an error and the launcher starts another later. A lock
+// wait ends only on die() or cancel, which the orderly stop never sends.
+constexpr const char *kLockTimeout = "5s";
 
 // Thrown between delivery steps when the relay is asked to stop.
 struct ShutdownRequested {};
@@ -506,13 +525,23 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   relay_db = DatumGetObjectId(arg);
   // A flag, not die(): the relay must not leave with invalidations only it
   // holds (see shut_down()).
-  pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+  pqsignal(SIGTERM, on_sigterm);
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
   BackgroundWorkerUnblockSignals();
   BackgroundWorkerInitializeConnectionByOid(relay_db, InvalidOid, 0);
   // Names are resolved in pg_catalog only, whatever search_path the
   // database's owner set for it (ALTER DATABASE ... SET).
   SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+  // The relay's commits need only local durability, and must not wait for a
+  // synchronous standby: that wait ends only on die() or cancel, so a standby
+  // that never answers (or synchronous_standby_names naming none that exists)
+  // would hang the relay and with it every shutdown. What it commits are
+  // deletions of outbox rows already delivered (lost in a failover, a row is
+  // delivered again: at-least-once) and, at shutdown, queue entries written to
+  // the outbox; a connected standby still receives that WAL before the
+  // server stops, as walsenders stream up to the shutdown checkpoint.
+  SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+  SetConfigOption("lock_timeout", kLockTimeout, PGC_SUSET, PGC_S_OVERRIDE);
   pgstat_report_appname("pg_cachekit outbox relay");
   // One relay per database: if another serves it, this one was started
   // twice (a launcher restart) and leaves without touching anything.
