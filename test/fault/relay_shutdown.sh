@@ -63,32 +63,32 @@ commit_while_paused() {  # $1: database
 	[ "$(q "$1" "SELECT count(*) FROM cachekit.outbox")" = "0" ] || fail "the commit wrote an outbox row (Redis looked down already?)"
 }
 
-setup_db "$db" ck:shutdown:user
+setup_db "$db" app:shutdown:user
 for mode in fast smart; do
 	wait_for 30 "the relay of $db to catch up" caught_up "$db"
-	r set ck:shutdown:user:1 cached >/dev/null
+	r set app:shutdown:user:1 cached >/dev/null
 	commit_while_paused "$db"
 	restart "$mode"
 	# Before Redis answers again: the queue entry was written to the outbox.
 	[ "$(q "$db" "SELECT count(*) FROM cachekit.outbox")" -ge 1 ] ||
 		fail "$mode shutdown: the queued invalidation was not written to the outbox"
 	wait_unpaused
-	wait_for 30 "the key to be deleted after a $mode restart" key_gone ck:shutdown:user:1
+	wait_for 30 "the key to be deleted after a $mode restart" key_gone app:shutdown:user:1
 	echo "ok - $mode shutdown with a failed delivery queued: kept in the outbox, key deleted once Redis answers"
 done
 
 # 2. No relay to write the queue down: the postmaster's marker.
-setup_db "$db2" ck:shutdown2:user
+setup_db "$db2" app:shutdown2:user
 wait_for 30 "the relay of $db2 to catch up" caught_up "$db2"
 q postgres "ALTER DATABASE $db2 RENAME TO ${db2}_moved"
 q postgres "ALTER DATABASE ${db2}_moved RENAME TO $db2"
 [ "$(relay "$db2" running)" = "false" ] || fail "ALTER DATABASE ... RENAME did not stop the relay"
-r set ck:shutdown2:user:1 cached >/dev/null
+r set app:shutdown2:user:1 cached >/dev/null
 commit_while_paused "$db2"
 restart fast
 [ "$(q "$db2" "SELECT count(*) FROM cachekit.outbox")" = "0" ] || fail "a relay wrote the queue down after all"
 [ -e "$data_dir/pg_cachekit.flush_needed" ] && fail "the marker was not consumed at start"
 [ "$(relay "$db2" flush_pending)" = "true" ] || fail "no flush pending after a shutdown that left a queue entry behind"
 wait_unpaused
-wait_for 30 "the key to be deleted by the flush after the restart" key_gone ck:shutdown2:user:1
+wait_for 30 "the key to be deleted by the flush after the restart" key_gone app:shutdown2:user:1
 echo "ok - a queued invalidation no relay could write down makes the next start flush everything"

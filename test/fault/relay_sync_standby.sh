@@ -71,7 +71,7 @@ createdb "$db"
 q "$db" "CREATE EXTENSION pg_cachekit"
 q "$db" "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a')"
 q "$db" "CREATE TABLE probe (id int)"
-q "$db" "SELECT cachekit.invalidate_key_on('users', 'ck:syncrep:user:{id}')" >/dev/null
+q "$db" "SELECT cachekit.invalidate_key_on('users', 'app:syncrep:user:{id}')" >/dev/null
 wait_for 30 "the relay to catch up" caught_up
 
 # 1. A synchronous standby that never answers.
@@ -87,19 +87,19 @@ wait "$probe" || true
 # A prepared transaction's invalidation is an outbox row, delivered by the
 # relay once COMMIT PREPARED made it visible.
 commit_prepared_update() {
-	r set ck:syncrep:user:1 cached >/dev/null
+	r set app:syncrep:user:1 cached >/dev/null
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET synchronous_commit = local" -c "BEGIN" \
 		-c "UPDATE users SET name = name || 'x' WHERE id = 1" -c "PREPARE TRANSACTION 'ck_syncrep'"
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET synchronous_commit = local" -c "COMMIT PREPARED 'ck_syncrep'"
 }
 commit_prepared_update
-wait_for 30 "the key to be deleted" key_gone ck:syncrep:user:1
+wait_for 30 "the key to be deleted" key_gone app:syncrep:user:1
 wait_for 30 "the relay to delete the outbox row (its commit must not wait for the standby)" outbox_empty
 echo "ok - the relay's commits do not wait for a synchronous standby"
 # And one more pending when the server stops.
 commit_prepared_update
 fast_restart "a synchronous standby that never answers"
-wait_for 30 "the key to be deleted after the restart" key_gone ck:syncrep:user:1
+wait_for 30 "the key to be deleted after the restart" key_gone app:syncrep:user:1
 wait_for 30 "the outbox row to be deleted after the restart" outbox_empty
 echo "ok - pg_ctl -m fast restart completes with a synchronous standby that never answers"
 reset_sync
@@ -123,6 +123,6 @@ wait_for 30 "the next relay to wait for the lock" relay_waits_for_lock
 fast_restart "the relay waiting for a lock on the outbox"
 q "$db" "COMMIT PREPARED 'ck_lock_outbox'"
 commit_prepared_update
-wait_for 30 "the key to be deleted once the lock is gone" key_gone ck:syncrep:user:1
+wait_for 30 "the key to be deleted once the lock is gone" key_gone app:syncrep:user:1
 wait_for 30 "the outbox row to be deleted once the lock is gone" outbox_empty
 echo "ok - pg_ctl -m fast restart completes while the relay waits for a lock on the outbox"
