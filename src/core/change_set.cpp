@@ -206,11 +206,4 @@ Invalidation ChangeSet::build(const std::string &channel, const CommitInfo &ctx)
   return inv;
 }
 
-std::string outbox_payload(const Invalidation &inv) {
-  return "{\"channel\": " + json_quote(inv.channel) +
-         ", \"messages\": " + json_string_array(inv.messages) +
-         ", \"keys\": " + json_string_array(inv.keys) +
-         ", \"patterns\": " + json_string_array(inv.patterns) + "}";
-}
-
 }  // namespace cachekit

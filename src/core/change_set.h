@@ -122,7 +122,4 @@ class ChangeSet {
 // The pub/sub message of one changed table.
 std::string table_message(const TableChange &t, const CommitInfo &ctx);
 
-// The outbox row's payload (JSON): channel, messages, keys, patterns.
-std::string outbox_payload(const Invalidation &inv);
-
 }  // namespace cachekit

@@ -170,7 +170,7 @@ void prepare_delivery(bool prepared) {
     pending_delivery = std::move(inv);
     return;
   }
-  int64 id = insert_outbox_row(outbox_payload(inv));
+  int64 id = insert_outbox_row(invalidation_json(inv));
   if (id == 0) return;  // extension being dropped in this transaction
   outbox_id = id;
   pending_delivery = std::move(inv);

@@ -296,9 +296,9 @@ TEST(ChangeSet, MessageJson) {
             "\"keys\": [], \"keys_overflow\": false, \"flush\": true}");
 }
 
-TEST(ChangeSet, OutboxPayload) {
+TEST(ChangeSet, OutboxPayloadIsTheInvalidationsJson) {
   Invalidation inv{"ch", {"{\"m\": 1}"}, {"k:1", "k:2"}, {"k:*"}};
-  EXPECT_EQ(cachekit::outbox_payload(inv),
+  EXPECT_EQ(cachekit::invalidation_json(inv),
             "{\"channel\": \"ch\", \"messages\": [\"{\\\"m\\\": 1}\"], \"keys\": [\"k:1\", "
             "\"k:2\"], \"patterns\": [\"k:*\"]}");
 }
