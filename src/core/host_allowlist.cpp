@@ -259,7 +259,8 @@ bool HostAllowList::address_allowed(const struct sockaddr *sa, bool host_allowed
   std::optional<Address> addr = sockaddr_address(sa);
   if (!addr) return false;
   if (in_networks(*addr)) return true;
-  return host_allowed_by_name && !internal_address(sa);
+  bool has_name_entries = any_name_ || !names_.empty() || !suffixes_.empty();
+  return host_allowed_by_name && has_name_entries && !internal_address(sa);
 }
 
 }  // namespace cachekit
