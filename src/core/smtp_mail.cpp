@@ -17,7 +17,8 @@ namespace cachekit {
 namespace {
 
 constexpr long kMaxTimeoutMs = 24L * 60 * 60 * 1000;
-constexpr std::size_t kFoldAt = 78;         // RFC 5322 2.1.1: SHOULD
+// RFC 5322 asks for 78; RFC 2047 allows 76 on lines with encoded-words.
+constexpr std::size_t kFoldAt = 76;
 constexpr std::size_t kMaxLineBytes = 998;  // RFC 5322 2.1.1: MUST
 constexpr const char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -115,16 +116,27 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-// RFC 2047 B encoded-words of at most 75 characters, split between UTF-8
-// characters (a word must decode on its own), separated by spaces, which
-// decoders drop between adjacent encoded-words.
-std::string encoded_words(std::string_view text) {
-  constexpr std::size_t kMaxChunk = 45;  // 60 base64 chars + 12 of "=?UTF-8?B??="
+// RFC 2047 B encoded-words, split between UTF-8 characters (a word must
+// decode on its own) and separated by spaces, which decoders drop between
+// adjacent encoded-words. Words are at most 72 characters, so that a folded
+// line " word" stays within 76; the first is at most first_word_chars so that
+// it fits on the line that starts with the field name (folding right after
+// "Subject:" is legal, but some readers then keep a leading space).
+std::string encoded_words(std::string_view text, std::size_t first_word_chars = 72) {
+  constexpr std::size_t kOverhead = 12;  // "=?UTF-8?B?" and "?="
+  auto max_bytes = [](std::size_t word_chars) {
+    return word_chars >= kOverhead + 4 ? (word_chars - kOverhead) / 4 * 3 : 45;
+  };
   std::string out;
   std::size_t i = 0;
   while (i < text.size()) {
-    std::size_t end = std::min(text.size(), i + kMaxChunk);
-    while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80) --end;
+    std::size_t end = std::min(text.size(), i + max_bytes(out.empty() ? first_word_chars : 72));
+    while (end > i && end < text.size() && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80)
+      --end;
+    if (end == i) {  // the budget is smaller than one character: take the character
+      ++end;
+      while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80) ++end;
+    }
     if (!out.empty()) out += ' ';
     out += "=?UTF-8?B?" + base64(text.substr(i, end - i)) + "?=";
     i = end;
@@ -135,18 +147,19 @@ std::string encoded_words(std::string_view text) {
 // Unstructured text (a subject, an extra header's value) as it may appear in
 // a header: itself when plain ASCII that no reader could take for an
 // encoded-word and that folds into lines of at most 998 characters.
-std::string header_text(std::string_view text) {
+std::string header_text(std::string_view text, std::size_t first_word_chars) {
   bool encode = !is_ascii(text) || text.find("=?") != std::string_view::npos;
   std::size_t run = 0;
   for (char c : text) {
     run = (c == ' ' || c == '\t') ? 0 : run + 1;
     if (run > 900) encode = true;
   }
-  return encode ? encoded_words(text) : std::string(text);
+  return encode ? encoded_words(text, first_word_chars) : std::string(text);
 }
 
-// Inserts CRLF before spaces so lines stay within 78 characters where the
-// text allows; unfolding (removing the CRLFs) gives back the line.
+// Inserts CRLF before spaces so lines stay within 76 characters where the
+// text allows (also right after "Name:", so that a long encoded-word moves to
+// its own line); unfolding (removing the CRLFs) gives back the line.
 std::string fold(const std::string &line) {
   std::string out;
   std::size_t start = 0;
@@ -154,7 +167,7 @@ std::string fold(const std::string &line) {
   while (line.size() - start > kFoldAt) {
     std::size_t limit = start + kFoldAt;
     std::size_t best = std::string::npos;
-    for (std::size_t i = std::max(start + 1, name_end + 1); i < line.size(); ++i) {
+    for (std::size_t i = std::max(start + 1, name_end); i < line.size(); ++i) {
       bool point = (line[i] == ' ' || line[i] == '\t') && i + 1 < line.size() &&
                    line[i + 1] != ' ' && line[i + 1] != '\t';
       if (!point) continue;
@@ -248,11 +261,11 @@ Mailbox parse_mailbox(const std::string &text, const std::string &what) {
   return mb;
 }
 
-std::string format_mailbox(const Mailbox &mb) {
+std::string format_mailbox(const Mailbox &mb, std::size_t first_word_chars = 72) {
   if (mb.display.empty()) return mb.address;
   std::string phrase;
   if (!is_ascii(mb.display) || mb.display.find("=?") != std::string::npos) {
-    phrase = encoded_words(mb.display);
+    phrase = encoded_words(mb.display, first_word_chars);
   } else {
     bool atoms = true;
     for (unsigned char c : mb.display) atoms = atoms && (atext(c) || c == ' ');
@@ -488,15 +501,16 @@ std::string build_mail(const MailMessage &m, int64_t now_utc,
         invalid("mail header \"" + name + "\" cannot be set",
                 "It is written from the message's own fields.");
     check_header_text(value, "value of mail header \"" + name + "\"");
-    extra += fold(name + ": " + header_text(value));
+    std::size_t room = name.size() + 2 < kFoldAt ? kFoldAt - name.size() - 2 : 0;
+    extra += fold(name + ": " + header_text(value, room));
   }
 
   std::string out;
   out += fold("Date: " + rfc5322_date(now_utc));
-  out += fold("From: " + format_mailbox(from));
+  out += fold("From: " + format_mailbox(from, kFoldAt - 6));
   if (!to.empty()) out += fold("To: " + to);
   if (!cc.empty()) out += fold("Cc: " + cc);
-  out += fold("Subject: " + header_text(m.subject));
+  out += fold("Subject: " + header_text(m.subject, kFoldAt - 9));
   out += fold("Message-ID: <" + random_hex(16) + "@" + message_id_domain + ">");
   out += "MIME-Version: 1.0\r\n";
   out += extra;
@@ -510,7 +524,7 @@ std::string build_mail(const MailMessage &m, int64_t now_utc,
       boundary = "=_cachekit_" + random_hex(12);
     } while (text.body.find(boundary) != std::string::npos ||
              html.body.find(boundary) != std::string::npos);
-    out += "Content-Type: multipart/alternative; boundary=\"" + boundary + "\"\r\n\r\n";
+    out += fold("Content-Type: multipart/alternative; boundary=\"" + boundary + "\"") + "\r\n";
     for (const Part *part : {&text, &html}) {
       out += "--" + boundary + "\r\n";
       out += "Content-Type: " + part->content_type + "\r\n";
@@ -523,7 +537,9 @@ std::string build_mail(const MailMessage &m, int64_t now_utc,
     out += "Content-Type: " + part.content_type + "\r\n";
     out += "Content-Transfer-Encoding: " + part.encoding + "\r\n\r\n";
     out += part.body;
-    if (!part.body.empty()) out += "\r\n";
+    bool ends_line =
+        part.body.size() >= 2 && part.body.compare(part.body.size() - 2, 2, "\r\n") == 0;
+    if (!part.body.empty() && !ends_line) out += "\r\n";
   }
   return out;
 }
