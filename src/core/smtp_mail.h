@@ -38,7 +38,7 @@ struct SmtpServer {
   long timeout_ms = 30000;  // whole session; 1 ms to 24 h
 };
 
-// The message, CRLF line ends, header lines folded to 78 characters where
+// The message, CRLF line ends, header lines folded to 76 characters where
 // white space allows. Date from now_utc (seconds since the epoch, +0000);
 // Message-ID <random hex@message_id_domain>; Bcc is left out. Non-ASCII or
 // encoded-word-like text in the subject, display names and extra header
