@@ -815,6 +815,17 @@ CREATE FUNCTION cachekit.create_queue(name pg_catalog.text, concurrency pg_catal
     rate_limit_per_s pg_catalog.numeric DEFAULT NULL, paused pg_catalog.bool DEFAULT false)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:-]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid queue name "%"', name USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A queue name is 1 to 63 letters, digits, or _ . : -';
+    END IF;
+    IF concurrency IS NULL OR concurrency NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'concurrency must be between 1 and 100000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF rate_limit_per_s IS NOT NULL AND (rate_limit_per_s <= 0 OR rate_limit_per_s > 1000000) THEN
+        RAISE EXCEPTION 'rate_limit_per_s must be positive (at most 1000000), or NULL for none'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO cachekit._queues AS q (name, concurrency, rate_limit_per_s, paused)
     VALUES (name, concurrency, rate_limit_per_s, coalesce(paused, false))
     ON CONFLICT ON CONSTRAINT _queues_pkey DO UPDATE

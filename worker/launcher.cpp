@@ -75,6 +75,7 @@ struct Known {
   TimestampTz no_extension_until;  // evicted from the registry without extension
   int slot_misses;
   int worker_misses;
+  int executor_misses;  // scans in a row an executor could not be started
   bool warned_slot;
   bool warned_worker;
 };
@@ -195,10 +196,20 @@ void start_executors(Known *k, const char *dbname) {
     if (pids[i] != 0 || k->executors[i]) continue;
     k->executors[i] = start_worker(k->dbid, i);
     if (!k->executors[i]) {
-      warn_no_worker(k, dbname);
+      if (++k->executor_misses == kWarnAfterScans)
+        ereport(WARNING,
+                (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                 errmsg("pg_cachekit could not start task executor %d for database \"%s\"", i,
+                        dbname),
+                 errdetail("No background worker slot is free (max_worker_processes is %d). "
+                           "Its tasks wait until an executor can start.",
+                           max_worker_processes),
+                 errhint("Raise max_worker_processes (the launcher, plus per database one relay "
+                         "and cachekit.task_workers executors) and restart the server.")));
       return;
     }
   }
+  k->executor_misses = 0;
 }
 
 void scan_databases() {

@@ -124,12 +124,17 @@ void on_sigterm(SIGNAL_ARGS) {
   errno = save_errno;
 }
 
-// cancel_task(): only if the task it names is still the one running.
+// SIGINT cancels the running task: from the task's own timeout (the
+// statement_timeout and lock_timeout handlers signal their own process) or
+// from cancel_task(), which names the task it means: a signal that lands
+// after that task ended does not cancel the next one.
 void on_sigint(SIGNAL_ARGS) {
   int save_errno = errno;
   int64 task = running_task;
-  if (task != 0 && cancel_flag != nullptr &&
-      pg_atomic_read_u64(cancel_flag) == static_cast<uint64>(task))
+  uint64 wanted = cancel_flag ? pg_atomic_read_u64(cancel_flag) : 0;
+  if (task != 0 && (wanted == 0 || wanted == static_cast<uint64>(task) ||
+                    get_timeout_indicator(STATEMENT_TIMEOUT, false) ||
+                    get_timeout_indicator(LOCK_TIMEOUT, false)))
     cancel_running_task_now();
   SetLatch(MyLatch);
   errno = save_errno;
@@ -712,6 +717,7 @@ bool run_one() {
   end_transaction(true);
   synchronous_commit = save_sync;
 
+  if (cancel_flag) pg_atomic_write_u64(cancel_flag, 0);
   running_task = c.id;
   pgstat_report_activity(STATE_RUNNING, ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
   Outcome o;

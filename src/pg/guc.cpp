@@ -423,9 +423,10 @@ void define_settings(bool preloading) {
       "cachekit.task_workers",
       "Task executors (background workers) per database that has pg_cachekit.",
       "Each runs one task at a time; the launcher starts them once the database's relay found the "
-      "extension. They count against max_worker_processes. 0 runs no tasks.",
+      "extension. They count against max_worker_processes (the launcher, plus per database a relay "
+      "and these). 0 runs no tasks.",
       &settings.task_workers,
-      4, 0, 32,
+      2, 0, 32,
       PGC_SIGHUP,
       0,
       nullptr, nullptr, nullptr);

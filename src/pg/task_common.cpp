@@ -10,6 +10,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 }
@@ -25,7 +26,10 @@ TaskFunction describe_task_function(Oid fn) {
     return f;
   }
   auto *proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup));
-  f.signature = format_procedure_qualified(fn);
+  // Every task function takes jsonb: the name qualified, the type plain.
+  f.signature = psprintf("%s(jsonb)", quote_qualified_identifier(
+                                          get_namespace_name(proc->pronamespace),
+                                          NameStr(proc->proname)));
   f.result_type = proc->prorettype;
   if (proc->prokind != PROKIND_FUNCTION || proc->proretset) {
     f.problem = psprintf("%s cannot be a task", f.signature);

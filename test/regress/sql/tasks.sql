@@ -42,6 +42,10 @@ CREATE FUNCTION regress_tasks.run_sql(args jsonb) RETURNS jsonb LANGUAGE plpgsql
 DECLARE
     out text;
 BEGIN
+    IF args ? 'do' THEN
+        EXECUTE args ->> 'do';
+        RETURN NULL;
+    END IF;
     EXECUTE args ->> 'sql' INTO out;
     RETURN to_jsonb(out);
 END $$;
@@ -110,19 +114,16 @@ SELECT cachekit.cancel_task(:read_b);
 -- No way out of the role: SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION
 -- (also through set_config) fail; a SET does not outlive its task.
 SET ROLE regress_task_a;
-SELECT cachekit.enqueue('default', 'regress_tasks.run_sql', jsonb_build_object('sql', s), max_attempts => 1) AS id
-  FROM unnest(ARRAY['SET ROLE regress_task_b', 'RESET ROLE', 'SET SESSION AUTHORIZATION postgres',
-                    'SELECT set_config(''role'', ''regress_task_b'', false)',
-                    'SELECT set_config(''session_authorization'', ''regress_task_b'', false)']) s \gset escape_
 SELECT array_agg(e) AS escapes FROM (
-    SELECT cachekit.enqueue('default', 'regress_tasks.run_sql', jsonb_build_object('sql', s), max_attempts => 1) AS e
+    SELECT cachekit.enqueue('default', 'regress_tasks.run_sql', jsonb_build_object('do', s), max_attempts => 1) AS e
       FROM unnest(ARRAY['SET ROLE regress_task_b', 'RESET ROLE', 'SET SESSION AUTHORIZATION postgres',
                         'SELECT set_config(''role'', ''regress_task_b'', false)',
                         'SELECT set_config(''session_authorization'', ''regress_task_b'', false)']) s) x \gset
-SELECT cachekit.enqueue('regress_serial', 'regress_tasks.run_sql', '{"sql": "SET work_mem = ''77MB''"}') AS set_wm \gset
+SELECT cachekit.enqueue('regress_serial', 'regress_tasks.run_sql', '{"do": "SET work_mem = ''77MB''"}') AS set_wm \gset
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.run_sql', '{"sql": "SELECT current_setting(''work_mem'')"}') AS show_wm \gset
 RESET ROLE;
-SELECT regress.wait_task(e) AS state, t.last_error ->> 'sqlstate' AS sqlstate, t.last_error ->> 'message' AS message
+SELECT regress.wait_task(e) AS state FROM unnest(:'escapes'::bigint[]) e ORDER BY e;
+SELECT t.state, t.last_error ->> 'sqlstate' AS sqlstate, t.last_error ->> 'message' AS message
   FROM unnest(:'escapes'::bigint[]) e JOIN cachekit._tasks t ON t.id = e ORDER BY e;
 SELECT regress.wait_task(:set_wm) AS set_wm, regress.wait_task(:show_wm) AS show_wm,
        cachekit.task_result(:show_wm) = to_jsonb(current_setting('work_mem')) AS setting_reset;
@@ -131,7 +132,8 @@ SELECT regress.wait_task(:set_wm) AS set_wm, regress.wait_task(:show_wm) AS show
 BEGIN;
 SELECT cachekit.enqueue('default', 'regress_tasks.record', '{"name": "rolled_back"}') IS NOT NULL AS enqueued;
 ROLLBACK;
-SELECT regress.wait_task(cachekit.enqueue('default', 'regress_tasks.record', '{"name": "after_rollback"}')) AS after_rollback;
+SELECT cachekit.enqueue('default', 'regress_tasks.record', '{"name": "after_rollback"}') AS after_rollback \gset
+SELECT regress.wait_task(:after_rollback) AS after_rollback;
 SELECT count(*) FILTER (WHERE task = 'rolled_back') AS rolled_back_runs,
        count(*) FILTER (WHERE task = 'after_rollback') AS committed_runs
   FROM regress_tasks.runs;
@@ -150,7 +152,7 @@ RESET ROLE;
 SET ROLE regress_task_a;
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "low"}', priority => -5) AS low \gset
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "high"}', priority => 10) AS high \gset
-SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "later"}', run_at => now() + interval '1.5 s', priority => 100) AS later \gset
+SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "later"}', run_at => now() + interval '3 s', priority => 100) AS later \gset
 RESET ROLE;
 SELECT state, count(*) FROM cachekit.tasks WHERE queue = 'regress_serial' GROUP BY state ORDER BY state;
 SELECT cachekit.resume_queue('regress_serial');
@@ -176,7 +178,7 @@ SET ROLE regress_task_a;
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "cancelled"}') AS to_cancel \gset
 SELECT cachekit.cancel_task(:to_cancel);
 SELECT cachekit.cancel_task(:to_cancel);
-SELECT cachekit.enqueue('default', 'regress_tasks.fail', max_attempts => 1) AS dies \gset
+SELECT cachekit.enqueue('default', 'regress_tasks.fail', max_attempts => 2) AS dies \gset
 RESET ROLE;
 SELECT regress.wait_task(:dies) AS dies;
 SELECT attempts, last_error - 'attempt' AS last_error, last_error ->> 'attempt' AS attempt FROM cachekit.tasks WHERE id = :dies;
@@ -184,7 +186,8 @@ SET ROLE regress_task_a;
 SELECT cachekit.retry_task(:dies);
 SELECT regress.error_of(format('SELECT cachekit.retry_task(%s)', :as_a));
 RESET ROLE;
-SELECT regress.wait_task(:dies) AS retried_dies_again, (SELECT attempts FROM cachekit._tasks WHERE id = :dies) AS attempts;
+SELECT regress.wait_task(:dies) AS retried_dies_again;
+SELECT attempts FROM cachekit._tasks WHERE id = :dies;
 SELECT cachekit.resume_queue('regress_serial');
 
 -- A task that overruns its timeout is cancelled and retried later.
@@ -203,7 +206,8 @@ SELECT cachekit.enqueue('default', 'regress_tasks.fail', max_attempts => 1,
        "then" => '{"task": "regress_tasks.record", "args": {"name": "never"}}') AS broken_chain \gset
 RESET ROLE;
 SELECT regress.wait_task(:first) AS first, regress.wait_task(:broken_chain) AS broken_chain;
-SELECT regress.wait_task(id) AS state, args ->> 'name' AS name, parent_id IS NOT NULL AS has_parent, role
+SELECT regress.wait_task(id) FROM cachekit._tasks WHERE args ->> 'name' IN ('second', 'third') ORDER BY id;
+SELECT state, args ->> 'name' AS name, parent_id IS NOT NULL AS has_parent, role
   FROM cachekit.tasks WHERE args ->> 'name' IN ('second', 'third', 'never') ORDER BY id;
 
 -- Losing a privilege between enqueue and run kills the task with the reason.
@@ -213,8 +217,9 @@ SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "rev
 RESET ROLE;
 REVOKE EXECUTE ON FUNCTION regress_tasks.record(jsonb) FROM regress_task_a;
 SELECT cachekit.resume_queue('regress_serial');
-SELECT regress.wait_task(:revoked) AS revoked, last_error ->> 'sqlstate' AS sqlstate,
-       last_error ->> 'message' AS message FROM cachekit.tasks WHERE id = :revoked;
+SELECT regress.wait_task(:revoked) AS revoked;
+SELECT last_error ->> 'sqlstate' AS sqlstate, last_error ->> 'message' AS message,
+       last_error ->> 'detail' AS detail FROM cachekit.tasks WHERE id = :revoked;
 GRANT EXECUTE ON FUNCTION regress_tasks.record(jsonb) TO regress_task_a;
 
 -- Queues.
