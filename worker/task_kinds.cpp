@@ -18,6 +18,7 @@
 #include "core/host_allowlist.h"
 #include "core/http_request.h"
 #include "core/json.h"
+#include "core/redis_url.h"
 #include "core/smtp_mail.h"
 #include "pg/boundary.h"
 #include "pg/guc.h"
@@ -203,7 +204,8 @@ TaskKindResult run_email_task(Datum datum, int64_t timeout_ms) {
   SmtpServer server;
   server.url = settings.smtp_url ? settings.smtp_url : "";
   server.username = settings.smtp_username ? settings.smtp_username : "";
-  server.password = settings.smtp_password ? settings.smtp_password : "";
+  if (settings.smtp_password_file && settings.smtp_password_file[0])
+    server.password = read_password_file(settings.smtp_password_file);
   server.require_tls = settings.smtp_require_tls;
   if (timeout_ms > 0 && timeout_ms < server.timeout_ms) server.timeout_ms = static_cast<long>(timeout_ms);
   TaskKindResult r;

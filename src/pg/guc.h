@@ -44,7 +44,7 @@ struct Settings {
   int http_max_response_bytes = 1024 * 1024;
   char *smtp_url;
   char *smtp_username;
-  char *smtp_password;
+  char *smtp_password_file;
   char *smtp_from;
   bool smtp_require_tls = false;
 };

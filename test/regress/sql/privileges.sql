@@ -18,9 +18,9 @@ SELECT p.oid::regprocedure AS function, array_agg(r.rolname ORDER BY r.rolname) 
 
 SET ROLE regress_nobody;
 SELECT regress.error_of($$SELECT cachekit.cache_get('regress:x')$$);
-SELECT regress.error_of($$SHOW cachekit.smtp_password$$);
+SELECT regress.error_of($$SHOW cachekit.smtp_password_file$$);
 SELECT regress.error_of($$SHOW cachekit.smtp_username$$);
-SELECT count(*) AS smtp_secrets_listed FROM pg_settings WHERE name IN ('cachekit.smtp_password', 'cachekit.smtp_username');
+SELECT count(*) AS smtp_secrets_listed FROM pg_settings WHERE name IN ('cachekit.smtp_password_file', 'cachekit.smtp_username');
 SELECT regress.error_of($$SELECT cachekit.session_get('x')$$);
 SELECT regress.error_of($$SELECT * FROM cachekit.cache_stats$$);
 RESET ROLE;
