@@ -30,7 +30,7 @@
 // SECURITY_LOCAL_USERID_CHANGE, under which SET ROLE and SET SESSION
 // AUTHORIZATION fail, also through set_config()). The role must still exist,
 // still be allowed to log in if it could when it enqueued, still be a member
-// of cachekit_tasks (and cachekit_http / cachekit_email for those kinds) and
+// of cachekit_tasks or cachekit_admin (and cachekit_http / cachekit_email for those kinds) and
 // still have EXECUTE on the function; otherwise the task is dead with the
 // reason. The role's own settings (ALTER ROLE ... SET) apply. Whatever the
 // task changed in the session is undone before the next one: settings, temp
@@ -442,10 +442,10 @@ std::optional<Outcome> role_problem(const Claimed &c) {
   if (c.role_could_login && !info.can_login)
     return dead_outcome("28000", "role \"" + who + "\" may no longer log in",
                         "The task runs as the role that enqueued it, which has lost LOGIN.");
-  if (!role_member(c.role, "cachekit_tasks"))
+  if (!role_member(c.role, "cachekit_tasks") && !role_member(c.role, "cachekit_admin"))
     return dead_outcome(sqlstate::kInsufficientPrivilege,
                         "role \"" + who + "\" may no longer run tasks",
-                        "It is no longer a member of cachekit_tasks.");
+                        "It is no longer a member of cachekit_tasks (or cachekit_admin).");
   if (c.kind == "http" && !role_member(c.role, "cachekit_http"))
     return dead_outcome(sqlstate::kInsufficientPrivilege,
                         "role \"" + who + "\" may no longer run http tasks",
