@@ -176,7 +176,7 @@ std::string arg_text(FunctionCallInfo fcinfo, int i, const char *what) {
 // The chained task (enqueue's `then`): {"task": ..., "queue": ..., "args":
 // ..., "priority": ..., "max_attempts": ..., "timeout": ..., "then": ...},
 // resolved now as the caller, stored with the function's OID.
-Value resolve_chain(Datum then, int depth);
+Value resolve_chain(Datum then, const std::string &queue, int depth);
 
 Value enqueue_row(const std::string &queue, const ResolvedTask &t, Datum args, Value run_at,
                   int priority, int max_attempts, Value unique_key, Value timeout, Value next) {
@@ -214,7 +214,7 @@ void check_args_object(Datum args) {
     throw Error(sqlstate::kInvalidParameterValue, "task arguments must be a jsonb object");
 }
 
-Value resolve_chain(Datum then, int depth) {
+Value resolve_chain(Datum then, const std::string &parent_queue, int depth) {
   if (depth > 10)
     throw Error(sqlstate::kProgramLimitExceeded, "chained tasks are nested too deeply",
                 "At most 10 tasks follow one another through \"then\".");
@@ -249,7 +249,9 @@ Value resolve_chain(Datum then, int depth) {
   ResolvedTask r = resolve_task(*task);
   std::string json = "{\"kind\":" + json_quote(r.kind) + ",\"task\":" + json_quote(r.task);
   if (OidIsValid(r.func)) json += ",\"func\":" + std::to_string(r.func);
-  json += ",\"queue\":" + json_quote(member("queue").value_or("default"));
+  // The parent's queue unless it names another.
+  std::string queue = member("queue").value_or(parent_queue);
+  json += ",\"queue\":" + json_quote(queue);
   std::optional<std::string> args = member("args");
   if (args) {
     Datum a = jsonb_datum(*args);
@@ -260,7 +262,7 @@ Value resolve_chain(Datum then, int depth) {
     if (auto v = member(key)) json += ",\"" + std::string(key) + "\":" + std::to_string(std::stoi(*v));
   if (auto v = member("timeout")) json += ",\"timeout\":" + json_quote(*v);
   if (auto v = member("then")) {
-    Value inner = resolve_chain(jsonb_datum(*v), depth + 1);
+    Value inner = resolve_chain(jsonb_datum(*v), queue, depth + 1);
     json += ",\"then\":" + pg_call([&] {
       return std::string(
           JsonbToCString(nullptr, &DatumGetJsonbP(inner.d)->root, VARSIZE(DatumGetJsonbP(inner.d))));
@@ -333,7 +335,7 @@ CK_SQL_FUNCTION(ck_enqueue) {
     int max_attempts = PG_ARGISNULL(5) ? 25 : PG_GETARG_INT32(5);
     Value unique_key = PG_ARGISNULL(6) ? Value{} : val(PG_GETARG_DATUM(6));
     Value timeout = PG_ARGISNULL(7) ? Value{} : val(PG_GETARG_DATUM(7));
-    Value next = PG_ARGISNULL(8) ? Value{} : resolve_chain(PG_GETARG_DATUM(8), 1);
+    Value next = PG_ARGISNULL(8) ? Value{} : resolve_chain(PG_GETARG_DATUM(8), queue, 1);
     Value id = enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
     ++enqueued_in_xact;
     return id.d;
