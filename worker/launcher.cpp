@@ -70,7 +70,7 @@ constexpr int kWarnAfterScans = 3;
 // about relays; this is the launcher's own bookkeeping.
 struct Known {
   Oid dbid;
-  BackgroundWorkerHandle *handle;  // the relay it started, until seen stopped
+  BackgroundWorkerHandle *handle;                      // the relay it started, until seen stopped
   BackgroundWorkerHandle *executors[kMaxTaskWorkers];  // likewise, task executors
   TimestampTz no_extension_until;  // evicted from the registry without extension
   int slot_misses;
@@ -197,15 +197,15 @@ void start_executors(Known *k, const char *dbname) {
     k->executors[i] = start_worker(k->dbid, i);
     if (!k->executors[i]) {
       if (++k->executor_misses == kWarnAfterScans)
-        ereport(WARNING,
-                (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-                 errmsg("pg_cachekit could not start task executor %d for database \"%s\"", i,
-                        dbname),
-                 errdetail("No background worker slot is free (max_worker_processes is %d). "
-                           "Its tasks wait until an executor can start.",
-                           max_worker_processes),
-                 errhint("Raise max_worker_processes (the launcher, plus per database one relay "
-                         "and cachekit.task_workers executors) and restart the server.")));
+        ereport(
+            WARNING,
+            (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+             errmsg("pg_cachekit could not start task executor %d for database \"%s\"", i, dbname),
+             errdetail("No background worker slot is free (max_worker_processes is %d). "
+                       "Its tasks wait until an executor can start.",
+                       max_worker_processes),
+             errhint("Raise max_worker_processes (the launcher, plus per database one relay "
+                     "and cachekit.task_workers executors) and restart the server.")));
       return;
     }
   }

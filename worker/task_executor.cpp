@@ -204,10 +204,10 @@ auto as_owner(const Tables &t, F f) -> decltype(f()) {
     // The claim must walk the runnable index in its order (and stop at the
     // first row it can lock), whatever stale statistics of a table that
     // churns this fast suggest: a bitmap scan plus sort reads every row.
-    (void)set_config_option("enable_bitmapscan", "off", PGC_SUSET, PGC_S_SESSION,
-                            GUC_ACTION_SAVE, true, 0, false);
-    (void)set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+    (void)set_config_option("enable_bitmapscan", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
                             true, 0, false);
+    (void)set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+                            0, false);
   });
   SetUserIdAndSecContext(t.objects.owner,
                          save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
@@ -262,7 +262,8 @@ std::vector<Row> sql(const std::string &text, const std::vector<Oid> &types,
   for (uint64 r = 0; SPI_tuptable != nullptr && r < SPI_processed; ++r) {
     Row row;
     for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-      char *v = pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
+      char *v =
+          pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
       row.push_back(v ? std::optional<std::string>(v) : std::nullopt);
     }
     rows.push_back(std::move(row));
@@ -287,10 +288,9 @@ void load_queues(const Tables &t) {
   // The version catches changes at their commit; the age, a change whose
   // commit bumped nothing (a relay-less moment, a restore).
   if (version == queues_seen && now - queues_loaded_at < 10 * USECS_PER_SEC) return;
-  std::vector<Row> rows =
-      sql("SELECT name, concurrency, coalesce(rate_limit_per_s, 0) FROM " + t.queues +
-              " WHERE NOT paused",
-          {}, {});
+  std::vector<Row> rows = sql("SELECT name, concurrency, coalesce(rate_limit_per_s, 0) FROM " +
+                                  t.queues + " WHERE NOT paused",
+                              {}, {});
   queues.clear();
   for (const Row &r : rows) queues.push_back(Queue{*r[0], std::stoi(*r[1]), std::stod(*r[2])});
   queues_seen = version;
@@ -359,7 +359,8 @@ ClaimResult claim(const Tables &t, Claimed *out) {
                 " WHERE state IN ('queued', 'failed') AND queue = ANY ($1)",
             {TEXTARRAYOID}, {eligible});
     next_due = 0;
-    if (!due.empty() && due[0][0]) next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
+    if (!due.empty() && due[0][0])
+      next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
     if (rate_wait != 0 && (next_due == 0 || rate_wait < next_due)) next_due = rate_wait;
     return ClaimResult::kNothing;
   }
@@ -497,7 +498,9 @@ ErrorData *call_function_as(Oid func, Oid role, const char *args, int64 timeout_
     SetSessionAuthorization(role, superuser_arg(role));
     SetUserIdAndSecContext(role, SECURITY_LOCAL_USERID_CHANGE);
     apply_role_settings(role);
-    if (timeout_ms > 0) enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(std::min<int64>(timeout_ms, INT_MAX)));
+    if (timeout_ms > 0)
+      enable_timeout_after(STATEMENT_TIMEOUT,
+                           static_cast<int>(std::min<int64>(timeout_ms, INT_MAX)));
     PushActiveSnapshot(GetTransactionSnapshot());
     Datum arg = DirectFunctionCall1(jsonb_in, CStringGetDatum(args));
     LOCAL_FCINFO(fcinfo, 1);
@@ -602,7 +605,8 @@ Outcome run_task(const Claimed &c, MemoryContext keep) {
 // ---- recording the outcome -----------------------------------------------------------------
 
 std::string error_json(const Claimed &c, const Outcome &o) {
-  std::string j = "{\"sqlstate\":" + json_quote(o.sqlstate) + ",\"message\":" + json_quote(o.message);
+  std::string j =
+      "{\"sqlstate\":" + json_quote(o.sqlstate) + ",\"message\":" + json_quote(o.message);
   if (!o.detail.empty()) j += ",\"detail\":" + json_quote(o.detail);
   if (!o.hint.empty()) j += ",\"hint\":" + json_quote(o.hint);
   j += ",\"attempt\":" + std::to_string(c.attempts) + "}";
@@ -615,8 +619,8 @@ std::string error_json(const Claimed &c, const Outcome &o) {
 std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) {
   *chained = false;
   if (o.kind == Outcome::kFailed && c.attempts >= c.max_attempts) o.kind = Outcome::kDead;
-  const char *state = o.kind == Outcome::kSucceeded ? "succeeded"
-                      : o.kind == Outcome::kDead    ? "dead"
+  const char *state = o.kind == Outcome::kSucceeded   ? "succeeded"
+                      : o.kind == Outcome::kDead      ? "dead"
                       : o.kind == Outcome::kCancelled ? "cancelled"
                                                       : "failed";
   double delay = 0;
@@ -635,12 +639,13 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) 
       "UPDATE " + t.tasks +
           " SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, "
           "finished_at = CASE WHEN cancel_requested OR $3 <> 'failed' THEN clock_timestamp() END, "
-          "run_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => $4) ELSE run_at END, "
+          "run_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => $4) ELSE run_at "
+          "END, "
           "result = $5, last_error = $6, claim = NULL "
           "WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING state, next",
       {INT8OID, INT8OID, TEXTOID, FLOAT8OID, JSONBOID, JSONBOID},
-      {std::to_string(c.id), std::to_string(claim_token), std::string(state),
-       std::to_string(delay), result, error});
+      {std::to_string(c.id), std::to_string(claim_token), std::string(state), std::to_string(delay),
+       result, error});
   if (rows.empty()) return "";
   std::string recorded = *rows[0][0];
   if (recorded == "succeeded" && rows[0][1]) {
@@ -685,8 +690,8 @@ void store_result_in_redis(int64 id, const std::string &result) {
   if (settings.result_ttl_s <= 0 || result.empty()) return;
   // Never fails the task: the table has the result.
   try {
-    run(RedisTarget::kCache, {"SET", task_result_key(exec_db, id), result, "EX",
-                              std::to_string(settings.result_ttl_s)});
+    run(RedisTarget::kCache,
+        {"SET", task_result_key(exec_db, id), result, "EX", std::to_string(settings.result_ttl_s)});
   } catch (const std::exception &) {
   }
 }
@@ -719,7 +724,8 @@ bool run_one() {
 
   if (cancel_flag) pg_atomic_write_u64(cancel_flag, 0);
   running_task = c.id;
-  pgstat_report_activity(STATE_RUNNING, ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
+  pgstat_report_activity(STATE_RUNNING,
+                         ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
   Outcome o;
   bool chained = false;
   std::string recorded;

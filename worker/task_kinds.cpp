@@ -149,7 +149,8 @@ TaskKindResult run_http_task(Datum datum, int64_t timeout_ms) {
   req.body = args.text("body").value_or("");
   if (args.is_container("body")) {
     bool typed = false;
-    for (const auto &h : req.headers) typed = typed || strcasecmp(h.first.c_str(), "content-type") == 0;
+    for (const auto &h : req.headers)
+      typed = typed || strcasecmp(h.first.c_str(), "content-type") == 0;
     if (!typed) req.headers.emplace_back("Content-Type", "application/json");
   }
   req.timeout_ms = effective_timeout(args.text("timeout_ms"), timeout_ms);
@@ -173,7 +174,8 @@ TaskKindResult run_http_task(Datum datum, int64_t timeout_ms) {
     if (strcasecmp(h.first.c_str(), "retry-after") == 0)
       resp.retry_after_seconds = parse_retry_after(h.second, now_unix());
   r.result_json = "{\"status\":" + std::to_string(resp.status) +
-                  ",\"headers\":" + object_json(resp.headers) + ",\"body\":" + json_quote(resp.body) +
+                  ",\"headers\":" + object_json(resp.headers) +
+                  ",\"body\":" + json_quote(resp.body) +
                   ",\"truncated\":" + (resp.body_truncated ? "true" : "false") + "}";
   if (resp.status < 400) {
     r.ok = true;
@@ -207,7 +209,8 @@ TaskKindResult run_email_task(Datum datum, int64_t timeout_ms) {
   if (settings.smtp_password_file && settings.smtp_password_file[0])
     server.password = read_password_file(settings.smtp_password_file);
   server.require_tls = settings.smtp_require_tls;
-  if (timeout_ms > 0 && timeout_ms < server.timeout_ms) server.timeout_ms = static_cast<long>(timeout_ms);
+  if (timeout_ms > 0 && timeout_ms < server.timeout_ms)
+    server.timeout_ms = static_cast<long>(timeout_ms);
   TaskKindResult r;
   try {
     send_mail(m, server, now_unix());
@@ -219,8 +222,9 @@ TaskKindResult run_email_task(Datum datum, int64_t timeout_ms) {
     return r;
   }
   r.ok = true;
-  r.result_json = "{\"sent\":true,\"recipients\":" +
-                  std::to_string(m.to.size() + m.cc.size() + m.bcc.size()) + "}";
+  r.result_json =
+      "{\"sent\":true,\"recipients\":" + std::to_string(m.to.size() + m.cc.size() + m.bcc.size()) +
+      "}";
   return r;
 }
 

@@ -198,9 +198,10 @@ std::string invalidation_health() {
   double oldest = -1;
   std::vector<std::string> row = owner_row([](const ExtensionObjects &ext) -> std::string {
     if (!OidIsValid(ext.outbox)) return "";
-    return std::string("SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
-                       " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-                       " pg_catalog.min(created_at)) FROM ") +
+    return std::string(
+               "SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
+               " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+               " pg_catalog.min(created_at)) FROM ") +
            qualified_name(ext.outbox);
   });
   if (row.size() == 2) {
@@ -235,7 +236,7 @@ std::string tasks_health() {
   auto num = [&](size_t i) {
     return i < row.size() && !row[i].empty() ? row[i] : std::string("null");
   };
-  std::string state = settings.task_workers == 0 ? "off"
+  std::string state = settings.task_workers == 0                ? "off"
                       : mine.executors >= settings.task_workers ? "ok"
                       : mine.executors > 0                      ? "degraded"
                                                                 : "down";

@@ -337,7 +337,8 @@ void relay_state_shmem_startup() {
   // Tasks claimed under an earlier shared memory (before a crash or a
   // restart) belong to executors that are gone: a different incarnation
   // makes that plain (see live_claims()).
-  rs->incarnation = static_cast<uint32>(GetCurrentTimestamp() ^ (static_cast<int64>(getpid()) << 20));
+  rs->incarnation =
+      static_cast<uint32>(GetCurrentTimestamp() ^ (static_cast<int64>(getpid()) << 20));
   rs->executor_runs = 0;
   for (int i = 0; i < rs->nslots; ++i) slots[i].dbid = InvalidOid;
   rs->marks_used = 0;

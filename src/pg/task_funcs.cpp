@@ -187,9 +187,9 @@ Value enqueue_row(const std::string &queue, const ResolvedTask &t, Datum args, V
         return iv->month * (int64)(30 * USECS_PER_DAY) + iv->day * USECS_PER_DAY + iv->time <= 0;
       }))
     throw Error(sqlstate::kInvalidParameterValue, "timeout must be positive");
-  const std::vector<Oid> types = {TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID,
+  const std::vector<Oid> types = {TEXTOID,        TEXTOID, TEXTOID, OIDOID,  JSONBOID,
                                   TIMESTAMPTZOID, INT4OID, INT4OID, TEXTOID, INTERVALOID,
-                                  JSONBOID, OIDOID, INT8OID, TEXTOID, BOOLOID};
+                                  JSONBOID,       OIDOID,  INT8OID, TEXTOID, BOOLOID};
   std::vector<Value> v = {text_val(queue),
                           text_val(t.kind),
                           text_val(t.task),
@@ -232,8 +232,8 @@ Value resolve_chain(Datum then, const std::string &parent_queue, int depth) {
       if (v->type == jbvString) {
         out = std::string(v->val.string.val, v->val.string.len);
       } else if (v->type == jbvNumeric) {
-        out = std::string(DatumGetCString(
-            DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric))));
+        out = std::string(
+            DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric))));
       } else {
         // Objects (args, then) as their text.
         Jsonb *sub = JsonbValueToJsonb(v);
@@ -259,14 +259,15 @@ Value resolve_chain(Datum then, const std::string &parent_queue, int depth) {
     json += ",\"args\":" + *args;
   }
   for (const char *key : {"priority", "max_attempts"})
-    if (auto v = member(key)) json += ",\"" + std::string(key) + "\":" + std::to_string(std::stoi(*v));
+    if (auto v = member(key))
+      json += ",\"" + std::string(key) + "\":" + std::to_string(std::stoi(*v));
   if (auto v = member("timeout")) json += ",\"timeout\":" + json_quote(*v);
   if (auto v = member("then")) {
     Value inner = resolve_chain(jsonb_datum(*v), queue, depth + 1);
     json += ",\"then\":" + pg_call([&] {
-      return std::string(
-          JsonbToCString(nullptr, &DatumGetJsonbP(inner.d)->root, VARSIZE(DatumGetJsonbP(inner.d))));
-    });
+              return std::string(JsonbToCString(nullptr, &DatumGetJsonbP(inner.d)->root,
+                                                VARSIZE(DatumGetJsonbP(inner.d))));
+            });
   }
   json += "}";
   return val(jsonb_datum(json));
@@ -301,8 +302,7 @@ TaskRow task_row(int64_t id) {
 
 TaskRow managed_task(int64_t id) {
   TaskRow row = task_row(id);
-  if (!row.found)
-    throw Error("42704", "task " + std::to_string(id) + " does not exist");
+  if (!row.found) throw Error("42704", "task " + std::to_string(id) + " does not exist");
   bool may = member_of("cachekit_admin") || pg_call([&] {
                return SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row.role)) &&
                       has_privs_of_role(GetUserId(), row.role);
@@ -336,7 +336,8 @@ CK_SQL_FUNCTION(ck_enqueue) {
     Value unique_key = PG_ARGISNULL(6) ? Value{} : val(PG_GETARG_DATUM(6));
     Value timeout = PG_ARGISNULL(7) ? Value{} : val(PG_GETARG_DATUM(7));
     Value next = PG_ARGISNULL(8) ? Value{} : resolve_chain(PG_GETARG_DATUM(8), queue, 1);
-    Value id = enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
+    Value id =
+        enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
     ++enqueued_in_xact;
     return id.d;
   });
@@ -404,13 +405,13 @@ CK_SQL_FUNCTION(ck_schedule) {
     int64_t now = timestamptz_to_unix(GetCurrentTimestamp());
     int64_t next = schedule.next_after(now, zone, now);
     Value next_run = next < 0 ? Value{} : val(TimestampTzGetDatum(unix_to_timestamptz(next)));
-    call_internal("_put_schedule",
-                  {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID,
-                   OIDOID, TIMESTAMPTZOID},
-                  {text_val(name), text_val(cron), text_val(zone.name()), text_val(queue),
-                   text_val(r.kind), text_val(r.task),
-                   OidIsValid(r.func) ? val(ObjectIdGetDatum(r.func)) : Value{}, val(args),
-                   text_val(overlap), val(ObjectIdGetDatum(GetUserId())), next_run});
+    call_internal(
+        "_put_schedule",
+        {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, OIDOID,
+         TIMESTAMPTZOID},
+        {text_val(name), text_val(cron), text_val(zone.name()), text_val(queue), text_val(r.kind),
+         text_val(r.task), OidIsValid(r.func) ? val(ObjectIdGetDatum(r.func)) : Value{}, val(args),
+         text_val(overlap), val(ObjectIdGetDatum(GetUserId())), next_run});
     if (next_run.null) PG_RETURN_NULL();
     return next_run.d;
   });
