@@ -789,7 +789,9 @@ bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int 
     RateState *r = rate_of(*s, queue, true);
     if (r->next_at > now) return false;
     int64 step = static_cast<int64>(USECS_PER_SEC / rate_per_s);
-    r->next_at = std::max<int64>(r->next_at, now - step) + step;
+    // One start per step, no burst: a queue idle for a while starts one
+    // task now and the next a step later.
+    r->next_at = std::max<int64>(r->next_at, now) + step;
   }
   ExecutorSlot &e = s->execs[index];
   strlcpy(e.queue, queue, sizeof e.queue);
