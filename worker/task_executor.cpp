@@ -792,12 +792,18 @@ extern "C" void ck_task_executor_main(Datum arg) {
       ProcessConfigFile(PGC_SIGHUP);
     }
     if (exec_index >= settings.task_workers) proc_exit(0);
-    if (run_one()) continue;
+    if (run_one()) {
+      (void)pgstat_report_stat(false);  // at most once a second, by itself
+      continue;
+    }
     long wait_ms = settings.task_poll_interval_ms;
     if (next_due != 0) {
       long until = static_cast<long>((next_due - GetCurrentTimestamp()) / 1000) + 1;
       wait_ms = std::max(1L, std::min(wait_ms, until));
     }
+    // Background workers report their table statistics themselves: without
+    // this, autovacuum never hears of the dead rows every task leaves.
+    pgstat_report_stat(true);
     executor_idle(exec_db, exec_index, true);
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
                     PG_WAIT_EXTENSION);
