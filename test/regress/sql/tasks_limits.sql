@@ -30,6 +30,29 @@ BEGIN
     RETURN c;
 END $$;
 
+-- No task runs twice: 500 tasks, each inserting its own number under a
+-- unique constraint, all succeed once with both executors claiming.
+CREATE TABLE regress_limits.once (n int PRIMARY KEY);
+GRANT INSERT ON regress_limits.once TO regress_limits;
+CREATE FUNCTION regress_limits.once(args jsonb) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO regress_limits.once VALUES ((args ->> 'n')::int) $$;
+GRANT EXECUTE ON FUNCTION regress_limits.once(jsonb) TO regress_limits;
+SET ROLE regress_limits;
+SELECT count(cachekit.enqueue('default', 'regress_limits.once', jsonb_build_object('n', g), max_attempts => 1))
+  FROM generate_series(1, 500) g;
+RESET ROLE;
+DO $$
+BEGIN
+    FOR i IN 1..600 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM cachekit._tasks WHERE task = 'regress_limits.once(jsonb)'
+                                 AND state NOT IN ('succeeded', 'dead'));
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+SELECT state, count(*), sum(attempts) AS attempts FROM cachekit._tasks
+ WHERE task = 'regress_limits.once(jsonb)' GROUP BY state;
+SELECT count(*) AS rows FROM regress_limits.once;
+
 -- Concurrency 1 with two executors: the runs never overlap.
 SELECT cachekit.create_queue('regress_one', 1);
 SET ROLE regress_limits;
