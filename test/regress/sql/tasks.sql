@@ -198,6 +198,20 @@ SELECT regress.wait_task(:slow, '{failed,dead}') AS slow;
 SELECT last_error ->> 'sqlstate' AS sqlstate, last_error ->> 'message' AS message FROM cachekit.tasks WHERE id = :slow;
 SELECT cachekit.cancel_task(:slow);
 
+-- Cancelling a running task interrupts it and rolls its effects back.
+SET ROLE regress_task_a;
+SELECT cachekit.enqueue('default', 'regress_tasks.run_sql',
+       '{"sql": "WITH w AS (INSERT INTO regress_tasks.runs (task) VALUES (''interrupted'') RETURNING 1) SELECT pg_sleep(20)::text FROM w"}') AS long_one \gset
+RESET ROLE;
+SELECT regress.wait_task(:long_one, '{running}') AS long_one;
+SELECT pg_sleep(0.3);
+SET ROLE regress_task_a;
+SELECT cachekit.cancel_task(:long_one);
+RESET ROLE;
+SELECT regress.wait_task(:long_one) AS long_one;
+SELECT count(*) AS interrupted_rows FROM regress_tasks.runs WHERE task = 'interrupted';
+SELECT finished_at - started_at < interval '10 s' AS interrupted_early FROM cachekit._tasks WHERE id = :long_one;
+
 -- Chaining: the next task exists once the first one's success commits.
 SET ROLE regress_task_a;
 SELECT cachekit.enqueue('default', 'regress_tasks.record', '{"name": "first"}',
