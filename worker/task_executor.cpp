@@ -626,11 +626,13 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) 
       o.result.empty() ? std::nullopt : std::optional<std::string>(o.result);
   std::optional<std::string> error =
       o.kind == Outcome::kSucceeded ? std::nullopt : std::optional<std::string>(error_json(c, o));
+  // The retry delay counts from the failure: now() is when the attempt
+  // started, and a task that ran longer than its delay would retry at once.
   std::vector<Row> rows = sql(
       "UPDATE " + t.tasks +
           " SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, "
           "finished_at = CASE WHEN cancel_requested OR $3 <> 'failed' THEN clock_timestamp() END, "
-          "run_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => $4) ELSE run_at END, "
+          "run_at = CASE WHEN $3 = 'failed' THEN clock_timestamp() + make_interval(secs => $4) ELSE run_at END, "
           "result = $5, last_error = $6, claim = NULL "
           "WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING state, next",
       {INT8OID, INT8OID, TEXTOID, FLOAT8OID, JSONBOID, JSONBOID},
