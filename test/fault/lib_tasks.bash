@@ -22,12 +22,15 @@ wait_for() { # $1: seconds, $2: description, rest: command that must succeed
 	local deadline=$((SECONDS + seconds))
 	shift 2
 	until "$@"; do
-		((SECONDS < deadline)) || fail "timed out after $seconds s waiting for: $what; tasks (id:state/attempts): $(task_summary)"
+		((SECONDS < deadline)) || fail "timed out after $seconds s waiting for: $what; tasks: $(task_summary)"
 		sleep 0.1
 	done
 }
+# Tasks by state, and the first unfinished ones (id:state/attempts).
 task_summary() {
-	q "SELECT string_agg(id || ':' || state || '/' || attempts, ' ' ORDER BY id) FROM cachekit.tasks" 2>&1 | tail -c 2000 || true
+	q "SELECT coalesce((SELECT string_agg(state || ' ' || n, ', ') FROM (SELECT state, count(*) n FROM cachekit.tasks GROUP BY 1 ORDER BY 1) s), 'no tasks')
+	       || '; unfinished: ' || coalesce((SELECT string_agg(id || ':' || state || '/' || attempts, ' ') FROM (SELECT id, state, attempts FROM cachekit.tasks
+	          WHERE state IN ('queued', 'running', 'failed') ORDER BY id LIMIT 20) u), 'none')" 2>&1 || true
 }
 # Milliseconds since some fixed point, for run times.
 now_ms() { date +%s%3N; }

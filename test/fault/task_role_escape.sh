@@ -2,10 +2,12 @@
 # A running task cannot become more than the role that enqueued it, nor run
 # forever by killing its executor (issue 8, security and fault tests):
 #  1. tasks enqueued by a plain role that try SET ROLE, RESET ROLE, SET
-#     SESSION AUTHORIZATION and set_config('role', ...) to get at a table
-#     only another role may write: each is dead with 42501 and wrote
-#     nothing; a task that writes the table directly fails likewise; a task
-#     reporting its users shows the enqueuer as both session and current user;
+#     SESSION AUTHORIZATION (to another role, and to the bootstrap
+#     superuser, which is what the executor authenticated as) and
+#     set_config('role', ...) to get at a table only another role may write:
+#     each is dead with 42501 and wrote nothing; a task that writes the
+#     table directly fails likewise; a task reporting its users shows the
+#     enqueuer as both session and current user;
 #  2. a task that terminates its own executor (pg_terminate_backend on
 #     pg_backend_pid(), then sleeping or returning at once) is retried at once
 #     each time and dead after max_attempts, instead of looping; the launcher
@@ -38,6 +40,11 @@ CREATE FUNCTION fault.reset_role(a jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
 BEGIN RESET ROLE; INSERT INTO fault.b_only VALUES ('reset role'); END \$\$;
 CREATE FUNCTION fault.session_authorization(a jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
 BEGIN SET SESSION AUTHORIZATION $role_b; INSERT INTO fault.b_only VALUES ('set session authorization'); END \$\$;
+CREATE FUNCTION fault.superuser(a jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN
+    EXECUTE format('SET SESSION AUTHORIZATION %I', (SELECT rolname FROM pg_roles WHERE oid = 10));
+    INSERT INTO fault.b_only VALUES ('superuser');
+END \$\$;
 CREATE FUNCTION fault.set_config_role(a jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
 BEGIN PERFORM set_config('role', '$role_b', false); INSERT INTO fault.b_only VALUES ('set_config'); END \$\$;
 CREATE FUNCTION fault.write_directly(a jsonb) RETURNS void LANGUAGE plpgsql AS \$\$
@@ -56,25 +63,28 @@ SQL
 wait_executors 4 30
 
 # 1. Escapes, as role a.
-escapes=(set_role reset_role session_authorization set_config_role write_directly)
+escapes=(set_role reset_role session_authorization superuser set_config_role write_directly)
 ids=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "SET ROLE $role_a" \
 	-c "SELECT string_agg(cachekit.enqueue('default', 'fault.' || t, max_attempts => 1)::text, ' ' ORDER BY o)
 	    FROM unnest(string_to_array('${escapes[*]}', ' ')) WITH ORDINALITY AS u(t, o)")
 who=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "SET ROLE $role_a" -c "SELECT cachekit.enqueue('default', 'fault.whoami')")
-for id in $ids $who; do wait_for 15 "task $id to finish" bash -c "[[ \"\$(psql -X -At -d $db -c 'SELECT state FROM cachekit.tasks WHERE id = $id')\" =~ ^(succeeded|dead)$ ]]"; done
-i=0
+finished() { [[ "$(state_of "$1")" =~ ^(succeeded|dead)$ ]]; }
+for id in $ids $who; do wait_for 15 "task $id to finish" finished "$id"; done
+# What matters most first: nothing got written as role b (or a superuser).
+got=$(q "SELECT coalesce(string_agg(how, ', '), 'none') FROM fault.b_only")
+[ "$got" = "none" ] || fail "tasks of $role_a wrote into $role_b's table: $got"
+i=0 bad=
 for id in $ids; do
 	got=$(q "SELECT state || ' ' || attempts || ' ' || (last_error->>'sqlstate') || ' ' || (last_error->>'message') FROM cachekit.tasks WHERE id = $id")
 	case "${escapes[$i]}" in
 	write_directly) want="dead 1 42501 permission denied for table b_only" ;;
-	session_authorization) want="dead 1 42501 cannot set parameter \"session_authorization\" within security-definer function" ;;
+	session_authorization | superuser) want="dead 1 42501 cannot set parameter \"session_authorization\" within security-definer function" ;;
 	*) want="dead 1 42501 cannot set parameter \"role\" within security-definer function" ;;
 	esac
-	[ "$got" = "$want" ] || fail "task $id (${escapes[$i]}) enqueued by $role_a: $got, expected $want"
+	[ "$got" = "$want" ] || bad+="; task $id (${escapes[$i]}): $got, expected $want"
 	i=$((i + 1))
 done
-got=$(q "SELECT coalesce(string_agg(how, ', '), 'none') FROM fault.b_only")
-[ "$got" = "none" ] || fail "tasks of $role_a wrote into $role_b's table: $got"
+[ -z "$bad" ] || fail "tasks enqueued by $role_a${bad}"
 got=$(q "SELECT state || ' ' || result::text FROM cachekit.tasks WHERE id = $who")
 want="succeeded {\"current_user\": \"$role_a\", \"session_user\": \"$role_a\"}"
 [ "$got" = "$want" ] || fail "task $who (whoami) enqueued by $role_a: $got, expected $want"
