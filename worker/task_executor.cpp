@@ -635,12 +635,14 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) 
       o.result.empty() ? std::nullopt : std::optional<std::string>(o.result);
   std::optional<std::string> error =
       o.kind == Outcome::kSucceeded ? std::nullopt : std::optional<std::string>(error_json(c, o));
+  // The retry delay counts from the failure: now() is when the attempt
+  // started, and a task that ran longer than its delay would retry at once.
   std::vector<Row> rows = sql(
       "UPDATE " + t.tasks +
           " SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, "
           "finished_at = CASE WHEN cancel_requested OR $3 <> 'failed' THEN clock_timestamp() END, "
-          "run_at = CASE WHEN $3 = 'failed' THEN now() + make_interval(secs => $4) ELSE run_at "
-          "END, "
+          "run_at = CASE WHEN $3 = 'failed' THEN clock_timestamp() + make_interval(secs => $4) "
+          "ELSE run_at END, "
           "result = $5, last_error = $6, claim = NULL "
           "WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING state, next",
       {INT8OID, INT8OID, TEXTOID, FLOAT8OID, JSONBOID, JSONBOID},
@@ -743,6 +745,14 @@ bool run_one() {
     recorded = as_owner(*t, [&] { return record(*t, c, o, &chained); });
   });
   running_task = 0;
+  if (recorded.empty()) {
+    // The row is no longer this run's (it cannot be, short of a bug in the
+    // reclaim): nothing of the task may commit without its outcome.
+    end_transaction(false);
+    release_queue(exec_db, exec_index);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    return true;
+  }
   if (recorded == "cancelled" && c.kind == "function") {
     // cancel_task() while it ran: its effects go, only the state stays.
     end_transaction(false);
@@ -760,7 +770,9 @@ bool run_one() {
   }
   end_transaction(true);
   release_queue(exec_db, exec_index);
-  if (chained) wake_executors(exec_db, 1);
+  // A chained task, or one given back by a shutdown of this executor, is for
+  // another executor now.
+  if (chained || o.retry_now) wake_executors(exec_db, 1);
   if (o.kind == Outcome::kSucceeded) store_result_in_redis(c.id, o.result);
   pgstat_report_activity(STATE_IDLE, nullptr);
   return true;
