@@ -63,6 +63,9 @@ restart() { # $1: shutdown mode
 	as_postgres "$bindir/pg_ctl" -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null
 }
 
+# cachekit.task_workers: the executors each database gets.
+task_workers() { q "SELECT current_setting('cachekit.task_workers')"; }
+
 # Pids of the task executors of $db (one a line).
 executor_pids() {
 	qdb postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = '$executor_type' AND datname = '$db' ORDER BY pid" 2>/dev/null

@@ -15,7 +15,7 @@ tasks_cleanup
 
 start=$(now_ms)
 setup_task_db
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 
 # 1. One task, killed mid-run.
 id=$(q_durable "SELECT cachekit.enqueue('default', 'fault.work', '{\"n\": 1, \"sleep\": 3}')")
@@ -41,7 +41,7 @@ echo "ok - a task whose executor was killed with SIGKILL ran again and succeeded
 # surely interrupts a claimed run.
 q "TRUNCATE fault.results"
 q "SELECT cachekit.create_queue('fault_kill', 3)" >/dev/null
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 long=$(q_durable "SELECT cachekit.enqueue('fault_kill', 'fault.work', '{\"n\": 21, \"sleep\": 3}', priority => 10)")
 enqueue_work 20 0.3 fault_kill
 wait_for 10 "task $long to run" running_task "$long"

@@ -20,7 +20,7 @@ tasks_cleanup
 
 start=$(now_ms)
 setup_task_db
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 
 # 1. Queued while no executor runs, fast restart.
 set_guc cachekit.task_workers 0
@@ -40,7 +40,7 @@ echo "ok - 200 tasks queued across a fast restart with no executor: all ran once
 # 2. Immediate shutdown while tasks drain.
 q "TRUNCATE fault.results"
 q "SELECT cachekit.create_queue('fault_restart', 2)" >/dev/null
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 long=$(q_durable "SELECT cachekit.enqueue('fault_restart', 'fault.work', '{\"n\": 201, \"sleep\": 3}', priority => 10)")
 enqueue_work 200 0.05 fault_restart
 some_done() { [ "$(q "SELECT count(*) FROM cachekit.tasks WHERE queue = 'fault_restart' AND state = 'succeeded'")" -ge 10 ]; }
@@ -64,7 +64,7 @@ echo "ok - 200 short tasks and a long one across an immediate shutdown mid-drain
 # every 100 ms meanwhile: "at once" then means well under the first retry's
 # backoff (0.9 s to 1.1 s).
 set_guc cachekit.task_poll_interval 100
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 id=$(q_durable "SELECT cachekit.enqueue('default', 'fault.work', '{\"n\": 1000, \"sleep\": 4}')")
 running_task() { pid=$(executor_of "$1") && [ -n "$pid" ] && in_state "$1" running; }
 wait_for 10 "task $id to run" running_task "$id"
@@ -87,7 +87,7 @@ got=$(q "SELECT attempts FROM cachekit.tasks WHERE id = $id")
 [ "$got" = "2" ] || fail "task $id succeeded after $got attempts, expected 2"
 got=$(q "SELECT count(*) || ' ' || count(*) FILTER (WHERE pid = $pid) FROM fault.results WHERE n = 1000")
 [ "$got" = "1 0" ] || fail "committed runs of task $id, and runs by the terminated executor: $got, expected 1 0"
-replaced() { [ "$(executor_count)" -ge 4 ] && ! executor_pids | grep -qx "$pid"; }
+replaced() { [ "$(executor_count)" -ge "$(task_workers)" ] && ! executor_pids | grep -qx "$pid"; }
 wait_for 10 "the launcher to start an executor in place of $pid" replaced
 for o in $others; do
 	kill -0 "$o" 2>/dev/null || fail "executor $o exited when executor $pid was terminated (a crash restart?)"

@@ -60,7 +60,7 @@ BEGIN
     RETURN a;
 END \$\$;
 SQL
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 
 # 1. Escapes, as role a.
 escapes=(set_role reset_role session_authorization superuser set_config_role write_directly)
@@ -93,7 +93,7 @@ echo "ok - tasks enqueued by a plain role cannot SET ROLE, RESET ROLE, SET SESSI
 # 2. Tasks that terminate their own executor. Only a superuser may signal
 # an executor (it runs as the bootstrap superuser), so these are enqueued
 # by one.
-wait_executors 4 30
+wait_executors "$(task_workers)" 30
 t_sleep=$(q "SELECT cachekit.enqueue('default', 'fault.terminate_self', '{\"sleep\": 5}', max_attempts => 3)")
 t_return=$(q "SELECT cachekit.enqueue('default', 'fault.terminate_self', '{\"sleep\": 0}', max_attempts => 3)")
 for id in $t_sleep $t_return; do
@@ -103,6 +103,6 @@ for id in $t_sleep $t_return; do
 	got=$(q "SELECT attempts || ' ' || (last_error->>'sqlstate') || ' ' || (last_error->>'attempt') || ' ' || (finished_at - created_at < interval '8 s') FROM cachekit.tasks WHERE id = $id")
 	[ "$got" = "3 57P01 3 true" ] || fail "task $id terminating its executor: attempts, last SQLSTATE, attempt, done within 8 s: $got, expected 3 57P01 3 true"
 done
-wait_executors 4 15
+wait_executors "$(task_workers)" 15
 echo "ok - a task that terminates its own executor is dead after max_attempts (3), the executors are replaced"
 echo "# $(($(now_ms) - start)) ms"
