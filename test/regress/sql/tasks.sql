@@ -277,6 +277,16 @@ SET ROLE regress_task_a;
 SELECT cachekit.unschedule('regress_tick'), cachekit.unschedule('regress_daily'), cachekit.unschedule('regress_tick');
 RESET ROLE;
 
+-- Pruning: finished tasks older than cachekit.task_retention go, nothing
+-- unfinished does (whatever its age).
+UPDATE cachekit._tasks SET finished_at = now() - interval '8 days' WHERE id IN (:as_a, :dies);
+UPDATE cachekit._tasks SET created_at = now() - interval '30 days', run_at = now() + interval '1 day'
+ WHERE id = :read_b;
+UPDATE cachekit._tasks SET state = 'queued', finished_at = NULL WHERE id = :read_b;
+SELECT (cachekit.prune_tasks('{}') ->> 'tasks_deleted')::int >= 2 AS pruned;
+SELECT id = :read_b AS kept_queued FROM cachekit._tasks WHERE id IN (:as_a, :dies, :read_b);
+SELECT cachekit.cancel_task(:read_b);
+
 -- Clean up (every task of these roles first).
 DELETE FROM cachekit._tasks WHERE role IN ('regress_task_a'::regrole, 'regress_task_b'::regrole);
 DROP SCHEMA regress_tasks CASCADE;
