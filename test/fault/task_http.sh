@@ -21,7 +21,7 @@ server_pid=
 cleanup() {
 	psql -X -q -d postgres -c "ALTER SYSTEM RESET cachekit.http_allowed_hosts" \
 		-c "ALTER SYSTEM RESET cachekit.http_max_response_bytes" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
-	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+	if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
 	dropdb --if-exists "$db" >/dev/null 2>&1 || true
 	psql -X -q -d postgres -c "DROP ROLE IF EXISTS $user" -c "DROP ROLE IF EXISTS $plain" >/dev/null 2>&1 || true
 	rm -rf "$dir"
@@ -67,6 +67,7 @@ wait_state() {
 	while :; do
 		state=$(q "SELECT state FROM cachekit.tasks WHERE id = $1")
 		[[ $state =~ ^($2)$ ]] && return 0
+		[[ $state =~ ^(succeeded|dead|cancelled)$ ]] && fail "task $1 is $state, not $2: $(q "SELECT cachekit.task_status($1)")"
 		((SECONDS < deadline)) || fail "task $1 is '$state', not $2, after ${3:-15}s: $(q "SELECT cachekit.task_status($1)")"
 		sleep 0.05
 	done
