@@ -66,7 +66,8 @@ q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -c "$1"; }
 # enqueue ARGS_JSON [MORE ENQUEUE ARGUMENTS]: the task id, enqueued as $user.
 enqueue() {
 	psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -c "SET ROLE $user" \
-		-c "SELECT cachekit.enqueue('email', 'email', \$j\$$1\$j\$::jsonb${2:+, $2})"
+		-c "SELECT cachekit.enqueue('email', 'email', \$j\$$1\$j\$::jsonb${2:+, $2})" ||
+		{ echo "not ok - enqueue failed: $1" >&2; exit 1; } # inside $(...): say it on stderr
 }
 # The SQLSTATE of SQL run as ROLE, or "none".
 sqlstate_of() {

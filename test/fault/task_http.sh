@@ -53,7 +53,8 @@ q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -c "$1"; }
 # enqueue ROLE ARGS_JSON [MORE ENQUEUE ARGUMENTS]: the task id.
 enqueue() {
 	psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -c "SET ROLE $1" \
-		-c "SELECT cachekit.enqueue('default', 'http', \$j\$$2\$j\$::jsonb${3:+, $3})"
+		-c "SELECT cachekit.enqueue('default', 'http', \$j\$$2\$j\$::jsonb${3:+, $3})" ||
+		{ echo "not ok - enqueue as $1 failed: $2" >&2; exit 1; } # inside $(...): say it on stderr
 }
 # The SQLSTATE of SQL run as ROLE, or "none".
 sqlstate_of() {
