@@ -7,6 +7,9 @@
 // dead at once (the same request would fail again). The response (status,
 // headers, body up to cachekit.http_max_response_bytes) is the result either
 // way. A host outside cachekit.http_allowed_hosts is dead at once too.
+// jsonb holds only text in the database encoding without NUL: a body that is
+// not such text is stored as "body_base64" (and "body": null), and a body cut
+// at the cap loses the character the cut split.
 #include "worker/task_kinds.h"
 
 #include <optional>
@@ -24,6 +27,8 @@
 #include "pg/guc.h"
 
 extern "C" {
+#include "common/base64.h"
+#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
@@ -138,6 +143,24 @@ std::string object_json(const std::vector<std::pair<std::string, std::string>> &
 
 int64_t now_unix() { return static_cast<int64_t>(time(nullptr)); }
 
+// The "body" member(s) of an http task's result (see the top of the file).
+std::string body_json(const std::string &body, bool truncated) {
+  int n = static_cast<int>(body.size());
+  int valid = pg_call([&] {
+    int enc = GetDatabaseEncoding();
+    int v = pg_encoding_verifymbstr(enc, body.data(), n);
+    if (v < n && truncated && body[v] != '\0' && n - v < pg_encoding_mblen(enc, body.data() + v))
+      n = v;
+    return v;
+  });
+  if (valid == n) return "\"body\":" + json_quote(std::string_view(body.data(), n));
+  std::string b64(static_cast<size_t>(pg_b64_enc_len(n)), '\0');
+  int len = pg_call(
+      [&] { return pg_b64_encode(body.data(), n, b64.data(), static_cast<int>(b64.size())); });
+  b64.resize(len < 0 ? 0 : static_cast<size_t>(len));
+  return "\"body\":null,\"body_base64\":\"" + b64 + "\"";
+}
+
 }  // namespace
 
 TaskKindResult run_http_task(Datum datum, int64_t timeout_ms) {
@@ -174,9 +197,9 @@ TaskKindResult run_http_task(Datum datum, int64_t timeout_ms) {
     if (strcasecmp(h.first.c_str(), "retry-after") == 0)
       resp.retry_after_seconds = parse_retry_after(h.second, now_unix());
   r.result_json = "{\"status\":" + std::to_string(resp.status) +
-                  ",\"headers\":" + object_json(resp.headers) +
-                  ",\"body\":" + json_quote(resp.body) +
-                  ",\"truncated\":" + (resp.body_truncated ? "true" : "false") + "}";
+                  if (settings.smtp_password_file && settings.smtp_password_file[0])
+                      server.password = read_password_file(settings.smtp_password_file);
+  ",\"truncated\":" + (resp.body_truncated ? "true" : "false") + "}";
   if (resp.status < 400) {
     r.ok = true;
     return r;
