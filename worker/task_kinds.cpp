@@ -197,9 +197,9 @@ TaskKindResult run_http_task(Datum datum, int64_t timeout_ms) {
     if (strcasecmp(h.first.c_str(), "retry-after") == 0)
       resp.retry_after_seconds = parse_retry_after(h.second, now_unix());
   r.result_json = "{\"status\":" + std::to_string(resp.status) +
-                  if (settings.smtp_password_file && settings.smtp_password_file[0])
-                      server.password = read_password_file(settings.smtp_password_file);
-  ",\"truncated\":" + (resp.body_truncated ? "true" : "false") + "}";
+                  ",\"headers\":" + object_json(resp.headers) + "," +
+                  body_json(resp.body, resp.body_truncated) +
+                  ",\"truncated\":" + (resp.body_truncated ? "true" : "false") + "}";
   if (resp.status < 400) {
     r.ok = true;
     return r;
