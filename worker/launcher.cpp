@@ -268,7 +268,7 @@ void scan_databases() {
     if (v.pid != 0) {  // running
       k->worker_misses = 0;
       k->warned_worker = false;
-      if (v.extension_present) start_executors(k, name);
+      if (v.extension_present && v.executors_paused_until <= now) start_executors(k, name);
       continue;
     }
     if (k->handle) continue;             // started, not registered yet
@@ -334,6 +334,7 @@ void stop_relay_for(const char *dbname) {
   // Only for someone the command will let through (the command checks again).
   if (!superuser() && !pg_database_ownercheck(dbid, GetUserId())) return;
   pause_worker(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
+  pause_executors(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
   int pid = worker_pid(dbid);
   std::vector<int> executors = executor_pids(dbid);
   for (int e : executors)

@@ -791,6 +791,12 @@ extern "C" void ck_task_executor_main(Datum arg) {
   pgstat_report_appname("pg_cachekit task executor");
   claim_token = register_executor(exec_db, exec_index);
   if (claim_token == 0) proc_exit(0);
+  // Started just before DROP DATABASE (or RENAME) stopped the others: not
+  // registered yet, it was not asked to stop; it must not stay either.
+  if (executors_paused(exec_db)) {
+    unregister_executor(exec_db, exec_index);
+    proc_exit(0);
+  }
   before_shmem_exit(on_exit_unregister, 0);
   cancel_flag = executor_cancel_flag(exec_db, exec_index);
   task_cxt = AllocSetContextCreate(TopMemoryContext, "pg_cachekit task", ALLOCSET_DEFAULT_SIZES);
@@ -803,7 +809,7 @@ extern "C" void ck_task_executor_main(Datum arg) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    if (exec_index >= settings.task_workers) proc_exit(0);
+    if (exec_index >= settings.task_workers || executors_paused(exec_db)) proc_exit(0);
     if (run_one()) {
       (void)pgstat_report_stat(false);  // at most once a second, by itself
       continue;

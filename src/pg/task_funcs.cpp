@@ -9,6 +9,7 @@
 // function reaches the task tables without these checks, and a task names a
 // function by OID: a later CREATE FUNCTION elsewhere cannot redirect it.
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -149,9 +150,27 @@ Value text_val(const std::string &s) { return val(text_datum(s)); }
 Value call_internal(const char *name, const std::vector<Oid> &types,
                     const std::vector<Value> &args) {
   Value out;
+  // Looked up once per backend; the cached OID is checked to still name the
+  // function (DROP and CREATE EXTENSION give it a new one).
+  static std::unordered_map<std::string, Oid> known;
+  Oid &cached = known[name];
   pg_call([&] {
-    List *names = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup(name)));
-    Oid fn = LookupFuncName(names, static_cast<int>(types.size()), types.data(), false);
+    Oid fn = cached;
+    if (OidIsValid(fn)) {
+      HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+      bool same =
+          HeapTupleIsValid(tup) &&
+          strcmp(NameStr(reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->proname), name) == 0 &&
+          reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->pronamespace ==
+              get_namespace_oid("cachekit", true);
+      if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
+      if (!same) fn = InvalidOid;
+    }
+    if (!OidIsValid(fn)) {
+      List *names = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup(name)));
+      fn = LookupFuncName(names, static_cast<int>(types.size()), types.data(), false);
+    }
+    cached = fn;
     FmgrInfo flinfo;
     fmgr_info(fn, &flinfo);
     int n = static_cast<int>(args.size());
