@@ -25,9 +25,12 @@
 extern "C" {
 #include "postgres.h"
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 }
 
@@ -158,13 +161,52 @@ int run_schedules(const std::string &schedules, const std::string &tasks) {
 
 }  // namespace
 
-int task_maintenance(Oid dbid, const ExtensionObjects &objects) {
+namespace {
+
+int maintain(Oid dbid, const ExtensionObjects &objects) {
   if (!OidIsValid(objects.tasks)) return 0;
   std::string tasks = pg_call([&] { return qualified_name(objects.tasks); });
   int woken = reclaim(dbid, tasks);
   if (OidIsValid(objects.schedules)) {
     std::string schedules = pg_call([&] { return qualified_name(objects.schedules); });
     woken += run_schedules(schedules, tasks);
+  }
+  return woken;
+}
+
+}  // namespace
+
+// In a subtransaction: whatever goes wrong with the tasks (a lock timeout, a
+// broken schedule row) is a WARNING and is rolled back, and the relay goes on
+// delivering invalidations, which must not wait for the task queue. A
+// PgError is caught here without reaching cpp_entry on purpose: the
+// subtransaction it happened in is rolled back, as in a PL/pgSQL exception
+// block, so the relay's transaction is sound again.
+int task_maintenance(Oid dbid, const ExtensionObjects &objects) {
+  MemoryContext cxt = CurrentMemoryContext;
+  ResourceOwner owner = CurrentResourceOwner;
+  pg_call([] { BeginInternalSubTransaction(nullptr); });
+  MemoryContextSwitchTo(cxt);
+  int woken = 0;
+  std::string failure;
+  try {
+    woken = maintain(dbid, objects);
+  } catch (const std::exception &e) {
+    failure = e.what();
+  }
+  if (failure.empty())
+    pg_call([] { ReleaseCurrentSubTransaction(); });
+  else
+    pg_call([] { RollbackAndReleaseCurrentSubTransaction(); });
+  MemoryContextSwitchTo(cxt);
+  CurrentResourceOwner = owner;
+  if (!failure.empty()) {
+    pg_call([&] {
+      ereport(WARNING, (errmsg("pg_cachekit task maintenance failed: %s", failure.c_str()),
+                        errdetail("Tasks of dead executors are reclaimed and due schedules started "
+                                  "at the relay's next cycle.")));
+    });
+    return 0;
   }
   return woken;
 }
