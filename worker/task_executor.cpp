@@ -380,8 +380,17 @@ ClaimResult claim(const Tables &t, Claimed *out) {
   c.timeout_ms = std::stoll(*r[11]);
   const Queue *q = queue_named(c.queue);
   if (!q || !reserve_queue(exec_db, exec_index, c.id, c.queue.c_str(), q->concurrency, q->rate,
-                           GetCurrentTimestamp()))
-    return ClaimResult::kRetry;  // another executor took the queue's last place: roll back
+                           GetCurrentTimestamp())) {
+    // Another executor took the queue's last place meanwhile. In a claim of
+    // its own the caller rolls back; in the transaction of the previous task
+    // (see run_one()) the row is put back as it was: a queued task has no
+    // attempts yet, a failed one has.
+    sql("UPDATE " + t.tasks +
+            " SET state = CASE WHEN attempts = 1 THEN 'queued' ELSE 'failed' END, "
+            "attempts = attempts - 1, claim = NULL WHERE id = $1 AND claim = $2",
+        {INT8OID, INT8OID}, {std::to_string(c.id), std::to_string(claim_token)});
+    return ClaimResult::kRetry;
+  }
   *out = std::move(c);
   return ClaimResult::kClaimed;
 }
@@ -699,9 +708,11 @@ void store_result_in_redis(int64 id, const std::string &result) {
 }
 
 // True when a task ran (or a claim must be retried at once).
-bool run_one() {
-  MemoryContextReset(task_cxt);
-  Claimed c;
+// The next task, claimed in the transaction that recorded the last one.
+std::optional<Claimed> claimed_next;
+
+// A claim in a transaction of its own (the executor was idle).
+ClaimResult claim_alone(Claimed *c) {
   ClaimResult got = ClaimResult::kNothing;
   transaction([&] {
     std::optional<Tables> tables = find_tables();
@@ -709,21 +720,27 @@ bool run_one() {
       got = ClaimResult::kNoExtension;
       return;
     }
-    got = as_owner(*tables, [&] { return claim(*tables, &c); });
+    got = as_owner(*tables, [&] { return claim(*tables, c); });
   });
   if (got != ClaimResult::kClaimed) {
     end_transaction(got != ClaimResult::kRetry);
     if (got == ClaimResult::kNoExtension) proc_exit(0);
-    return got == ClaimResult::kRetry;
+    return got;
   }
-  // The claim needs no flush of its own: the run's commit below flushes the
-  // WAL up to and past it. Lost in a crash before that, the task is simply
-  // still queued.
+  // The claim needs no flush of its own: the run's commit flushes the WAL up
+  // to and past it. Lost in a crash before that, the task is simply still
+  // queued.
   int save_sync = synchronous_commit;
   synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
   end_transaction(true);
   synchronous_commit = save_sync;
+  return got;
+}
 
+// Runs a claimed task and records its outcome; in the same transaction, the
+// next task is claimed (one commit a task when there is work, and that
+// claim is durable with it).
+bool run_claimed(const Claimed &c) {
   if (cancel_flag) pg_atomic_write_u64(cancel_flag, 0);
   running_task = c.id;
   pgstat_report_activity(STATE_RUNNING,
@@ -743,11 +760,19 @@ bool run_one() {
     std::optional<Tables> t = find_tables();
     if (!t) return;
     recorded = as_owner(*t, [&] { return record(*t, c, o, &chained); });
+    if (recorded.empty() || (recorded == "cancelled" && c.kind == "function")) return;
+    if (ShutdownRequestPending || exec_index >= settings.task_workers) return;
+    // This task's place in its queue is free now; the next one takes one.
+    release_queue(exec_db, exec_index);
+    Claimed next;
+    if (as_owner(*t, [&] { return claim(*t, &next); }) == ClaimResult::kClaimed)
+      claimed_next = std::move(next);
   });
   running_task = 0;
   if (recorded.empty()) {
     // The row is no longer this run's (it cannot be, short of a bug in the
     // reclaim): nothing of the task may commit without its outcome.
+    claimed_next.reset();
     end_transaction(false);
     release_queue(exec_db, exec_index);
     pgstat_report_activity(STATE_IDLE, nullptr);
@@ -769,13 +794,49 @@ bool run_one() {
     });
   }
   end_transaction(true);
-  release_queue(exec_db, exec_index);
+  if (!claimed_next) release_queue(exec_db, exec_index);
   // A chained task, or one given back by a shutdown of this executor, is for
   // another executor now.
   if (chained || o.retry_now) wake_executors(exec_db, 1);
   if (o.kind == Outcome::kSucceeded) store_result_in_redis(c.id, o.result);
   pgstat_report_activity(STATE_IDLE, nullptr);
   return true;
+}
+
+// Leaving with a claimed task that has not started: put it back as it was
+// (not an attempt), for another executor.
+void give_back_claimed_next() {
+  if (!claimed_next) return;
+  Claimed c = std::move(*claimed_next);
+  claimed_next.reset();
+  transaction([&] {
+    std::optional<Tables> t = find_tables();
+    if (!t) return;
+    as_owner(*t, [&] {
+      sql("UPDATE " + t->tasks +
+              " SET state = CASE WHEN attempts = 1 THEN 'queued' ELSE 'failed' END, "
+              "attempts = attempts - 1, claim = NULL WHERE id = $1 AND claim = $2",
+          {INT8OID, INT8OID}, {std::to_string(c.id), std::to_string(claim_token)});
+    });
+  });
+  end_transaction(true);
+  release_queue(exec_db, exec_index);
+  wake_executors(exec_db, 1);
+}
+
+bool run_one() {
+  MemoryContextReset(task_cxt);
+  Claimed c;
+  ClaimResult got = ClaimResult::kNothing;
+  if (claimed_next) {
+    c = std::move(*claimed_next);
+    claimed_next.reset();
+    got = ClaimResult::kClaimed;
+  } else {
+    got = claim_alone(&c);
+    if (got != ClaimResult::kClaimed) return got == ClaimResult::kRetry;
+  }
+  return run_claimed(c);
 }
 
 }  // namespace
@@ -804,12 +865,15 @@ extern "C" void ck_task_executor_main(Datum arg) {
 
   for (;;) {
     CHECK_FOR_INTERRUPTS();
-    if (ShutdownRequestPending) proc_exit(0);
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    if (exec_index >= settings.task_workers || executors_paused(exec_db)) proc_exit(0);
+    if (ShutdownRequestPending || exec_index >= settings.task_workers ||
+        executors_paused(exec_db)) {
+      give_back_claimed_next();
+      proc_exit(0);
+    }
     if (run_one()) {
       (void)pgstat_report_stat(false);  // at most once a second, by itself
       continue;
