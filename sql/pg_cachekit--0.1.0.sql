@@ -79,6 +79,15 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_admin') THEN
         CREATE ROLE cachekit_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_tasks') THEN
+        CREATE ROLE cachekit_tasks NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_http') THEN
+        CREATE ROLE cachekit_http NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_email') THEN
+        CREATE ROLE cachekit_email NOLOGIN;
+    END IF;
 END
 $roles$;
 
@@ -587,6 +596,395 @@ CREATE VIEW cachekit.invalidation_stats AS
 COMMENT ON VIEW cachekit.invalidation_stats IS
     'Pub/sub messages, deleted keys and the outbox of trigger-driven invalidation (cluster-wide counters)';
 
+-- Tasks ------------------------------------------------------------------------
+--
+-- A durable queue in tables that only the extension's functions change
+-- (nothing here is granted to anyone: DML on pg_cron's job table was code
+-- execution as other roles). Executors (worker/task_executor.cpp) claim rows
+-- as the extension owner and run each task as the role that enqueued it.
+
+CREATE TABLE cachekit._queues (
+    name pg_catalog.text PRIMARY KEY,
+    concurrency pg_catalog.int4 NOT NULL,
+    rate_limit_per_s pg_catalog.numeric,
+    paused pg_catalog.bool NOT NULL DEFAULT false,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT queue_name CHECK (name OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]{1,63}$'),
+    CONSTRAINT queue_concurrency CHECK (concurrency BETWEEN 1 AND 100000),
+    CONSTRAINT queue_rate_limit CHECK (rate_limit_per_s > 0 AND rate_limit_per_s <= 1000000)
+);
+INSERT INTO cachekit._queues (name, concurrency) VALUES
+    ('default', 100000), ('email', 4), ('reports', 2), ('maintenance', 1), ('monitoring', 1);
+
+-- state: queued (waiting for run_at), running (claimed by an executor),
+-- failed (an attempt failed; waiting for its retry at run_at), succeeded,
+-- dead (failed max_attempts times, or can never run), cancelled.
+CREATE TABLE cachekit._tasks (
+    id bigserial PRIMARY KEY,
+    queue pg_catalog.text NOT NULL,
+    kind pg_catalog.text NOT NULL,       -- function | http | email | cdn_purge
+    task pg_catalog.text NOT NULL,       -- the function as resolved at enqueue, or the kind
+    func pg_catalog.oid,                 -- kind function: resolved at enqueue, as the enqueuer
+    args pg_catalog.jsonb NOT NULL,
+    state pg_catalog.text NOT NULL DEFAULT 'queued',
+    priority pg_catalog.int4 NOT NULL DEFAULT 0,
+    attempts pg_catalog.int4 NOT NULL DEFAULT 0,
+    max_attempts pg_catalog.int4 NOT NULL,
+    run_at pg_catalog.timestamptz NOT NULL,
+    timeout pg_catalog.interval,
+    unique_key pg_catalog.text,
+    next pg_catalog.jsonb,               -- the chained task, enqueued when this one succeeds
+    role pg_catalog.oid NOT NULL,        -- the enqueuer (current_user at enqueue)
+    role_could_login pg_catalog.bool NOT NULL DEFAULT false,  -- then: losing LOGIN stops its tasks
+    parent_id pg_catalog.int8,
+    schedule pg_catalog.text,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    started_at pg_catalog.timestamptz,
+    finished_at pg_catalog.timestamptz,
+    claim pg_catalog.int8,               -- the executor run that holds it (see task_executor.cpp)
+    cancel_requested pg_catalog.bool NOT NULL DEFAULT false,
+    result pg_catalog.jsonb,
+    last_error pg_catalog.jsonb,
+    CONSTRAINT task_state CHECK (state IN ('queued', 'running', 'failed', 'succeeded', 'dead', 'cancelled')),
+    CONSTRAINT task_kind CHECK (kind IN ('function', 'http', 'email', 'cdn_purge')),
+    CONSTRAINT task_attempts CHECK (max_attempts BETWEEN 1 AND 1000 AND attempts >= 0)
+);
+-- The claim: highest priority, then oldest run_at, among runnable rows.
+CREATE INDEX _tasks_runnable ON cachekit._tasks (priority DESC, run_at, id) WHERE state IN ('queued', 'failed');
+CREATE INDEX _tasks_due ON cachekit._tasks (run_at) WHERE state IN ('queued', 'failed');
+CREATE INDEX _tasks_running ON cachekit._tasks (claim) WHERE state = 'running';
+CREATE INDEX _tasks_finished ON cachekit._tasks (finished_at) WHERE state IN ('succeeded', 'dead', 'cancelled');
+-- A unique key is the enqueuing role's own: another role cannot learn of or
+-- suppress its tasks by guessing a key.
+CREATE UNIQUE INDEX _tasks_unique_key ON cachekit._tasks (role, queue, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('queued', 'running', 'failed');
+
+CREATE TABLE cachekit._schedules (
+    name pg_catalog.text PRIMARY KEY,
+    cron pg_catalog.text NOT NULL,
+    time_zone pg_catalog.text NOT NULL,
+    queue pg_catalog.text NOT NULL,
+    kind pg_catalog.text NOT NULL,
+    task pg_catalog.text NOT NULL,
+    func pg_catalog.oid,
+    args pg_catalog.jsonb NOT NULL,
+    overlap pg_catalog.text NOT NULL,
+    role pg_catalog.oid NOT NULL,
+    anchor pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    next_run pg_catalog.timestamptz,
+    last_run pg_catalog.timestamptz,
+    last_task pg_catalog.int8,
+    pending pg_catalog.bool NOT NULL DEFAULT false,
+    runs pg_catalog.int8 NOT NULL DEFAULT 0,
+    skipped pg_catalog.int8 NOT NULL DEFAULT 0,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT schedule_overlap CHECK (overlap IN ('skip', 'queue'))
+);
+
+-- The inserts behind enqueue() and the scheduler. Granted to nobody:
+-- ck_enqueue calls it through fmgr after resolving the task and checking the
+-- caller's privileges as the caller, and passes the caller's role.
+CREATE FUNCTION cachekit._enqueue(
+    queue pg_catalog.text, kind pg_catalog.text, task pg_catalog.text, func pg_catalog.oid,
+    args pg_catalog.jsonb, run_at pg_catalog.timestamptz, priority pg_catalog.int4,
+    max_attempts pg_catalog.int4, unique_key pg_catalog.text, timeout pg_catalog.interval,
+    next pg_catalog.jsonb, role pg_catalog.oid, parent_id pg_catalog.int8, schedule pg_catalog.text,
+    role_could_login pg_catalog.bool)
+RETURNS pg_catalog.int8 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    new_id int8;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM cachekit._queues q WHERE q.name = _enqueue.queue) THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue USING ERRCODE = 'undefined_object',
+              HINT = 'See cachekit.queue_stats for the queues, or ask an admin to run cachekit.create_queue().';
+    END IF;
+    INSERT INTO cachekit._tasks AS t (queue, kind, task, func, args, run_at, priority, max_attempts,
+                                      unique_key, timeout, next, role, parent_id, schedule, role_could_login)
+    VALUES (queue, kind, task, func, args, coalesce(run_at, now()), priority, max_attempts,
+            unique_key, timeout, next, role, parent_id, schedule, coalesce(role_could_login, false))
+    ON CONFLICT (role, queue, unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running', 'failed')
+    DO NOTHING
+    RETURNING t.id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT t.id INTO new_id FROM cachekit._tasks t
+         WHERE t.role = _enqueue.role AND t.queue = _enqueue.queue AND t.unique_key = _enqueue.unique_key
+           AND t.state IN ('queued', 'running', 'failed');
+    END IF;
+    RETURN new_id;
+END $$;
+
+-- Runs as the caller (C): the task is resolved with the caller's search_path
+-- and privileges, once; the task row keeps the function's OID.
+CREATE FUNCTION cachekit.enqueue(
+    queue pg_catalog.text, task pg_catalog.text, args pg_catalog.jsonb DEFAULT '{}',
+    run_at pg_catalog.timestamptz DEFAULT NULL, priority pg_catalog.int4 DEFAULT 0,
+    max_attempts pg_catalog.int4 DEFAULT 25, unique_key pg_catalog.text DEFAULT NULL,
+    timeout pg_catalog.interval DEFAULT NULL, "then" pg_catalog.jsonb DEFAULT NULL)
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_enqueue' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.enqueue(pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.timestamptz, pg_catalog.int4, pg_catalog.int4, pg_catalog.text, pg_catalog.interval, pg_catalog.jsonb) IS
+    'Queue a task (an SQL function taking jsonb, or http/email) to run as the calling role once this transaction commits';
+
+-- Whether the calling role may see and act on a task of `role`.
+CREATE FUNCTION cachekit._may_manage(role pg_catalog.oid)
+RETURNS pg_catalog.bool LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_has_role(current_user, 'cachekit_admin', 'MEMBER')
+        OR CASE WHEN EXISTS (SELECT 1 FROM pg_roles a WHERE a.oid = role)
+                THEN pg_has_role(current_user, role, 'MEMBER') ELSE false END
+$$;
+
+-- Other roles' arguments, results and errors only for admins.
+CREATE VIEW cachekit.tasks AS
+    SELECT t.id, t.queue, t.kind, t.task,
+           CASE WHEN cachekit._may_manage(t.role) THEN t.args END AS args,
+           t.state, t.priority, t.attempts, t.max_attempts, t.run_at, t.timeout, t.unique_key,
+           coalesce((SELECT a.rolname FROM pg_catalog.pg_roles a WHERE a.oid = t.role), t.role::pg_catalog.text) AS role,
+           t.parent_id, t.schedule, t.created_at, t.started_at, t.finished_at,
+           CASE WHEN cachekit._may_manage(t.role) THEN t.result END AS result,
+           CASE WHEN cachekit._may_manage(t.role) THEN t.last_error END AS last_error
+    FROM cachekit._tasks t;
+COMMENT ON VIEW cachekit.tasks IS 'Tasks of this database (arguments, results and errors of other roles'' tasks only for cachekit_admin)';
+
+CREATE FUNCTION cachekit.task_status(id pg_catalog.int8)
+RETURNS pg_catalog.jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'id', t.id, 'queue', t.queue, 'task', t.task, 'state', t.state, 'attempts', t.attempts,
+               'max_attempts', t.max_attempts, 'run_at', t.run_at, 'created_at', t.created_at,
+               'started_at', t.started_at, 'finished_at', t.finished_at, 'last_error', t.last_error,
+               'role', t.role))
+    FROM cachekit.tasks t WHERE t.id = task_status.id
+$$;
+
+-- Redis first (cachekit.result_ttl), then the table.
+CREATE FUNCTION cachekit.task_result(id pg_catalog.int8)
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_task_result' LANGUAGE C STABLE PARALLEL UNSAFE;
+
+CREATE FUNCTION cachekit._task_result_row(id pg_catalog.int8, OUT role pg_catalog.oid, OUT state pg_catalog.text, OUT result pg_catalog.jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.role, t.state, t.result FROM cachekit._tasks t WHERE t.id = _task_result_row.id
+$$;
+
+-- Granted to nobody; ck_cancel_task and ck_retry_task check the caller first.
+CREATE FUNCTION cachekit._change_task(id pg_catalog.int8, action pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t cachekit._tasks;
+BEGIN
+    SELECT * INTO t FROM cachekit._tasks k WHERE k.id = _change_task.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'task % does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF action = 'cancel' THEN
+        IF t.state IN ('queued', 'failed') THEN
+            UPDATE cachekit._tasks k SET state = 'cancelled', finished_at = clock_timestamp() WHERE k.id = t.id;
+            RETURN 'cancelled';
+        ELSIF t.state = 'running' THEN
+            UPDATE cachekit._tasks k SET cancel_requested = true WHERE k.id = t.id;
+            RETURN 'cancelling';
+        END IF;
+        RETURN t.state;
+    ELSIF action = 'retry' THEN
+        IF t.state NOT IN ('dead', 'cancelled', 'failed') THEN
+            RAISE EXCEPTION 'task % is %, not dead, failed or cancelled', id, t.state
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        BEGIN
+            UPDATE cachekit._tasks k SET state = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
+                   cancel_requested = false, claim = NULL WHERE k.id = t.id;
+        EXCEPTION WHEN unique_violation THEN
+            RAISE EXCEPTION 'another task with unique key "%" is queued', t.unique_key
+                USING ERRCODE = 'unique_violation';
+        END;
+        RETURN 'queued';
+    END IF;
+    RAISE EXCEPTION 'unknown action %', action;
+END $$;
+
+CREATE FUNCTION cachekit.cancel_task(id pg_catalog.int8)
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_cancel_task' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.retry_task(id pg_catalog.int8)
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_retry_task' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Queues (cachekit_admin). Changes reach the executors at commit.
+CREATE FUNCTION cachekit._queues_changed()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_queues_changed' LANGUAGE C;
+CREATE TRIGGER queues_changed AFTER INSERT OR UPDATE OR DELETE ON cachekit._queues
+    FOR EACH STATEMENT EXECUTE FUNCTION cachekit._queues_changed();
+
+CREATE FUNCTION cachekit.create_queue(name pg_catalog.text, concurrency pg_catalog.int4,
+    rate_limit_per_s pg_catalog.numeric DEFAULT NULL, paused pg_catalog.bool DEFAULT false)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO cachekit._queues AS q (name, concurrency, rate_limit_per_s, paused)
+    VALUES (name, concurrency, rate_limit_per_s, coalesce(paused, false))
+    ON CONFLICT ON CONSTRAINT _queues_pkey DO UPDATE
+        SET concurrency = excluded.concurrency, rate_limit_per_s = excluded.rate_limit_per_s,
+            paused = excluded.paused;
+END $$;
+
+CREATE FUNCTION cachekit.pause_queue(name pg_catalog.text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE cachekit._queues q SET paused = true WHERE q.name = pause_queue.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+CREATE FUNCTION cachekit.resume_queue(name pg_catalog.text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE cachekit._queues q SET paused = false WHERE q.name = resume_queue.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+-- Refuses a queue that still has work unless `cancel` says to cancel it.
+CREATE FUNCTION cachekit.drop_queue(name pg_catalog.text, cancel pg_catalog.bool DEFAULT false)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    waiting int8;
+BEGIN
+    PERFORM 1 FROM cachekit._queues q WHERE q.name = drop_queue.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT count(*) INTO waiting FROM cachekit._tasks t
+     WHERE t.queue = drop_queue.name AND t.state IN ('queued', 'running', 'failed');
+    IF waiting > 0 AND NOT cancel THEN
+        RAISE EXCEPTION 'queue "%" has % unfinished tasks', name, waiting
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Wait for them, or run cachekit.drop_queue(name, cancel => true).';
+    END IF;
+    IF EXISTS (SELECT 1 FROM cachekit._schedules s WHERE s.queue = drop_queue.name) THEN
+        RAISE EXCEPTION 'queue "%" is used by schedules', name USING ERRCODE = 'dependent_objects_still_exist',
+              HINT = 'Unschedule them first (see cachekit.schedules).';
+    END IF;
+    UPDATE cachekit._tasks t SET state = 'cancelled', finished_at = clock_timestamp()
+     WHERE t.queue = drop_queue.name AND t.state IN ('queued', 'failed');
+    UPDATE cachekit._tasks t SET cancel_requested = true WHERE t.queue = drop_queue.name AND t.state = 'running';
+    DELETE FROM cachekit._queues q WHERE q.name = drop_queue.name;
+END $$;
+
+CREATE VIEW cachekit.queue_stats AS
+    SELECT q.name AS queue, q.concurrency, q.rate_limit_per_s, q.paused,
+           coalesce(s.depth, 0) AS depth, coalesce(s.running, 0) AS running,
+           coalesce(s.succeeded, 0) AS succeeded, coalesce(s.failed, 0) AS failed,
+           coalesce(s.retried, 0) AS retried, coalesce(s.waiting_retry, 0) AS waiting_retry,
+           coalesce(s.cancelled, 0) AS cancelled,
+           s.mean_run_time, s.p95_run_time, s.mean_wait_time,
+           pg_catalog.clock_timestamp() - s.oldest_queued AS oldest_queued_age
+    FROM cachekit._queues q
+    LEFT JOIN (
+        SELECT t.queue,
+               count(*) FILTER (WHERE t.state IN ('queued', 'failed') AND t.run_at <= now()) AS depth,
+               count(*) FILTER (WHERE t.state = 'running') AS running,
+               count(*) FILTER (WHERE t.state = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE t.state = 'dead') AS failed,
+               coalesce(sum(t.attempts - 1) FILTER (WHERE t.attempts > 1), 0) AS retried,
+               count(*) FILTER (WHERE t.state = 'failed') AS waiting_retry,
+               count(*) FILTER (WHERE t.state = 'cancelled') AS cancelled,
+               avg(t.finished_at - t.started_at) FILTER (WHERE t.state = 'succeeded') AS mean_run_time,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY t.finished_at - t.started_at)
+                   FILTER (WHERE t.state = 'succeeded') AS p95_run_time,
+               avg(t.started_at - greatest(t.created_at, t.run_at)) FILTER (WHERE t.started_at IS NOT NULL AND t.attempts = 1) AS mean_wait_time,
+               min(t.created_at) FILTER (WHERE t.state IN ('queued', 'failed') AND t.run_at <= now()) AS oldest_queued
+        FROM cachekit._tasks t GROUP BY t.queue) s ON s.queue = q.name;
+COMMENT ON VIEW cachekit.queue_stats IS
+    'Per queue: runnable depth, running, outcomes of the tasks kept (cachekit.task_retention), run and wait times';
+
+-- Schedules -----------------------------------------------------------------------
+
+-- Runs as the caller (C): parses the cron text and time zone, resolves the
+-- task like enqueue(). A schedule's tasks run as the role that created it.
+CREATE FUNCTION cachekit.schedule(name pg_catalog.text, cron pg_catalog.text, queue pg_catalog.text,
+    task pg_catalog.text, args pg_catalog.jsonb DEFAULT '{}', time_zone pg_catalog.text DEFAULT 'UTC',
+    overlap pg_catalog.text DEFAULT 'skip')
+RETURNS pg_catalog.timestamptz AS 'MODULE_PATHNAME', 'ck_schedule' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Granted to nobody (ck_schedule checks first).
+CREATE FUNCTION cachekit._put_schedule(name pg_catalog.text, cron pg_catalog.text, time_zone pg_catalog.text,
+    queue pg_catalog.text, kind pg_catalog.text, task pg_catalog.text, func pg_catalog.oid,
+    args pg_catalog.jsonb, overlap pg_catalog.text, role pg_catalog.oid, next_run pg_catalog.timestamptz)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old_role oid;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM cachekit._queues q WHERE q.name = _put_schedule.queue) THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT s.role INTO old_role FROM cachekit._schedules s WHERE s.name = _put_schedule.name FOR UPDATE;
+    IF FOUND AND old_role <> role AND NOT pg_has_role(role, 'cachekit_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'schedule "%" belongs to another role', name USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO cachekit._schedules AS s (name, cron, time_zone, queue, kind, task, func, args, overlap, role, next_run)
+    VALUES (name, cron, time_zone, queue, kind, task, func, args, overlap, role, next_run)
+    ON CONFLICT ON CONSTRAINT _schedules_pkey DO UPDATE
+        SET cron = excluded.cron, time_zone = excluded.time_zone, queue = excluded.queue, kind = excluded.kind,
+            task = excluded.task, func = excluded.func, args = excluded.args, overlap = excluded.overlap,
+            role = excluded.role, next_run = excluded.next_run, anchor = now(), pending = false;
+END $$;
+
+CREATE FUNCTION cachekit._drop_schedule(name pg_catalog.text, role pg_catalog.oid)
+RETURNS pg_catalog.bool LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner oid;
+BEGIN
+    SELECT s.role INTO owner FROM cachekit._schedules s WHERE s.name = _drop_schedule.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF owner <> role AND NOT pg_has_role(role, 'cachekit_admin', 'MEMBER')
+       AND NOT (EXISTS (SELECT 1 FROM pg_roles a WHERE a.oid = owner) AND pg_has_role(role, owner, 'MEMBER')) THEN
+        RAISE EXCEPTION 'schedule "%" belongs to another role', name USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    DELETE FROM cachekit._schedules s WHERE s.name = _drop_schedule.name;
+    RETURN true;
+END $$;
+
+CREATE FUNCTION cachekit.unschedule(name pg_catalog.text)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_unschedule' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE VIEW cachekit.schedules AS
+    SELECT s.name, s.cron, s.time_zone, s.queue, s.task,
+           CASE WHEN cachekit._may_manage(s.role) THEN s.args END AS args, s.overlap,
+           coalesce((SELECT a.rolname FROM pg_catalog.pg_roles a WHERE a.oid = s.role), s.role::pg_catalog.text) AS role,
+           s.last_run, s.next_run, s.last_task,
+           (SELECT t.state FROM cachekit._tasks t WHERE t.id = s.last_task) AS last_state,
+           s.runs, s.skipped, s.pending, s.created_at
+    FROM cachekit._schedules s;
+COMMENT ON VIEW cachekit.schedules IS 'Periodic tasks: cron text, time zone, last and next run';
+
+-- Maintenance: finished tasks older than cachekit.task_retention.
+CREATE FUNCTION cachekit.prune_tasks(args pg_catalog.jsonb DEFAULT '{}')
+RETURNS pg_catalog.jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    keep interval := current_setting('cachekit.task_retention')::interval;
+    batch int := coalesce((args->>'batch')::int, 10000);
+    n int8;
+    total int8 := 0;
+BEGIN
+    LOOP
+        DELETE FROM cachekit._tasks t WHERE t.id IN (
+            SELECT k.id FROM cachekit._tasks k
+             WHERE k.state IN ('succeeded', 'dead', 'cancelled') AND k.finished_at < now() - keep
+               AND NOT EXISTS (SELECT 1 FROM cachekit._schedules s WHERE s.last_task = k.id)
+             LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+        EXIT WHEN n < batch;
+    END LOOP;
+    RETURN jsonb_build_object('tasks_deleted', total,
+                              'outbox_rows', (SELECT count(*) FROM cachekit.outbox));
+END $$;
+
+-- The maintenance schedule: hourly, as the role that installed the extension.
+INSERT INTO cachekit._schedules (name, cron, time_zone, queue, kind, task, func, args, overlap, role)
+VALUES ('cachekit.prune_tasks', '7 * * * *', 'UTC', 'maintenance', 'function',
+        'cachekit.prune_tasks(jsonb)', 'cachekit.prune_tasks(pg_catalog.jsonb)'::pg_catalog.regprocedure,
+        '{}', 'skip', (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user));
+
 -- Event triggers --------------------------------------------------------------
 
 -- DDL on watched tables invalidates them; new partitions of a watched table
@@ -657,7 +1055,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA cachekit FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin;
+GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin, cachekit_tasks;
 
 -- cachekit_user: the key/value cache, cached queries, watching own tables, stats.
 GRANT EXECUTE ON FUNCTION
@@ -703,6 +1101,24 @@ GRANT EXECUTE ON FUNCTION
     cachekit.query_stats_reset(), cachekit.table_stats_reset(),
     cachekit.invalidate_key_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]),
     cachekit.drop_key_rule(pg_catalog.text)
+TO cachekit_admin;
+
+-- cachekit_tasks: enqueue tasks (run as the enqueuing role), see and act on
+-- one's own. cachekit_http and cachekit_email add those task kinds (checked
+-- by enqueue() and again when the task runs). cachekit_admin sees every
+-- task's arguments and results and may cancel or retry any.
+GRANT EXECUTE ON FUNCTION
+    cachekit.enqueue(pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.timestamptz, pg_catalog.int4, pg_catalog.int4, pg_catalog.text, pg_catalog.interval, pg_catalog.jsonb),
+    cachekit.task_status(pg_catalog.int8), cachekit.task_result(pg_catalog.int8),
+    cachekit.cancel_task(pg_catalog.int8), cachekit.retry_task(pg_catalog.int8),
+    cachekit.schedule(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.jsonb, pg_catalog.text, pg_catalog.text),
+    cachekit.unschedule(pg_catalog.text), cachekit._may_manage(pg_catalog.oid)
+TO cachekit_tasks, cachekit_admin;
+GRANT SELECT ON cachekit.tasks, cachekit.queue_stats, cachekit.schedules TO cachekit_tasks, cachekit_admin;
+GRANT EXECUTE ON FUNCTION
+    cachekit.create_queue(pg_catalog.text, pg_catalog.int4, pg_catalog.numeric, pg_catalog.bool),
+    cachekit.pause_queue(pg_catalog.text), cachekit.resume_queue(pg_catalog.text),
+    cachekit.drop_queue(pg_catalog.text, pg_catalog.bool), cachekit.prune_tasks(pg_catalog.jsonb)
 TO cachekit_admin;
 
 -- Last, so that the script's own DDL above does not fire them.

@@ -71,6 +71,7 @@ constexpr int kWarnAfterScans = 3;
 struct Known {
   Oid dbid;
   BackgroundWorkerHandle *handle;  // the relay it started, until seen stopped
+  BackgroundWorkerHandle *executors[kMaxTaskWorkers];  // likewise, task executors
   TimestampTz no_extension_until;  // evicted from the registry without extension
   int slot_misses;
   int worker_misses;
@@ -106,9 +107,17 @@ void tidy_known(const Oid *dbs, int n) {
       pfree(k->handle);
       k->handle = nullptr;
     }
+    bool running = k->handle != nullptr;
+    for (auto &h : k->executors) {
+      if (h && GetBackgroundWorkerPid(h, &pid) == BGWH_STOPPED) {
+        pfree(h);
+        h = nullptr;
+      }
+      running = running || h != nullptr;
+    }
     bool present = false;
     for (int i = 0; i < n && !present; ++i) present = dbs[i] == k->dbid;
-    if (present || k->handle) continue;
+    if (present || running) continue;
     pfree(k);
     known = foreach_delete_current(known, lc);
   }
@@ -137,27 +146,59 @@ void warn_no_worker(Known *k, const char *dbname) {
            errhint("Raise max_worker_processes and restart the server.")));
 }
 
-// True when the worker was registered (it may still fail to start: then
-// its handle says stopped at the next scan and it is tried again).
-bool start_relay(Known *k) {
+// One design for every per-database worker: started here with the
+// database in bgw_main_arg (and its index in bgw_extra), never restarted by
+// the postmaster, registered in shared memory by itself (a second one for
+// the same place exits at once), trusting only the extension's own objects.
+// The relay (outbox_relay.cpp) is kind -1; task executor i is kind i.
+BackgroundWorkerHandle *start_worker(Oid dbid, int kind) {
   BackgroundWorker w;
   memset(&w, 0, sizeof w);
   w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
   w.bgw_start_time = BgWorkerStart_RecoveryFinished;
   w.bgw_restart_time = BGW_NEVER_RESTART;
   snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_cachekit");
-  snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_outbox_relay_main");
-  snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", k->dbid);
-  snprintf(w.bgw_type, BGW_MAXLEN, "pg_cachekit outbox relay");
-  w.bgw_main_arg = ObjectIdGetDatum(k->dbid);
+  if (kind < 0) {
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_outbox_relay_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit outbox relay for database %u", dbid);
+    snprintf(w.bgw_type, BGW_MAXLEN, "pg_cachekit outbox relay");
+  } else {
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "ck_task_executor_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pg_cachekit task executor %d for database %u", kind, dbid);
+    snprintf(w.bgw_type, BGW_MAXLEN, "pg_cachekit task executor");
+    memcpy(w.bgw_extra, &kind, sizeof kind);
+  }
+  w.bgw_main_arg = ObjectIdGetDatum(dbid);
   w.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
   MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
   bool ok = RegisterDynamicBackgroundWorker(&w, &handle);
   MemoryContextSwitchTo(old);
-  if (ok) k->handle = handle;
-  set_no_worker(k->dbid, !ok);
-  return ok;
+  return ok ? handle : nullptr;
+}
+
+// True when the worker was registered (it may still fail to start: then
+// its handle says stopped at the next scan and it is tried again).
+bool start_relay(Known *k) {
+  k->handle = start_worker(k->dbid, -1);
+  set_no_worker(k->dbid, k->handle == nullptr);
+  return k->handle != nullptr;
+}
+
+// The executors a database should have and lacks: only once its relay runs
+// and found the extension there. An executor beyond cachekit.task_workers
+// (lowered by a reload) exits by itself.
+void start_executors(Known *k, const char *dbname) {
+  if (settings.task_workers <= 0) return;
+  std::vector<int> pids = cpp_entry([&] { return executor_pids(k->dbid); });
+  for (int i = 0; i < settings.task_workers && i < kMaxTaskWorkers; ++i) {
+    if (pids[i] != 0 || k->executors[i]) continue;
+    k->executors[i] = start_worker(k->dbid, i);
+    if (!k->executors[i]) {
+      warn_no_worker(k, dbname);
+      return;
+    }
+  }
 }
 
 void scan_databases() {
@@ -216,6 +257,7 @@ void scan_databases() {
     if (v.pid != 0) {  // running
       k->worker_misses = 0;
       k->warned_worker = false;
+      if (v.extension_present) start_executors(k, name);
       continue;
     }
     if (k->handle) continue;             // started, not registered yet
@@ -282,9 +324,14 @@ void stop_relay_for(const char *dbname) {
   if (!superuser() && !pg_database_ownercheck(dbid, GetUserId())) return;
   pause_worker(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
   int pid = worker_pid(dbid);
-  if (pid == 0) return;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 500 && worker_pid(dbid) == pid; ++i) {
+  std::vector<int> executors = executor_pids(dbid);
+  for (int e : executors)
+    if (e != 0) kill(e, SIGTERM);
+  if (pid != 0) kill(pid, SIGTERM);
+  for (int i = 0; i < 500; ++i) {
+    bool any = worker_pid(dbid) != 0;
+    for (int e : executor_pids(dbid)) any = any || e != 0;
+    if (!any) break;
     CHECK_FOR_INTERRUPTS();
     pg_usleep(10000L);
   }

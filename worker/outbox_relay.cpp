@@ -38,6 +38,7 @@
 #include "pg/guc.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
+#include "worker/task_maintenance.h"
 
 extern "C" {
 #include "postgres.h"
@@ -571,14 +572,23 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
         !queue_ok || backlog(relay_db) || now - last_full_cycle >= kNapMs * USECS_PER_SEC / 1000;
     if (full && !ShutdownRequestPending) {
       last_full_cycle = now;
-      if (!in_transaction([](const Target &t) { relay_cycle(t); })) {
+      int runnable = 0;
+      if (!in_transaction([&](const Target &t) {
+            // First: the tasks need no Redis, and a cycle that finds Redis
+            // down ends early.
+            runnable = task_maintenance(relay_db, t.objects);
+            relay_cycle(t);
+          })) {
         // No extension in this database: nothing to flush here either. The
         // launcher looks again later, or when a backend here wakes it.
         cpp_entry([] { flush_done(relay_db, flush_request(relay_db)); });
+        set_extension_present(relay_db, false);
         pause_worker(relay_db, GetCurrentTimestamp() + kNoExtensionPauseUs, true);
         proc_exit(0);
       }
+      if (!extension_seen) set_extension_present(relay_db, true);
       extension_seen = true;
+      if (runnable > 0) wake_executors(relay_db, runnable);
     }
     if (ShutdownRequestPending) continue;
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kNapMs,

@@ -49,6 +49,9 @@ ExtensionObjects find_extension_objects() {
   if (!OidIsValid(o.owner)) return ExtensionObjects{};
   o.outbox = member_table(o.extension, schema, "outbox");
   o.key_rules = member_table(o.extension, schema, "_key_rules");
+  o.tasks = member_table(o.extension, schema, "_tasks");
+  o.queues = member_table(o.extension, schema, "_queues");
+  o.schedules = member_table(o.extension, schema, "_schedules");
   return o;
 }
 

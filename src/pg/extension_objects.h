@@ -16,6 +16,9 @@ struct ExtensionObjects {
   Oid owner = InvalidOid;      // pg_extension.extowner
   Oid outbox = InvalidOid;     // cachekit.outbox
   Oid key_rules = InvalidOid;  // cachekit._key_rules
+  Oid tasks = InvalidOid;      // cachekit._tasks
+  Oid queues = InvalidOid;     // cachekit._queues
+  Oid schedules = InvalidOid;  // cachekit._schedules
 };
 
 // Looks pg_cachekit up in this database (inside a transaction). Tables that

@@ -409,7 +409,7 @@ void define_settings(bool preloading) {
     DefineCustomIntVariable(
         "cachekit.max_databases",
         "Databases the pg_cachekit launcher can serve with an outbox relay.",
-        "One registry slot in shared memory each (about 80 bytes). A database beyond it gets no "
+        "One registry slot in shared memory each (about 4 kB, with its task executors). A database beyond it gets no "
         "relay: the launcher warns, its commits stay durable in its outbox, and "
         "cachekit.health() says why.",
         &settings.max_databases,
@@ -418,6 +418,139 @@ void define_settings(bool preloading) {
         0,
         nullptr, nullptr, nullptr);
   }
+
+  DefineCustomIntVariable(
+      "cachekit.task_workers",
+      "Task executors (background workers) per database that has pg_cachekit.",
+      "Each runs one task at a time; the launcher starts them once the database's relay found the "
+      "extension. They count against max_worker_processes. 0 runs no tasks.",
+      &settings.task_workers,
+      4, 0, 32,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.task_poll_interval",
+      "Longest time an idle task executor sleeps without being woken.",
+      "Executors are woken when an enqueue commits; the poll is a safety net (and picks up tasks "
+      "committed by COMMIT PREPARED, which wakes no one).",
+      &settings.task_poll_interval_ms,
+      1000, 10, 600000,
+      PGC_SIGHUP,
+      GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.task_max_backoff",
+      "Longest delay before a failed task is tried again.",
+      "Attempt n waits min(task_max_backoff, n^4 seconds) plus or minus 10 % jitter, or what a "
+      "Retry-After header asks for (up to this) for HTTP tasks.",
+      &settings.task_max_backoff_s,
+      3600, 1, 7 * 86400,
+      PGC_SIGHUP,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.task_retention",
+      "How long finished tasks (succeeded, dead, cancelled) are kept before the maintenance schedule deletes them.",
+      nullptr,
+      &settings.task_retention_s,
+      7 * 86400, 60, INT_MAX,
+      PGC_SIGHUP,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.task_default_timeout",
+      "Timeout of a task enqueued without one (0: none).",
+      "A task that runs longer is cancelled (statement_timeout for SQL functions) and retried.",
+      &settings.task_default_timeout_s,
+      3600, 0, INT_MAX,
+      PGC_SIGHUP,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.result_ttl",
+      "How long task results are also kept in Redis for cachekit.task_result() (0: only in the table).",
+      "Storing a result in Redis never fails a task: on a Redis error the table alone has it.",
+      &settings.result_ttl_s,
+      3600, 0, INT_MAX,
+      PGC_SIGHUP,
+      GUC_UNIT_S,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.http_allowed_hosts",
+      "Hosts HTTP tasks may connect to: host names, *.domain, addresses, CIDRs, or loopback.",
+      "Checked on the resolved address when connecting, so DNS cannot redirect a task elsewhere.",
+      &settings.http_allowed_hosts,
+      "loopback",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.http_max_response_bytes",
+      "Largest HTTP response body kept as a task's result; the rest is cut off (and flagged).",
+      nullptr,
+      &settings.http_max_response_bytes,
+      1024 * 1024, 0, 64 * 1024 * 1024,
+      PGC_SIGHUP,
+      GUC_UNIT_BYTE,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.smtp_url",
+      "SMTP server of e-mail tasks (smtp:// or smtps://).",
+      nullptr,
+      &settings.smtp_url,
+      "smtp://127.0.0.1:25",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.smtp_username",
+      "User name for SMTP authentication (empty: none).",
+      nullptr,
+      &settings.smtp_username,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.smtp_password",
+      "Password for SMTP authentication.",
+      "Readable by superusers only; never logged or shown in errors.",
+      &settings.smtp_password,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.smtp_from",
+      "Sender of e-mail tasks whose arguments name none.",
+      nullptr,
+      &settings.smtp_from,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomBoolVariable(
+      "cachekit.smtp_require_tls",
+      "Require STARTTLS (or smtps://) for e-mail tasks.",
+      nullptr,
+      &settings.smtp_require_tls,
+      false,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");
 }

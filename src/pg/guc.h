@@ -33,6 +33,20 @@ struct Settings {
   char *redis_password_file;  // empty: no password unless the URL has one
   char *kv_namespace;         // empty: the database's name
   int max_databases = 64;
+  // Tasks.
+  int task_workers = 4;
+  int task_poll_interval_ms = 1000;
+  int task_max_backoff_s = 3600;
+  int task_retention_s = 7 * 86400;
+  int task_default_timeout_s = 3600;
+  int result_ttl_s = 3600;
+  char *http_allowed_hosts;
+  int http_max_response_bytes = 1024 * 1024;
+  char *smtp_url;
+  char *smtp_username;
+  char *smtp_password;
+  char *smtp_from;
+  bool smtp_require_tls = false;
 };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };

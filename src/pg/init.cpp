@@ -5,6 +5,7 @@
 #include "pg/invalidation.h"
 #include "pg/query_plan.h"
 #include "pg/shmem.h"
+#include "pg/task_common.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -25,6 +26,7 @@ extern "C" void _PG_init(void) {
   cachekit::pg::install_invalidation_callbacks();
   cachekit::pg::install_plan_cache_callbacks();
   cachekit::pg::install_utility_hook();
+  cachekit::pg::install_task_callbacks();
   if (process_shared_preload_libraries_in_progress) {
     cachekit::pg::install_shmem_hooks();
     cachekit::pg::register_launcher();

@@ -38,6 +38,11 @@
 //                 launcher_latch, unserved and scans. Shared to look (the
 //                 backlog() and wake_worker() of every commit), exclusive to
 //                 change anything.
+//                 Also the task executors of each slot (execs[], their
+//                 queue reservations and rates[]), incarnation and
+//                 executor_runs: a claim reserves its queue under it
+//                 exclusively, so two executors cannot both take a queue's
+//                 last place.
 //   queue_lock    (LWLock) queue[], queue_seq and queue_used. Payloads are
 //                 copied in and out while it is held, so an entry never
 //                 changes under a reader.
@@ -107,6 +112,8 @@ constexpr int kDeliveredSlots = 8192;
 constexpr int kQueueSlots = 256;
 constexpr int kQueueBytes = 16 * 1024;
 constexpr const char *kTranche = "pg_cachekit_relay";
+constexpr int kQueueNameBytes = 64;  // queue names are at most 63 bytes (CHECK in the table)
+constexpr int kRateStates = 16;      // rate-limited queues per database
 // In the data directory: work was left in shared memory at the last exit.
 constexpr const char *kFlushMarker = "pg_cachekit.flush_needed";
 
@@ -114,6 +121,26 @@ struct DeliveredMark {
   Oid dbid;  // InvalidOid: free
   int64 id;
   bool patterns_pending;  // messages and keys went out; the patterns are the relay's
+};
+
+// One task executor of a database. `queue` is the queue of the task it has
+// claimed (empty: none): the reservation that per-queue concurrency counts.
+struct ExecutorSlot {
+  int pid;  // 0: none
+  Latch *latch;
+  uint32 run;  // the low half of this run's claim token
+  bool idle;   // waiting on its latch for work
+  int64 task_id;
+  char queue[kQueueNameBytes];
+  // cancel_task() of the task it runs: read by its SIGINT handler, which
+  // cancels only that task (not whatever it runs by the time the signal lands).
+  pg_atomic_uint64 cancel_for;
+};
+
+// When a rate-limited queue may start its next task.
+struct RateState {
+  char queue[kQueueNameBytes];  // empty: free
+  int64 next_at;                // TimestampTz
 };
 
 struct RelaySlot {
@@ -128,6 +155,11 @@ struct RelaySlot {
   uint64 flush_requests;
   uint64 flushes_done;  // flush_requests covered by the last complete flush
   uint64 global_done;   // global_flush_requests covered by it
+  // Task executors (worker/task_executor.cpp). Zeroed with the slot.
+  bool extension_present;  // the relay found pg_cachekit here: executors may start
+  uint32 queues_version;   // bumped when cachekit._queues changes (executors re-read it)
+  ExecutorSlot execs[kMaxTaskWorkers];
+  RateState rates[kRateStates];
 };
 
 struct QueueEntry {
@@ -150,6 +182,10 @@ struct RelayShared {
   Latch *launcher_latch;
   int unserved;
   uint64 scans;
+  // Claim tokens: incarnation (this shared memory's) in the high half, a
+  // counter of executor runs in the low half.
+  uint32 incarnation;
+  uint32 executor_runs;
   // marks_lock
   int marks_used;
   int marks_cursor;
@@ -207,6 +243,10 @@ RelaySlot *slot_take(Oid dbid, RelaySlot *evicted = nullptr) {
   // Until a relay has looked at this database's outbox (after a start or a
   // crash), older rows may be waiting there: backlog.
   *free_slot = RelaySlot{dbid, ++rs->registry_seq, 0, nullptr, 0, false, false, true, 0, 0, 0};
+  memset(free_slot->execs, 0, sizeof free_slot->execs);
+  free_slot->queues_version = 0;
+  memset(free_slot->rates, 0, sizeof free_slot->rates);
+  free_slot->extension_present = false;
   return free_slot;
 }
 
@@ -294,6 +334,11 @@ void relay_state_shmem_startup() {
   rs->launcher_latch = nullptr;
   rs->unserved = 0;
   rs->scans = 0;
+  // Tasks claimed under an earlier shared memory (before a crash or a
+  // restart) belong to executors that are gone: a different incarnation
+  // makes that plain (see live_claims()).
+  rs->incarnation = static_cast<uint32>(GetCurrentTimestamp() ^ (static_cast<int64>(getpid()) << 20));
+  rs->executor_runs = 0;
   for (int i = 0; i < rs->nslots; ++i) slots[i].dbid = InvalidOid;
   rs->marks_used = 0;
   rs->marks_cursor = 0;
@@ -517,6 +562,7 @@ SlotView launcher_claim(Oid dbid, bool take) {
       v.has_slot = true;
       v.pid = s->pid;
       v.paused_until = s->paused_until;
+      v.extension_present = s->extension_present && s->pid != 0;
     }
     v.evicted = evicted.dbid;
     v.evicted_until = evicted.paused_until;
@@ -621,6 +667,218 @@ int queue_count(Oid dbid) {
   return n;
 }
 
+// ---- task executors ---------------------------------------------------------------
+
+namespace {
+
+// registry_lock held. Executors of `s` with a reservation for `queue`.
+int reserved_for(const RelaySlot &s, const char *queue) {
+  int n = 0;
+  for (const ExecutorSlot &e : s.execs) n += e.pid != 0 && strcmp(e.queue, queue) == 0;
+  return n;
+}
+
+// registry_lock held. The rate state of a queue; with `take`, a free one (or
+// the oldest, whose queue then merely starts a little early) when it has none.
+RateState *rate_of(RelaySlot &s, const char *queue, bool take) {
+  RateState *free_state = nullptr;
+  RateState *oldest = &s.rates[0];
+  for (RateState &r : s.rates) {
+    if (strcmp(r.queue, queue) == 0) return &r;
+    if (r.queue[0] == '\0' && !free_state) free_state = &r;
+    if (r.next_at < oldest->next_at) oldest = &r;
+  }
+  if (!take) return nullptr;
+  RateState *r = free_state ? free_state : oldest;
+  strlcpy(r->queue, queue, sizeof r->queue);
+  r->next_at = 0;
+  return r;
+}
+
+}  // namespace
+
+void set_extension_present(Oid dbid, bool present) {
+  if (!rs) return;
+  Latch *launcher = nullptr;
+  {
+    Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+    RelaySlot *s = slot_find(dbid);
+    if (!s) return;
+    // Newly found: the launcher starts the executors now, not at its next scan.
+    if (present && !s->extension_present) launcher = rs->launcher_latch;
+    s->extension_present = present;
+  }
+  if (launcher) SetLatch(launcher);
+}
+
+int64_t register_executor(Oid dbid, int index) {
+  if (!rs || index < 0 || index >= kMaxTaskWorkers) return 0;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (!s) return 0;
+  ExecutorSlot &e = s->execs[index];
+  if (e.pid != 0 && e.pid != MyProcPid && alive(e.pid)) return 0;
+  e = ExecutorSlot{};
+  e.pid = MyProcPid;
+  e.latch = &MyProc->procLatch;
+  e.run = ++rs->executor_runs;
+  return static_cast<int64_t>((static_cast<uint64>(rs->incarnation) << 32) | e.run) &
+         INT64CONST(0x7fffffffffffffff);
+}
+
+void unregister_executor(Oid dbid, int index) {
+  if (!rs || index < 0 || index >= kMaxTaskWorkers) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (s && s->execs[index].pid == MyProcPid) s->execs[index] = ExecutorSlot{};
+}
+
+void executor_idle(Oid dbid, int index, bool idle) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (s && s->execs[index].pid == MyProcPid) s->execs[index].idle = idle;
+}
+
+void wake_executors(Oid dbid, int n) {
+  if (!rs) return;
+  Latch *latches[kMaxTaskWorkers];
+  int count = 0;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    RelaySlot *s = slot_find(dbid);
+    if (!s) return;
+    // Idle ones first: a busy executor looks for more work when it is done
+    // anyway. With none idle, one latch is set so a task committed while
+    // every executor was between its last claim and its sleep is not missed.
+    for (const ExecutorSlot &e : s->execs)
+      if (e.pid != 0 && e.idle && (n <= 0 || count < n)) latches[count++] = e.latch;
+    if (count == 0)
+      for (const ExecutorSlot &e : s->execs)
+        if (e.pid != 0 && count == 0) latches[count++] = e.latch;
+  }
+  for (int i = 0; i < count; ++i) SetLatch(latches[i]);
+}
+
+bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_per_s, int64_t now,
+                    int64_t *retry_at) {
+  if (!rs) return false;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  RelaySlot *s = slot_find(dbid);
+  if (!s) return false;
+  if (reserved_for(*s, queue) >= concurrency) return false;
+  if (rate_per_s > 0) {
+    RateState *r = rate_of(*s, queue, false);
+    if (r && r->next_at > now) {
+      if (retry_at) *retry_at = r->next_at;
+      return false;
+    }
+  }
+  return true;
+}
+
+bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
+                   double rate_per_s, int64_t now) {
+  if (!rs) return false;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (!s || s->execs[index].pid != MyProcPid) return false;
+  if (reserved_for(*s, queue) >= concurrency) return false;
+  if (rate_per_s > 0) {
+    RateState *r = rate_of(*s, queue, true);
+    if (r->next_at > now) return false;
+    int64 step = static_cast<int64>(USECS_PER_SEC / rate_per_s);
+    r->next_at = std::max<int64>(r->next_at, now - step) + step;
+  }
+  ExecutorSlot &e = s->execs[index];
+  strlcpy(e.queue, queue, sizeof e.queue);
+  e.task_id = task_id;
+  return true;
+}
+
+void release_queue(Oid dbid, int index) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (s && s->execs[index].pid == MyProcPid) {
+    s->execs[index].queue[0] = '\0';
+    s->execs[index].task_id = 0;
+  }
+}
+
+void bump_queues_version(Oid dbid) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_find(dbid)) ++s->queues_version;
+}
+
+uint32_t queues_version(Oid dbid) {
+  if (!rs) return 0;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  RelaySlot *s = slot_find(dbid);
+  return s ? s->queues_version : 0;
+}
+
+void cancel_running_task(Oid dbid, int64_t task_id) {
+  if (!rs) return;
+  int pid = 0;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    if (RelaySlot *s = slot_find(dbid))
+      for (ExecutorSlot &e : s->execs)
+        if (e.pid != 0 && e.task_id == task_id) {
+          pg_atomic_write_u64(&e.cancel_for, static_cast<uint64>(task_id));
+          pid = e.pid;
+        }
+  }
+  if (pid != 0) kill(pid, SIGINT);
+}
+
+pg_atomic_uint64 *executor_cancel_flag(Oid dbid, int index) {
+  if (!rs) return nullptr;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  RelaySlot *s = slot_find(dbid);
+  return s ? &s->execs[index].cancel_for : nullptr;
+}
+
+LiveClaims live_claims(Oid dbid) {
+  LiveClaims c;
+  if (!rs) return c;
+  c.live.reserve(kMaxTaskWorkers);
+  Locked lock(rs->registry_lock, LW_SHARED);
+  c.incarnation = rs->incarnation;
+  c.issued = rs->executor_runs;
+  if (RelaySlot *s = slot_find(dbid))
+    for (const ExecutorSlot &e : s->execs)
+      if (e.pid != 0)
+        c.live.push_back(
+            static_cast<int64_t>((static_cast<uint64>(rs->incarnation) << 32) | e.run) &
+            INT64CONST(0x7fffffffffffffff));
+  return c;
+}
+
+int executor_running(Oid dbid, int64_t task_id) {
+  if (!rs) return 0;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  if (RelaySlot *s = slot_find(dbid))
+    for (const ExecutorSlot &e : s->execs)
+      if (e.pid != 0 && e.task_id == task_id) return e.pid;
+  return 0;
+}
+
+std::vector<int> executor_pids(Oid dbid) {
+  std::vector<int> pids(kMaxTaskWorkers, 0);
+  if (!rs) return pids;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_find(dbid))
+    for (int i = 0; i < kMaxTaskWorkers; ++i) {
+      ExecutorSlot &e = s->execs[i];
+      if (e.pid != 0 && !alive(e.pid)) e = ExecutorSlot{};
+      pids[i] = e.pid;
+    }
+  return pids;
+}
+
 // ---- health ---------------------------------------------------------------------
 
 namespace {
@@ -635,6 +893,11 @@ RelayStatus status_of(const RelaySlot &s) {
   r.no_worker = s.no_worker;
   r.backlog = s.backlog;
   r.flush_pending = slot_flush_pending(s);
+  r.extension_present = s.extension_present;
+  for (const ExecutorSlot &e : s.execs) {
+    r.executors += e.pid != 0;
+    r.executors_busy += e.pid != 0 && e.task_id != 0;
+  }
   return r;
 }
 }  // namespace

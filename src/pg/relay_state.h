@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "port/atomics.h"
 }
 
 namespace cachekit::pg {
@@ -115,6 +116,7 @@ struct SlotView {
   int64_t paused_until = 0;
   Oid evicted = InvalidOid;
   int64_t evicted_until = 0;
+  bool extension_present = false;  // its relay runs and found the extension
 };
 SlotView launcher_claim(Oid dbid, bool take);
 // The launcher could (not) start a worker for the database.
@@ -124,6 +126,50 @@ void launcher_scan_end(int unserved);
 // Forgets databases not in `dbs` (dropped since), with their queue entries
 // and marks; a database with a running relay is kept until it exits.
 void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan);
+
+// ---- task executors (worker/task_executor.cpp) ----
+// Executors per database at most (cachekit.task_workers).
+constexpr int kMaxTaskWorkers = 32;
+// The relay found pg_cachekit in its database: the launcher starts executors.
+void set_extension_present(Oid dbid, bool present);
+// Registers executor `index` of a database: its claim token (see
+// live_claims()), or 0 when another live executor holds the index or the
+// database has no slot (the caller must exit).
+int64_t register_executor(Oid dbid, int index);
+void unregister_executor(Oid dbid, int index);
+void executor_idle(Oid dbid, int index, bool idle);
+// Sets the latches of up to n idle executors (n <= 0: all idle ones).
+void wake_executors(Oid dbid, int n);
+// May a task of `queue` start now (its concurrency and rate limit)? When the
+// rate limit says no, *retry_at says when it will say yes.
+bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_per_s, int64_t now,
+                    int64_t *retry_at);
+// The same check, and the place taken, atomically; the claim that asked for
+// it is rolled back when it says no.
+bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
+                   double rate_per_s, int64_t now);
+void release_queue(Oid dbid, int index);
+// A running task whose claim token is not among `live` but lower than the
+// next one to be issued (same incarnation), or of another incarnation, was
+// claimed by an executor that is gone.
+struct LiveClaims {
+  uint32_t incarnation = 0;
+  uint32_t issued = 0;
+  std::vector<int64_t> live;
+};
+LiveClaims live_claims(Oid dbid);
+// cachekit._queues changed (at commit); executors compare versions.
+void bump_queues_version(Oid dbid);
+uint32_t queues_version(Oid dbid);
+// cancel_task() of a running task, after commit: SIGINT to its executor,
+// whose handler cancels only if it still runs that task.
+void cancel_running_task(Oid dbid, int64_t task_id);
+// The word that handler compares with its running task (in shared memory).
+pg_atomic_uint64 *executor_cancel_flag(Oid dbid, int index);
+// pid of the executor running a task (0: none).
+int executor_running(Oid dbid, int64_t task_id);
+// For the launcher: pid per executor index (0: none; dead ones cleared).
+std::vector<int> executor_pids(Oid dbid);
 
 // For cachekit.health().
 struct RelayStatus {
@@ -136,6 +182,9 @@ struct RelayStatus {
   bool backlog = false;
   bool flush_pending = false;
   int queue_entries = 0;
+  bool extension_present = false;
+  int executors = 0;
+  int executors_busy = 0;
 };
 struct RegistryStatus {
   bool shared_memory = false;
