@@ -22,7 +22,7 @@
 #   BENCH_QUICK             1: smoke-test defaults (marked below)
 #   BENCH_ROUNDS            rounds; the order of the systems rotates each round (3; quick 1)
 #   BENCH_N                 jobs enqueued then drained (50000; quick 5000)
-#   BENCH_STEADY_RATE       producer rate in jobs/s (1000)
+#   BENCH_STEADY_RATE       producer rate in jobs/s (500)
 #   BENCH_STEADY_SECONDS    producer run time (20; quick 5)
 #   BENCH_LATENCY_N         pickup samples per system and round (500; quick 100)
 #   BENCH_OVERHEAD_SECONDS  seconds per overhead pgbench run (10; quick 3)
@@ -30,6 +30,7 @@
 #   BENCH_SYSTEMS           subset of "cachekit graphile pgboss" (all three)
 #   BENCH_MEASURES          subset of "throughput steady pickup overhead" (all)
 #   BENCH_CONCURRENCY       jobs run at once by each system (8)
+#   BENCH_FSYNC             off: fsync and synchronous_commit off (on)
 #   PGBOSS_BATCH_SIZE       pg-boss work() batchSize (100; its default is 1)
 #   PGBOSS_POLL_SECONDS     pg-boss pollingIntervalSeconds (0.5, its minimum; default 2)
 #   BENCH_RESULTS           output folder (test/bench/results)
@@ -66,7 +67,10 @@ else
 	LATENCY_N=${BENCH_LATENCY_N:-500}
 	OVERHEAD_SECONDS=${BENCH_OVERHEAD_SECONDS:-10}
 fi
-STEADY_RATE=${BENCH_STEADY_RATE:-1000}
+STEADY_RATE=${BENCH_STEADY_RATE:-500}
+# Producer connections of the steady run (pgbench -R spreads the rate over them).
+STEADY_CLIENTS=8
+FSYNC=${BENCH_FSYNC:-on}
 LATENCY_WARMUP=20
 read -r -a OVERHEAD_CLIENTS <<<"${BENCH_OVERHEAD_CLIENTS:-1 8}"
 read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-cachekit graphile pgboss}"
@@ -99,6 +103,7 @@ posint BENCH_LATENCY_N "$LATENCY_N"
 posint BENCH_OVERHEAD_SECONDS "$OVERHEAD_SECONDS"
 posint BENCH_CONCURRENCY "$TASKS_CONCURRENCY"
 posint PGBOSS_BATCH_SIZE "$PGBOSS_BATCH_SIZE"
+[[ $FSYNC =~ ^(on|off)$ ]] || die "BENCH_FSYNC must be on or off"
 [[ $PGBOSS_POLL_SECONDS =~ ^[0-9]+(\.[0-9]+)?$ ]] && python3 -c "import sys; sys.exit(float('$PGBOSS_POLL_SECONDS') < 0.5)" ||
 	die "PGBOSS_POLL_SECONDS must be a number >= 0.5 (pg-boss' minimum)"
 for c in "${OVERHEAD_CLIENTS[@]}"; do posint BENCH_OVERHEAD_CLIENTS "$c"; done
@@ -193,7 +198,8 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	if [[ -n $DRIVER_PID ]] && kill -0 "$DRIVER_PID" 2>/dev/null; then
-		# The driver stops the peer worker processes it started.
+		# timeout passes the signal on; the driver stops the peer worker
+		# processes it started.
 		kill -TERM "$DRIVER_PID" 2>/dev/null
 		local deadline=$((SECONDS + 15))
 		while kill -0 "$DRIVER_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
@@ -224,7 +230,7 @@ trap 'exit 143' TERM
 
 # --- sandbox -----------------------------------------------------------------
 
-log "starting the sandbox in $SB (fsync on)"
+log "starting the sandbox in $SB (fsync $FSYNC)"
 # Durable commits as in production (every enqueue and every completion is a
 # commit). No checkpoint in the middle of a run: one CHECKPOINT before each
 # measured run instead. Autovacuum stays on: queue tables live on it.
@@ -233,7 +239,7 @@ SANDBOX_CONF="cachekit.task_workers = $TASKS_CONCURRENCY
 max_worker_processes = 32
 checkpoint_timeout = '1h'
 max_wal_size = '8GB'"
-SANDBOX_ENV=$(CACHEKIT_SANDBOX_DIR=$SB CACHEKIT_SANDBOX_FSYNC=on CACHEKIT_PG_BINDIR=$PG_BINDIR \
+SANDBOX_ENV=$(CACHEKIT_SANDBOX_DIR=$SB CACHEKIT_SANDBOX_FSYNC=$FSYNC CACHEKIT_PG_BINDIR=$PG_BINDIR \
 	CACHEKIT_SANDBOX_EXTRA_CONF="$SANDBOX_CONF" "$SANDBOX" start)
 SANDBOX_UP=1
 eval "$SANDBOX_ENV"
@@ -250,12 +256,15 @@ psqlx -f "$TASKS/setup.sql" >/dev/null
 
 # --- driver --------------------------------------------------------------------
 
-# run_driver SECONDS args...: one driver command, bounded in time, in the
-# background so that a signal to this script is handled at once (cleanup
-# stops it). Its JSON line goes to stdout.
+# run_driver SECONDS args...: one driver command, bounded in time. Not in a
+# command substitution: there it would run in a subshell, where a signal to
+# this script waits for it to end; here `wait` returns at once and cleanup
+# stops it. Its JSON line is left in $OUTPUT.
+OUTPUT=
 run_driver() {
 	local limit=$1 rc=0
 	shift
+	OUTPUT=
 	timeout --kill-after=20 "$limit" "$NODE" "$TASKS/driver.mjs" "$@" >"$WORK/driver.out" 2>>"$LOGS/driver.log" &
 	DRIVER_PID=$!
 	wait "$DRIVER_PID" || rc=$?
@@ -264,7 +273,19 @@ run_driver() {
 		tail -n 5 "$LOGS/driver.log" >&2
 		return "$rc"
 	fi
-	cat "$WORK/driver.out"
+	OUTPUT=$(<"$WORK/driver.out")
+}
+
+# run_bg SECONDS LOG command...: a long command (pgbench), bounded in time,
+# in the background for the same reason as run_driver.
+run_bg() {
+	local limit=$1 logf=$2 rc=0
+	shift 2
+	timeout --kill-after=20 "$limit" "$@" >"$logf" 2>&1 &
+	DRIVER_PID=$!
+	wait "$DRIVER_PID" || rc=$?
+	DRIVER_PID=
+	return "$rc"
 }
 
 # record ROUND MEASURE SYSTEM CLIENTS JSON: every number (or boolean) of the
@@ -284,7 +305,8 @@ PY
 json_field() { python3 -c 'import json, sys; v = json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
 
 log "setting up the peers' schemas (their own migrations)"
-VERSIONS=$(run_driver 300 setup) || die "driver setup failed (see $LOGS/driver.log)"
+run_driver 300 setup || die "driver setup failed (see $LOGS/driver.log)"
+VERSIONS=$OUTPUT
 printf "SELECT cachekit.enqueue('default', 'public.bench_noop');\n" >"$WORK/enqueue_cachekit.sql"
 for s in plain "${SYSTEMS[@]}"; do
 	{
@@ -295,10 +317,14 @@ for s in plain "${SYSTEMS[@]}"; do
 	} >"$WORK/overhead_$s.sql"
 done
 
-# The extension's executors take jobs unless the queue is paused.
-if has_system cachekit; then
-	run_driver 60 hold --system cachekit >/dev/null || die "cannot hold pg_cachekit's queue back"
-fi
+# No consumer may run while jobs are enqueued for a drain or the enqueue
+# overhead is measured: the peers' worker processes are started by the driver
+# for a measure only; pg_cachekit's executors are stopped (task_workers = 0).
+hold_all() {
+	if has_system cachekit; then
+		run_driver 120 hold --system cachekit || die "cannot stop pg_cachekit's executors"
+	fi
+}
 
 # --- per-system housekeeping -----------------------------------------------------
 
@@ -306,42 +332,11 @@ fi
 # that each measured run starts from empty, vacuumed tables.
 clean() {
 	case $1 in
-	cachekit)
-		# Only the superuser may do this: the task tables are not writable
-		# by users. The tables behind the cachekit.tasks view that hold
-		# tasks (not queues or schedules).
-		psqlx <<-'SQL'
-			DO $$
-			DECLARE t regclass;
-			BEGIN
-			  FOR t IN
-			    SELECT DISTINCT c.oid::regclass
-			    FROM pg_rewrite r
-			    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-			    JOIN pg_class c ON c.oid = d.refobjid
-			    WHERE r.ev_class = 'cachekit.tasks'::regclass AND c.relkind IN ('r', 'p')
-			      AND c.relname LIKE '%task%' AND c.relname NOT LIKE '%queue%' AND c.relname NOT LIKE '%schedule%'
-			  LOOP
-			    EXECUTE format('DELETE FROM %s', t);
-			  END LOOP;
-			END $$;
-		SQL
-		;;
-	graphile) psqlx -c 'DELETE FROM graphile_worker._private_jobs' ;;
-	pgboss) psqlx -c 'TRUNCATE pgboss.job, pgboss.archive' ;;
+	# The task tables are not writable by users; the superuser may.
+	cachekit) psqlx -c 'TRUNCATE cachekit._tasks' -c 'VACUUM (ANALYZE) cachekit._tasks' ;;
+	graphile) psqlx -c 'TRUNCATE graphile_worker._private_jobs' -c 'VACUUM (ANALYZE) graphile_worker._private_jobs' ;;
+	pgboss) psqlx -c 'TRUNCATE pgboss.job, pgboss.archive' -c 'VACUUM (ANALYZE) pgboss.job' ;;
 	esac
-	case $1 in
-	cachekit) vacuum_ck ;;
-	graphile) psqlx -c 'VACUUM (ANALYZE) graphile_worker._private_jobs' ;;
-	pgboss) psqlx -c 'VACUUM (ANALYZE) pgboss.job' ;;
-	esac
-}
-vacuum_ck() {
-	local t
-	for t in $(psqlx -c "SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	                     WHERE n.nspname = 'cachekit' AND c.relkind = 'r' AND c.relname LIKE '%task%'"); do
-		psqlx -c "VACUUM (ANALYZE) $t"
-	done
 }
 clean_all() { for s in "${SYSTEMS[@]}"; do clean "$s"; done; }
 
@@ -372,17 +367,16 @@ jitter_ms() {
 throughput() {
 	local r=$1 s=$2 logf=$LOGS/enqueue-$s-r$r.log tps lat res
 	clean "$s"
+	hold_all
 	psqlx -c CHECKPOINT
-	# Enqueue with no consumer taking jobs: peers have no worker process yet,
-	# pg_cachekit's queue is paused (the driver leaves it so).
-	pgbench -n -M prepared -c "$ENQUEUE_CLIENTS" -j 2 -t $((N / ENQUEUE_CLIENTS)) -f "$WORK/enqueue_$s.sql" >"$logf" 2>&1 ||
+	run_bg $((600 + N / 20)) "$logf" pgbench -n -M prepared -c "$ENQUEUE_CLIENTS" -j 2 -t $((N / ENQUEUE_CLIENTS)) -f "$WORK/enqueue_$s.sql" ||
 		die "enqueue pgbench failed for $s: $(tail -n 3 "$logf")"
 	tps=$(pgbench_tps "$logf")
 	lat=$(pgbench_lat "$logf")
 	echo "$r,throughput,$s,$ENQUEUE_CLIENTS,enqueue_rate,$tps" >>"$RUNS"
 	echo "$r,throughput,$s,$ENQUEUE_CLIENTS,enqueue_latency_ms,$lat" >>"$RUNS"
-	res=$(run_driver $((900 + N / 20)) drain --system "$s" --n "$N" --timeout $((600 + N / 50))) ||
-		die "drain failed for $s"
+	run_driver $((900 + N / 20)) drain --system "$s" --n "$N" --timeout $((600 + N / 50)) || die "drain failed for $s"
+	res=$OUTPUT
 	record "$r" throughput "$s" "$TASKS_CONCURRENCY" "$res"
 	printf 'bench: round %d throughput %-8s enqueue %8.1f jobs/s, drain %8.1f jobs/s (%s s)\n' "$r" "$s" "$tps" \
 		"$(json_field "$res" rate)" "$(json_field "$res" seconds)" >&2
@@ -396,9 +390,10 @@ steady() {
 	local r=$1 s=$2 res
 	clean "$s"
 	psqlx -c CHECKPOINT
-	res=$(run_driver $((STEADY_SECONDS + 600)) steady --system "$s" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" \
-		--clients 4 --script "$WORK/enqueue_$s.sql" --catchup-timeout 300) || die "steady run failed for $s"
-	record "$r" steady "$s" 4 "$res"
+	run_driver $((STEADY_SECONDS + 600)) steady --system "$s" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" \
+		--clients "$STEADY_CLIENTS" --script "$WORK/enqueue_$s.sql" --catchup-timeout 300 || die "steady run failed for $s"
+	res=$OUTPUT
+	record "$r" steady "$s" "$STEADY_CLIENTS" "$res"
 	printf 'bench: round %d steady     %-8s enqueued %8.1f jobs/s, completed %8.1f jobs/s, backlog at the end %s\n' "$r" "$s" \
 		"$(json_field "$res" enqueue_rate)" "$(json_field "$res" completion_rate)" "$(json_field "$res" backlog_end)" >&2
 	[[ $(json_field "$res" failed) == 0 ]] || note "ANOMALY: round $r: $s: $(json_field "$res" failed) no-op jobs failed or were retried (steady)"
@@ -410,9 +405,10 @@ pickup() {
 	local r=$1 s=$2 res j samples=$WORK/pickup-$s-r$r.csv
 	clean "$s"
 	j=$(jitter_ms "$s")
-	res=$(run_driver $((600 + (LATENCY_N + LATENCY_WARMUP) * (100 + 2 * j) / 1000)) pickup --system "$s" \
-		--n "$LATENCY_N" --warmup "$LATENCY_WARMUP" --gap-ms 10 --jitter-ms "$j" --out "$samples") ||
+	run_driver $((600 + (LATENCY_N + LATENCY_WARMUP) * (100 + 2 * j) / 1000)) pickup --system "$s" \
+		--n "$LATENCY_N" --warmup "$LATENCY_WARMUP" --gap-ms 10 --jitter-ms "$j" --out "$samples" ||
 		die "pickup run failed for $s"
+	res=$OUTPUT
 	record "$r" pickup "$s" 1 "$res"
 	tail -n +2 "$samples" | sed "s/^/$r,$s,/" >>"$SAMPLES"
 	printf 'bench: round %d pickup     %-8s p50 %8.3f ms, p99 %8.3f ms (%s samples)\n' "$r" "$s" \
@@ -423,11 +419,12 @@ pickup() {
 
 overhead() {
 	local r=$1 c v logf tps lat
+	hold_all
 	for c in "${OVERHEAD_CLIENTS[@]}"; do
 		for v in $(rotate "$((r - 1))" plain "${SYSTEMS[@]}"); do
 			logf=$LOGS/overhead-$v-c$c-r$r.log
 			psqlx -c CHECKPOINT
-			pgbench -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$OVERHEAD_SECONDS" -f "$WORK/overhead_$v.sql" >"$logf" 2>&1 ||
+			run_bg $((OVERHEAD_SECONDS + 300)) "$logf" pgbench -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$OVERHEAD_SECONDS" -f "$WORK/overhead_$v.sql" ||
 				die "overhead pgbench failed for $v: $(tail -n 3 "$logf")"
 			tps=$(pgbench_tps "$logf")
 			lat=$(pgbench_lat "$logf")
@@ -442,16 +439,17 @@ overhead() {
 
 # --- run -------------------------------------------------------------------------
 
-CLOCK=$(run_driver 120 clock) || die "clock check failed"
+run_driver 120 clock || die "clock check failed"
+CLOCK=$OUTPUT
 {
 	echo "date: $(date -Is)"
 	echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src sql worker 2>/dev/null || echo ' (src/, sql/ or worker/ modified)')"
 	lib="$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || echo "$PG_BINDIR/../lib")/pg_cachekit.so"
 	echo "library: $lib, installed $(date -u -r "$lib" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?'), sha256 $(sha256sum "$lib" 2>/dev/null | cut -c1-12), extension $(psqlx -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_cachekit'")"
 	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); versions $VERSIONS"
-	echo "settings: $ROUNDS rounds (system order rotated each round), N=$N, steady ${STEADY_RATE} jobs/s for ${STEADY_SECONDS}s (pgbench -R, 4 clients), pickup $LATENCY_N samples after $LATENCY_WARMUP unmeasured, overhead ${OVERHEAD_SECONDS}s runs at clients ${OVERHEAD_CLIENTS[*]}"
-	echo "postgres: fsync and synchronous_commit on, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g'); CHECKPOINT before each measured run; job tables emptied and vacuumed between runs"
-	echo "pg_cachekit: cachekit.task_workers = $TASKS_CONCURRENCY, queue 'default', task public.bench_noop (SQL, empty body); held back during enqueue by pause_queue('default')"
+	echo "settings: $ROUNDS rounds (system order rotated each round), N=$N, steady ${STEADY_RATE} jobs/s for ${STEADY_SECONDS}s (pgbench -R, $STEADY_CLIENTS clients), pickup $LATENCY_N samples after $LATENCY_WARMUP unmeasured, overhead ${OVERHEAD_SECONDS}s runs at clients ${OVERHEAD_CLIENTS[*]}"
+	echo "postgres: fsync and synchronous_commit $FSYNC, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g'); CHECKPOINT before each measured run; job tables emptied and vacuumed between runs"
+	echo "pg_cachekit: cachekit.task_workers = $TASKS_CONCURRENCY (queue 'default', concurrency $(psqlx -c "SELECT concurrency FROM cachekit._queues WHERE name = 'default'")), task public.bench_noop (SQL function, empty body); no executor (task_workers = 0) during enqueue and overhead runs; executors started and the queue paused before a measure, resumed at its start"
 	echo "graphile-worker: run({pgPool (max 10, its default), concurrency: $TASKS_CONCURRENCY}), other options default (pollInterval 2000 ms, LISTEN/NOTIFY wake-up), NO_LOG_SUCCESS=1; enqueue: SELECT graphile_worker.add_job('bench', '{}')"
 	echo "pg-boss: $TASKS_CONCURRENCY x work('bench', {batchSize: $PGBOSS_BATCH_SIZE, pollingIntervalSeconds: $PGBOSS_POLL_SECONDS}) (documented defaults: batchSize 1, pollingIntervalSeconds 2, minimum 0.5), pool max 10 (default), other options default; enqueue: the INSERT its send() issues (captured from the package); bound: $TASKS_CONCURRENCY x $PGBOSS_BATCH_SIZE / ${PGBOSS_POLL_SECONDS}s = $(python3 -c "print(round($TASKS_CONCURRENCY * $PGBOSS_BATCH_SIZE / $PGBOSS_POLL_SECONDS))") jobs/s"
 	echo "clock: Node wall clock (performance.timeOrigin + performance.now()) vs clock_timestamp(): $CLOCK (violations = server readings outside the client's bracket)"

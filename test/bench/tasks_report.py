@@ -134,7 +134,8 @@ def main():
     if any(k[0] == "steady" for k in values):
         rate = med("steady", systems[0], "rate")
         secs = med("steady", systems[0], "seconds")
-        lines += [f"== Steady state: producer at {fmt(rate, 0)} jobs/s (pgbench -R, 4 clients) for {fmt(secs, 0)} s, consumers running", ""]
+        clients = sorted({k[2] for k in values if k[0] == "steady"})
+        lines += [f"== Steady state: producer at {fmt(rate, 0)} jobs/s (pgbench -R, {'/'.join(clients)} clients, one job per transaction) for {fmt(secs, 0)} s, consumers running", ""]
         lines.append(f"{'system':<17} {'enqueued/s':>11} {'completed/s':>12} {'[min-max]':>17} {'backlog at end':>15} {'catch-up s':>11}")
         for s in systems:
             lines.append(f"{TITLE[s]:<17} {fmt(med('steady', s, 'enqueue_rate')):>11} {fmt(med('steady', s, 'completion_rate')):>12} "
@@ -216,10 +217,11 @@ def main():
                     "cachekit_over_graphile", "cachekit_over_pgboss"])
         w.writerows(csv_rows)
 
-    plot(args.out, systems, med, samples, overhead_pct, len(rounds))
+    fsync = "on" if "fsync and synchronous_commit on" in notes else "off" if "synchronous_commit off" in notes else "?"
+    plot(args.out, systems, med, samples, overhead_pct, len(rounds), fsync)
 
 
-def plot(out, systems, med, samples, overhead_pct, nrounds):
+def plot(out, systems, med, samples, overhead_pct, nrounds, fsync):
     gnuplot = shutil.which("gnuplot")
     if not gnuplot:
         print("no gnuplot: no plot", file=sys.stderr)
@@ -232,7 +234,7 @@ def plot(out, systems, med, samples, overhead_pct, nrounds):
         "set style fill solid 0.85 border -1",
         "set key top left font 'sans,8'",
         "set grid ytics",
-        f"set multiplot layout 2,2 title 'pg_cachekit task queue vs graphile-worker vs pg-boss (medians of {nrounds} round(s); concurrency 8 each)'",
+        f"set multiplot layout 2,2 title 'pg_cachekit task queue vs graphile-worker vs pg-boss (medians of {nrounds} round(s); concurrency 8 each; fsync {fsync})'",
     ]
 
     def bars(name, groups, getter, title, ylabel, logscale=False, fmtv="%.0f", negative=False):

@@ -1,18 +1,19 @@
 // Measures of the task-queue benchmark, one system at a time, the same way
-// for all three (test/bench/tasks.sh calls it; see test/bench/README.md):
+// for all three (test/bench/tasks.sh calls it; see README.md here):
 //
 //   node driver.mjs setup                 peers' schemas, pgbench enqueue scripts
 //   node driver.mjs clock                 Node clock vs clock_timestamp()
-//   node driver.mjs hold   --system S     stop S's consumers taking jobs
+//   node driver.mjs hold   --system cachekit   no executor left (task_workers = 0)
 //   node driver.mjs drain  --system S --n N
 //   node driver.mjs steady --system S --rate R --seconds T --clients C --script F
 //   node driver.mjs pickup --system S --n N --warmup W --jitter-ms J --out F.csv
 //
 // Systems: cachekit (tasks run by the extension's background executors),
 // graphile (graphile-worker), pgboss (pg-boss). A peer's workers run in a
-// child process (peer.mjs) that is started, released and stopped by the
-// driver; pg_cachekit's executors are always running, so "held" means its
-// queue is paused. Each command prints one JSON line on stdout.
+// child process (peer.mjs) that the driver starts, releases and stops;
+// pg_cachekit's executors are started through cachekit.task_workers and
+// held back by pausing the queue (see ckWorkers). Each command prints one
+// JSON line on stdout.
 import { fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -56,15 +57,18 @@ if (['hold', 'drain', 'steady', 'pickup'].includes(cmd) && !['cachekit', 'graphi
 
 // Jobs not finished yet (queued, retrying or running).
 const UNFINISHED = {
-  cachekit: ['FROM cachekit.tasks WHERE queue = $1 AND state IN (\'queued\', \'running\')', [CK_QUEUE]],
+  // The table behind the cachekit.tasks view (the superuser may read it):
+  // its partial indexes serve this, as the peers' serve theirs. 'failed' is
+  // an attempt that failed and waits for its retry.
+  cachekit: ['FROM cachekit._tasks WHERE queue = $1 AND state IN (\'queued\', \'running\', \'failed\')', [CK_QUEUE]],
   // Completed jobs are deleted; failed ones stay (none here: checked after).
   // Only this benchmark's jobs are in there.
   graphile: ['FROM graphile_worker._private_jobs', []],
   pgboss: ['FROM pgboss.job WHERE name = $1 AND state < \'completed\'', [PEER_QUEUE]],
 };
-// Jobs that ended in failure (a no-op should never fail).
+// Jobs that failed at least once (a no-op never should).
 const FAILED = {
-  cachekit: ['SELECT count(*)::int AS n FROM cachekit.tasks WHERE queue = $1 AND state IN (\'failed\', \'dead\', \'cancelled\')', [CK_QUEUE]],
+  cachekit: ['SELECT count(*)::int AS n FROM cachekit._tasks WHERE queue = $1 AND (state IN (\'dead\', \'cancelled\') OR attempts > 1)', [CK_QUEUE]],
   graphile: ['SELECT count(*)::int AS n FROM graphile_worker._private_jobs WHERE last_error IS NOT NULL', []],
   pgboss: ['SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND (state IN (\'failed\', \'cancelled\') OR retry_count > 0)', [PEER_QUEUE]],
 };
@@ -103,12 +107,31 @@ function pickupEnqueue(sys) {
   };
 }
 
-// pg_cachekit: executors always run; holding them back = pausing the queue.
-async function ckHold(client, pause) {
-  const fn = pause ? 'cachekit.pause_queue(text)' : 'cachekit.resume_queue(text)';
-  const r = await client.query('SELECT to_regprocedure($1) IS NOT NULL AS ok', [fn]);
-  if (!r.rows[0].ok) throw new Error(`${fn} does not exist: cannot hold pg_cachekit's executors back`);
-  await client.query(`SELECT ${fn.replace('(text)', '($1)')}`, [CK_QUEUE]);
+// pg_cachekit's consumers are its executors (background workers, started by
+// its launcher). No consumer at all (enqueue and overhead runs, like a peer
+// with no worker process): cachekit.task_workers = 0, so none is left to be
+// woken at commit. Ready but held back (a peer's process started, connected
+// and waiting for 'go'): task_workers executors running, queue paused.
+async function ckPause(client, pause) {
+  await client.query(`SELECT cachekit.${pause ? 'pause' : 'resume'}_queue($1)`, [CK_QUEUE]);
+}
+
+async function ckExecutors(client) {
+  const r = await client.query(`SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE backend_type = 'pg_cachekit task executor' AND datname = current_database()`);
+  return r.rows[0].n;
+}
+
+async function ckWorkers(client, n) {
+  await client.query(`ALTER SYSTEM SET cachekit.task_workers = ${Number(n)}`);
+  await client.query('SELECT pg_reload_conf()');
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    const have = await ckExecutors(client);
+    if (have === n) return;
+    if (Date.now() > deadline) throw new Error(`pg_cachekit: ${have} task executors after 60 s, expected ${n}`);
+    await sleep(50);
+  }
 }
 
 // --- helpers ----------------------------------------------------------------
@@ -153,9 +176,11 @@ function waitExit(child, ms) {
 // taking jobs), stop (hold back again). onPickup receives (seq, t_us).
 async function consumers(sys, mode, client) {
   if (sys === 'cachekit') {
+    await ckPause(client, true);
+    await ckWorkers(client, CONCURRENCY);
     return {
-      go: () => ckHold(client, false),
-      stop: async () => { await ckHold(client, true); return {}; },
+      go: () => ckPause(client, false),
+      stop: async () => { await ckPause(client, true); return {}; },
       onPickup: null,
     };
   }
@@ -291,7 +316,8 @@ async function clock() {
 async function hold() {
   if (system !== 'cachekit') return out({ system, held: true });
   const client = await connect();
-  await ckHold(client, true);
+  await ckPause(client, true);
+  await ckWorkers(client, 0);
   await client.end();
   return out({ system, held: true });
 }
