@@ -4,7 +4,7 @@
 # the same throwaway Postgres, in one run, alternating the systems and
 # repeating; medians and ratios go to test/bench/results/.
 #
-# usage: test/bench/tasks.sh                  (full run, ~30-40 minutes)
+# usage: test/bench/tasks.sh                  (full run, ~1 hour on a busy 2-core box)
 #        BENCH_QUICK=1 test/bench/tasks.sh    (smoke test: N=5000, 1 round, ~5 minutes)
 #
 # Measures (each the same way for the three systems; test/bench/README.md):
@@ -16,7 +16,8 @@
 #   pickup      one job at a time on an idle queue: commit returned to the
 #               enqueuer -> handler start, p50/p99
 #   overhead    a one-row INSERT transaction with and without an enqueue in it
-#               (pgbench, alternating): % of latency added
+#               (pgbench, alternating): % of latency added; with synchronous_commit
+#               on (durable) and off (the enqueue's CPU cost, without fsync waits)
 #
 # Environment (all optional):
 #   BENCH_QUICK             1: smoke-test defaults (marked below)
@@ -71,6 +72,8 @@ STEADY_RATE=${BENCH_STEADY_RATE:-500}
 # Producer connections of the steady run (pgbench -R spreads the rate over them).
 STEADY_CLIENTS=8
 FSYNC=${BENCH_FSYNC:-on}
+# Overhead runs with synchronous_commit on (durable, when fsync is on) and off.
+if [[ $FSYNC == on ]]; then OVERHEAD_COMMITS=(on off); else OVERHEAD_COMMITS=(off); fi
 LATENCY_WARMUP=20
 read -r -a OVERHEAD_CLIENTS <<<"${BENCH_OVERHEAD_CLIENTS:-1 8}"
 read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-cachekit graphile pgboss}"
@@ -418,20 +421,28 @@ pickup() {
 }
 
 overhead() {
-	local r=$1 c v logf tps lat
+	local r=$1 c v logf tps lat commit measure
 	hold_all
-	for c in "${OVERHEAD_CLIENTS[@]}"; do
-		for v in $(rotate "$((r - 1))" plain "${SYSTEMS[@]}"); do
-			logf=$LOGS/overhead-$v-c$c-r$r.log
-			psqlx -c CHECKPOINT
-			run_bg $((OVERHEAD_SECONDS + 300)) "$logf" pgbench -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$OVERHEAD_SECONDS" -f "$WORK/overhead_$v.sql" ||
-				die "overhead pgbench failed for $v: $(tail -n 3 "$logf")"
-			tps=$(pgbench_tps "$logf")
-			lat=$(pgbench_lat "$logf")
-			echo "$r,overhead,$v,$c,tps,$tps" >>"$RUNS"
-			echo "$r,overhead,$v,$c,latency_ms,$lat" >>"$RUNS"
-			printf 'bench: round %d overhead   %-8s c%-2d %9.1f tps %8.3f ms\n' "$r" "$v" "$c" "$tps" "$lat" >&2
-			[[ $v == plain ]] || clean "$v"
+	for commit in "${OVERHEAD_COMMITS[@]}"; do
+		# synchronous_commit off (per session, PGOPTIONS): the commit does not
+		# wait for the WAL flush, so the figure is the enqueue's CPU cost
+		# rather than fsync latency, which swings widely on this disk.
+		measure=overhead
+		[[ $FSYNC == on && $commit == off ]] && measure=overhead_nosync
+		for c in "${OVERHEAD_CLIENTS[@]}"; do
+			for v in $(rotate "$((r - 1))" plain "${SYSTEMS[@]}"); do
+				logf=$LOGS/$measure-$v-c$c-r$r.log
+				psqlx -c CHECKPOINT
+				PGOPTIONS="-c synchronous_commit=$commit" run_bg $((OVERHEAD_SECONDS + 300)) "$logf" \
+					pgbench -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$OVERHEAD_SECONDS" -f "$WORK/overhead_$v.sql" ||
+					die "overhead pgbench failed for $v: $(tail -n 3 "$logf")"
+				tps=$(pgbench_tps "$logf")
+				lat=$(pgbench_lat "$logf")
+				echo "$r,$measure,$v,$c,tps,$tps" >>"$RUNS"
+				echo "$r,$measure,$v,$c,latency_ms,$lat" >>"$RUNS"
+				printf 'bench: round %d %-15s %-8s c%-2d %9.1f tps %8.3f ms\n' "$r" "$measure" "$v" "$c" "$tps" "$lat" >&2
+				[[ $v == plain ]] || clean "$v"
+			done
 		done
 	done
 	psqlx -c 'TRUNCATE public.bench_rows'
@@ -447,7 +458,7 @@ CLOCK=$OUTPUT
 	lib="$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || echo "$PG_BINDIR/../lib")/pg_cachekit.so"
 	echo "library: $lib, installed $(date -u -r "$lib" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?'), sha256 $(sha256sum "$lib" 2>/dev/null | cut -c1-12), extension $(psqlx -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_cachekit'")"
 	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); versions $VERSIONS"
-	echo "settings: $ROUNDS rounds (system order rotated each round), N=$N, steady ${STEADY_RATE} jobs/s for ${STEADY_SECONDS}s (pgbench -R, $STEADY_CLIENTS clients), pickup $LATENCY_N samples after $LATENCY_WARMUP unmeasured, overhead ${OVERHEAD_SECONDS}s runs at clients ${OVERHEAD_CLIENTS[*]}"
+	echo "settings: $ROUNDS rounds (system order rotated each round), N=$N, steady ${STEADY_RATE} jobs/s for ${STEADY_SECONDS}s (pgbench -R, $STEADY_CLIENTS clients), pickup $LATENCY_N samples after $LATENCY_WARMUP unmeasured, overhead ${OVERHEAD_SECONDS}s runs at clients ${OVERHEAD_CLIENTS[*]} with synchronous_commit ${OVERHEAD_COMMITS[*]}"
 	echo "postgres: fsync and synchronous_commit $FSYNC, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g'); CHECKPOINT before each measured run; job tables emptied and vacuumed between runs"
 	echo "pg_cachekit: cachekit.task_workers = $TASKS_CONCURRENCY (queue 'default', concurrency $(psqlx -c "SELECT concurrency FROM cachekit._queues WHERE name = 'default'")), task public.bench_noop (SQL function, empty body); no executor (task_workers = 0) during enqueue and overhead runs; executors started and the queue paused before a measure, resumed at its start"
 	echo "graphile-worker: run({pgPool (max 10, its default), concurrency: $TASKS_CONCURRENCY}), other options default (pollInterval 2000 ms, LISTEN/NOTIFY wake-up), NO_LOG_SUCCESS=1; enqueue: SELECT graphile_worker.add_job('bench', '{}')"

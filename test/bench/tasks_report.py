@@ -69,11 +69,14 @@ def main():
 
     # values[(measure, system, clients, metric)] = [value per round]
     values = defaultdict(list)
+    by_round = defaultdict(dict)
     rounds = set()
     with open(args.runs) as f:
         for row in csv.DictReader(f):
             rounds.add(row["round"])
-            values[(row["measure"], row["system"], row["clients"], row["metric"])].append(num(row["value"]))
+            key = (row["measure"], row["system"], row["clients"], row["metric"])
+            values[key].append(num(row["value"]))
+            by_round[key][row["round"]] = num(row["value"])
     samples = defaultdict(list)
     with open(args.pickup) as f:
         for row in csv.DictReader(f):
@@ -167,25 +170,41 @@ def main():
         lines.append("")
 
     # --- overhead ---
+    # overhead_pct[(measure, system, clients)]: median over the rounds of the
+    # latency added within a round (the variants of a round run back to back).
     overhead_pct = {}
-    if any(k[0] == "overhead" for k in values):
-        lines += ["== Enqueue overhead: BEGIN; INSERT one row; [enqueue one job;] END (pgbench -M prepared, no consumer running)",
-                  "   added = median latency with the enqueue / median latency without - 1", ""]
-        clients = sorted({int(k[2]) for k in values if k[0] == "overhead"})
-        lines.append(f"{'variant':<17} {'clients':>7} {'tps':>10} {'[min-max]':>19} {'latency ms':>11} {'added':>8}")
+    overhead_title = {
+        "overhead": "synchronous_commit on" if "fsync and synchronous_commit on" in notes else "synchronous_commit off",
+        "overhead_nosync": "synchronous_commit off (per session)",
+    }
+    for measure in ("overhead", "overhead_nosync"):
+        if not any(k[0] == measure for k in values):
+            continue
+        lines += [f"== Enqueue overhead, {overhead_title[measure]}: BEGIN; INSERT one row; [enqueue one job;] END",
+                  "   (pgbench -M prepared, no consumer running; added = median over the rounds of",
+                  "   latency with the enqueue / latency without, both of the same round, - 1)", ""]
+        clients = sorted({int(k[2]) for k in values if k[0] == measure})
+        lines.append(f"{'variant':<17} {'clients':>7} {'tps':>10} {'[min-max]':>19} {'latency ms':>11} {'added':>8} {'[min-max]':>17}")
         for c in clients:
-            base = med("overhead", "plain", "latency_ms", c)
+            base = by_round.get((measure, "plain", str(c), "latency_ms"), {})
             for v in ["plain"] + systems:
-                lat = med("overhead", v, "latency_ms", c)
-                added = None if v == "plain" else ratio(lat, base)
-                pct = None if added is None else (added - 1) * 100
-                overhead_pct[(v, c)] = pct
-                lines.append(f"{TITLE[v]:<17} {c:>7} {fmt(med('overhead', v, 'tps', c)):>10} {spread('overhead', v, 'tps', c):>19} "
-                             f"{fmt(lat, 3):>11} {('-' if pct is None else f'{pct:+.1f}%'):>8}")
-                add_csv("overhead", v, c, "tps")
-                add_csv("overhead", v, c, "latency_ms")
+                lat = med(measure, v, "latency_ms", c)
+                per_round = []
+                if v != "plain":
+                    mine = by_round.get((measure, v, str(c), "latency_ms"), {})
+                    per_round = [(mine[r] / base[r] - 1) * 100 for r in mine
+                                 if r in base and mine[r] is not None and base[r]]
+                pct = median(per_round)
+                if v != "plain":
+                    overhead_pct[(measure, v, c)] = pct
+                rng = f"{min(per_round):+.1f}..{max(per_round):+.1f}%" if per_round else "-"
+                lines.append(f"{TITLE[v]:<17} {c:>7} {fmt(med(measure, v, 'tps', c)):>10} {spread(measure, v, 'tps', c):>19} "
+                             f"{fmt(lat, 3):>11} {('-' if pct is None else f'{pct:+.1f}%'):>8} {rng if v != 'plain' else '':>17}")
+                add_csv(measure, v, c, "tps")
+                add_csv(measure, v, c, "latency_ms")
                 if pct is not None:
-                    csv_rows.append(["overhead", v, c, "latency_added_pct", "", round(pct, 2), "", "", "", ""])
+                    csv_rows.append([measure, v, c, "latency_added_pct", len(per_round), round(pct, 2),
+                                     round(min(per_round), 2), round(max(per_round), 2), "", ""])
         lines.append("")
 
     # --- targets ---
@@ -200,9 +219,9 @@ def main():
             p50, p99 = med("pickup", "cachekit", "p50_ms"), med("pickup", "cachekit", "p99_ms")
             checks.append((f"pickup p50 <= {TARGET_P50_MS:g} ms", f"{fmt(p50, 3)} ms", p50 is not None and p50 <= TARGET_P50_MS))
             checks.append((f"pickup p99 <= {TARGET_P99_MS:g} ms", f"{fmt(p99, 3)} ms", p99 is not None and p99 <= TARGET_P99_MS))
-        for (v, c), pct in sorted(overhead_pct.items(), key=lambda kv: kv[0][1]):
+        for (m, v, c), pct in sorted(overhead_pct.items()):
             if v == "cachekit":
-                checks.append((f"enqueue adds <= {TARGET_OVERHEAD_PCT:g}% to a one-row INSERT (c{c})",
+                checks.append((f"enqueue adds <= {TARGET_OVERHEAD_PCT:g}% to a one-row INSERT (c{c}, {overhead_title[m]})",
                                "-" if pct is None else f"{pct:+.1f}%", pct is not None and pct <= TARGET_OVERHEAD_PCT))
         for what, got, ok in checks:
             lines.append(f"  {'met    ' if ok else 'NOT MET'}  {what}: {got}")
@@ -296,10 +315,10 @@ def plot(out, systems, med, samples, overhead_pct, nrounds, fsync):
         script += ["unset logscale x", "unset xlabel", "set key top left", "unset grid", "set grid ytics"]
     else:
         script += ["set multiplot next", "set multiplot next"]
-    clients = sorted({c for (_, c) in overhead_pct})
-    if clients:
-        bars("overhead", [(f"{c} client{'s' if c > 1 else ''}", c) for c in clients],
-             lambda s, c: overhead_pct.get((s, c)), "(d) latency an enqueue adds to a one-row INSERT transaction, % (lower is better)",
+    groups = sorted({(m, c) for (m, _, c) in overhead_pct})
+    if groups:
+        bars("overhead", [(f"c{c}" + (", no fsync wait" if m == "overhead_nosync" else ""), (m, c)) for m, c in groups],
+             lambda s, k: overhead_pct.get((k[0], s, k[1])), "(d) latency an enqueue adds to a one-row INSERT transaction, % (lower is better)",
              "% added", fmtv="%+.1f%%", negative=True)
     script.append("unset multiplot")
     gp = os.path.join(tmp, "plot.gp")
