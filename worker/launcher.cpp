@@ -70,11 +70,12 @@ constexpr int kWarnAfterScans = 3;
 // about relays; this is the launcher's own bookkeeping.
 struct Known {
   Oid dbid;
-  BackgroundWorkerHandle *handle;  // the relay it started, until seen stopped
+  BackgroundWorkerHandle *handle;                      // the relay it started, until seen stopped
   BackgroundWorkerHandle *executors[kMaxTaskWorkers];  // likewise, task executors
   TimestampTz no_extension_until;  // evicted from the registry without extension
   int slot_misses;
   int worker_misses;
+  int executor_misses;  // scans in a row an executor could not be started
   bool warned_slot;
   bool warned_worker;
 };
@@ -195,10 +196,20 @@ void start_executors(Known *k, const char *dbname) {
     if (pids[i] != 0 || k->executors[i]) continue;
     k->executors[i] = start_worker(k->dbid, i);
     if (!k->executors[i]) {
-      warn_no_worker(k, dbname);
+      if (++k->executor_misses == kWarnAfterScans)
+        ereport(
+            WARNING,
+            (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+             errmsg("pg_cachekit could not start task executor %d for database \"%s\"", i, dbname),
+             errdetail("No background worker slot is free (max_worker_processes is %d). "
+                       "Its tasks wait until an executor can start.",
+                       max_worker_processes),
+             errhint("Raise max_worker_processes (the launcher, plus per database one relay "
+                     "and cachekit.task_workers executors) and restart the server.")));
       return;
     }
   }
+  k->executor_misses = 0;
 }
 
 void scan_databases() {
@@ -257,7 +268,7 @@ void scan_databases() {
     if (v.pid != 0) {  // running
       k->worker_misses = 0;
       k->warned_worker = false;
-      if (v.extension_present) start_executors(k, name);
+      if (v.extension_present && v.executors_paused_until <= now) start_executors(k, name);
       continue;
     }
     if (k->handle) continue;             // started, not registered yet
@@ -323,6 +334,7 @@ void stop_relay_for(const char *dbname) {
   // Only for someone the command will let through (the command checks again).
   if (!superuser() && !pg_database_ownercheck(dbid, GetUserId())) return;
   pause_worker(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
+  pause_executors(dbid, GetCurrentTimestamp() + 30 * USECS_PER_SEC);
   int pid = worker_pid(dbid);
   std::vector<int> executors = executor_pids(dbid);
   for (int e : executors)

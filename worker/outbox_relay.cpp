@@ -591,6 +591,9 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
       if (runnable > 0) wake_executors(relay_db, runnable);
     }
     if (ShutdownRequestPending) continue;
+    // Background workers report table statistics themselves (autovacuum
+    // must hear of the outbox and task rows they delete and update).
+    (void)pgstat_report_stat(false);
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, kNapMs,
                     PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);

@@ -30,7 +30,7 @@
 // SECURITY_LOCAL_USERID_CHANGE, under which SET ROLE and SET SESSION
 // AUTHORIZATION fail, also through set_config()). The role must still exist,
 // still be allowed to log in if it could when it enqueued, still be a member
-// of cachekit_tasks (and cachekit_http / cachekit_email for those kinds) and
+// of cachekit_tasks or cachekit_admin (and cachekit_http / cachekit_email for those kinds) and
 // still have EXECUTE on the function; otherwise the task is dead with the
 // reason. The role's own settings (ALTER ROLE ... SET) apply. Whatever the
 // task changed in the session is undone before the next one: settings, temp
@@ -41,6 +41,7 @@
 // cancels the running task, which goes back to the queue as a failed attempt
 // to be retried at once, and the executor exits; a second SIGTERM is die().
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -74,12 +75,14 @@ extern "C" {
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -121,12 +124,17 @@ void on_sigterm(SIGNAL_ARGS) {
   errno = save_errno;
 }
 
-// cancel_task(): only if the task it names is still the one running.
+// SIGINT cancels the running task: from the task's own timeout (the
+// statement_timeout and lock_timeout handlers signal their own process) or
+// from cancel_task(), which names the task it means: a signal that lands
+// after that task ended does not cancel the next one.
 void on_sigint(SIGNAL_ARGS) {
   int save_errno = errno;
   int64 task = running_task;
-  if (task != 0 && cancel_flag != nullptr &&
-      pg_atomic_read_u64(cancel_flag) == static_cast<uint64>(task))
+  uint64 wanted = cancel_flag ? pg_atomic_read_u64(cancel_flag) : 0;
+  if (task != 0 && (wanted == 0 || wanted == static_cast<uint64>(task) ||
+                    get_timeout_indicator(STATEMENT_TIMEOUT, false) ||
+                    get_timeout_indicator(LOCK_TIMEOUT, false)))
     cancel_running_task_now();
   SetLatch(MyLatch);
   errno = save_errno;
@@ -139,13 +147,46 @@ struct Tables {
   std::string tasks, queues;  // quoted, schema-qualified
 };
 
+// Found through the catalogs once, and again after any invalidation of
+// either table (dropped, replaced, altered) or every few seconds (a new
+// extension owner): the lookups cost more than a no-op task.
+std::optional<Tables> known_tables;
+bool tables_stale = true;
+TimestampTz tables_found_at = 0;
+
+void on_relcache_inval(Datum, Oid relid) {
+  if (!known_tables || relid == InvalidOid || relid == known_tables->objects.tasks ||
+      relid == known_tables->objects.queues)
+    tables_stale = true;
+}
+
 std::optional<Tables> find_tables() {
+  if (known_tables && !tables_stale &&
+      GetCurrentTimestamp() - tables_found_at < 5 * USECS_PER_SEC) {
+    // Locked by OID first: that takes in pending invalidations, and the
+    // table cannot go away until this transaction ends.
+    pg_call([&] { LockRelationOid(known_tables->objects.tasks, RowExclusiveLock); });
+    if (!tables_stale) return known_tables;
+  }
+  tables_stale = false;
   Tables t;
   t.objects = pg_call([] { return find_extension_objects(); });
-  if (!OidIsValid(t.objects.tasks) || !OidIsValid(t.objects.queues)) return std::nullopt;
+  if (!OidIsValid(t.objects.tasks) || !OidIsValid(t.objects.queues)) {
+    known_tables.reset();
+    return std::nullopt;
+  }
+  pg_call([&] { LockRelationOid(t.objects.tasks, RowExclusiveLock); });
+  ExtensionObjects again = pg_call([] { return find_extension_objects(); });
+  if (again.tasks != t.objects.tasks || again.queues != t.objects.queues ||
+      again.owner != t.objects.owner) {
+    known_tables.reset();
+    return std::nullopt;
+  }
   t.tasks = pg_call([&] { return qualified_name(t.objects.tasks); });
   t.queues = pg_call([&] { return qualified_name(t.objects.queues); });
-  return t;
+  known_tables = t;
+  tables_found_at = GetCurrentTimestamp();
+  return known_tables;
 }
 
 // Runs f as the extension owner in a security-restricted operation, names
@@ -160,6 +201,13 @@ auto as_owner(const Tables &t, F f) -> decltype(f()) {
   pg_call([] {
     (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION,
                             GUC_ACTION_SAVE, true, 0, false);
+    // The claim must walk the runnable index in its order (and stop at the
+    // first row it can lock), whatever stale statistics of a table that
+    // churns this fast suggest: a bitmap scan plus sort reads every row.
+    (void)set_config_option("enable_bitmapscan", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                            true, 0, false);
+    (void)set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true,
+                            0, false);
   });
   SetUserIdAndSecContext(t.objects.owner,
                          save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
@@ -178,8 +226,22 @@ auto as_owner(const Tables &t, F f) -> decltype(f()) {
 // A statement with parameters; rows as text (NULL: nullopt).
 using Row = std::vector<std::optional<std::string>>;
 
+// Statements are prepared once per text and kept (the plan cache re-plans
+// them after DDL on the tables).
 std::vector<Row> sql(const std::string &text, const std::vector<Oid> &types,
                      const std::vector<std::optional<std::string>> &args) {
+  static std::unordered_map<std::string, SPIPlanPtr> plans;
+  auto it = plans.find(text);
+  if (it == plans.end()) {
+    SPIPlanPtr plan = pg_call([&] {
+      SPIPlanPtr p = SPI_prepare(text.c_str(), static_cast<int>(types.size()),
+                                 const_cast<Oid *>(types.data()));
+      if (p == nullptr) elog(ERROR, "pg_cachekit task executor: SPI_prepare failed");
+      SPI_keepplan(p);
+      return p;
+    });
+    it = plans.emplace(text, plan).first;
+  }
   std::vector<Row> rows;
   pg_call([&] {
     int n = static_cast<int>(args.size());
@@ -194,14 +256,14 @@ std::vector<Row> sql(const std::string &text, const std::vector<Oid> &types,
         values[i] = OidInputFunctionCall(in, const_cast<char *>(args[i]->c_str()), ioparam, -1);
       }
     }
-    int ret = SPI_execute_with_args(text.c_str(), n, const_cast<Oid *>(types.data()), values,
-                                    nulls, false, 0);
+    int ret = SPI_execute_plan(it->second, values, nulls, false, 0);
     if (ret < 0) elog(ERROR, "pg_cachekit task executor: SPI error %d", ret);
   });
   for (uint64 r = 0; SPI_tuptable != nullptr && r < SPI_processed; ++r) {
     Row row;
     for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-      char *v = pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
+      char *v =
+          pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
       row.push_back(v ? std::optional<std::string>(v) : std::nullopt);
     }
     rows.push_back(std::move(row));
@@ -226,10 +288,9 @@ void load_queues(const Tables &t) {
   // The version catches changes at their commit; the age, a change whose
   // commit bumped nothing (a relay-less moment, a restore).
   if (version == queues_seen && now - queues_loaded_at < 10 * USECS_PER_SEC) return;
-  std::vector<Row> rows =
-      sql("SELECT name, concurrency, coalesce(rate_limit_per_s, 0) FROM " + t.queues +
-              " WHERE NOT paused",
-          {}, {});
+  std::vector<Row> rows = sql("SELECT name, concurrency, coalesce(rate_limit_per_s, 0) FROM " +
+                                  t.queues + " WHERE NOT paused",
+                              {}, {});
   queues.clear();
   for (const Row &r : rows) queues.push_back(Queue{*r[0], std::stoi(*r[1]), std::stod(*r[2])});
   queues_seen = version;
@@ -298,7 +359,8 @@ ClaimResult claim(const Tables &t, Claimed *out) {
                 " WHERE state IN ('queued', 'failed') AND queue = ANY ($1)",
             {TEXTARRAYOID}, {eligible});
     next_due = 0;
-    if (!due.empty() && due[0][0]) next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
+    if (!due.empty() && due[0][0])
+      next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
     if (rate_wait != 0 && (next_due == 0 || rate_wait < next_due)) next_due = rate_wait;
     return ClaimResult::kNothing;
   }
@@ -381,10 +443,10 @@ std::optional<Outcome> role_problem(const Claimed &c) {
   if (c.role_could_login && !info.can_login)
     return dead_outcome("28000", "role \"" + who + "\" may no longer log in",
                         "The task runs as the role that enqueued it, which has lost LOGIN.");
-  if (!role_member(c.role, "cachekit_tasks"))
+  if (!role_member(c.role, "cachekit_tasks") && !role_member(c.role, "cachekit_admin"))
     return dead_outcome(sqlstate::kInsufficientPrivilege,
                         "role \"" + who + "\" may no longer run tasks",
-                        "It is no longer a member of cachekit_tasks.");
+                        "It is no longer a member of cachekit_tasks (or cachekit_admin).");
   if (c.kind == "http" && !role_member(c.role, "cachekit_http"))
     return dead_outcome(sqlstate::kInsufficientPrivilege,
                         "role \"" + who + "\" may no longer run http tasks",
@@ -436,7 +498,9 @@ ErrorData *call_function_as(Oid func, Oid role, const char *args, int64 timeout_
     SetSessionAuthorization(role, superuser_arg(role));
     SetUserIdAndSecContext(role, SECURITY_LOCAL_USERID_CHANGE);
     apply_role_settings(role);
-    if (timeout_ms > 0) enable_timeout_after(STATEMENT_TIMEOUT, static_cast<int>(std::min<int64>(timeout_ms, INT_MAX)));
+    if (timeout_ms > 0)
+      enable_timeout_after(STATEMENT_TIMEOUT,
+                           static_cast<int>(std::min<int64>(timeout_ms, INT_MAX)));
     PushActiveSnapshot(GetTransactionSnapshot());
     Datum arg = DirectFunctionCall1(jsonb_in, CStringGetDatum(args));
     LOCAL_FCINFO(fcinfo, 1);
@@ -541,75 +605,64 @@ Outcome run_task(const Claimed &c, MemoryContext keep) {
 // ---- recording the outcome -----------------------------------------------------------------
 
 std::string error_json(const Claimed &c, const Outcome &o) {
-  std::string j = "{\"sqlstate\":" + json_quote(o.sqlstate) + ",\"message\":" + json_quote(o.message);
+  std::string j =
+      "{\"sqlstate\":" + json_quote(o.sqlstate) + ",\"message\":" + json_quote(o.message);
   if (!o.detail.empty()) j += ",\"detail\":" + json_quote(o.detail);
   if (!o.hint.empty()) j += ",\"hint\":" + json_quote(o.hint);
   j += ",\"attempt\":" + std::to_string(c.attempts) + "}";
   return j;
 }
 
-// Returns true when a chained task was enqueued.
-bool record(const Tables &t, const Claimed &c, Outcome o) {
-  // A cancel that came while it ran wins over its outcome; an SQL task's
-  // effects are rolled back with the run's transaction (see finish()).
-  std::vector<Row> flag = sql("SELECT cancel_requested FROM " + t.tasks + " WHERE id = $1",
-                              {INT8OID}, {std::to_string(c.id)});
-  bool cancelled = !flag.empty() && flag[0][0] == std::optional<std::string>("t");
-  if (cancelled) o.kind = Outcome::kCancelled;
+// One statement records the outcome; a cancel_task() that came while the
+// task ran wins (the caller then rolls back an SQL task's effects). Returns
+// the state recorded ("" when the row was no longer this executor's).
+std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) {
+  *chained = false;
   if (o.kind == Outcome::kFailed && c.attempts >= c.max_attempts) o.kind = Outcome::kDead;
-  const std::string id = std::to_string(c.id), token = std::to_string(claim_token);
-  const std::string where = " WHERE id = $1 AND claim = $2 AND state = 'running'";
+  const char *state = o.kind == Outcome::kSucceeded   ? "succeeded"
+                      : o.kind == Outcome::kDead      ? "dead"
+                      : o.kind == Outcome::kCancelled ? "cancelled"
+                                                      : "failed";
+  double delay = 0;
+  if (o.kind == Outcome::kFailed && !o.retry_now) {
+    BackoffPolicy policy;
+    policy.max_seconds = settings.task_max_backoff_s;
+    delay = retry_delay_seconds(policy, c.attempts, static_cast<double>(random()) / 2147483648.0);
+    if (o.retry_after_s >= 0)
+      delay = std::min<double>(std::max(delay, o.retry_after_s), settings.task_max_backoff_s);
+  }
   std::optional<std::string> result =
       o.result.empty() ? std::nullopt : std::optional<std::string>(o.result);
-  switch (o.kind) {
-    case Outcome::kSucceeded: {
-      std::vector<Row> rows =
-          sql("UPDATE " + t.tasks +
-                  " SET state = 'succeeded', finished_at = clock_timestamp(), result = $3, "
-                  "last_error = NULL, claim = NULL" +
-                  where + " RETURNING next",
-              {INT8OID, INT8OID, JSONBOID}, {id, token, result});
-      if (rows.empty() || !rows[0][0]) return false;
-      // The chained task, in this transaction: it exists exactly when this
-      // one's success is committed.
-      sql("SELECT cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', (n->>'func')::oid, "
-          "coalesce(n->'args', '{}'), NULL, coalesce((n->>'priority')::int4, 0), "
-          "coalesce((n->>'max_attempts')::int4, 25), NULL, (n->>'timeout')::interval, n->'then', "
-          "$2, $3, NULL, $4) FROM (SELECT $1::jsonb AS n) s",
-          {JSONBOID, OIDOID, INT8OID, BOOLOID},
-          {*rows[0][0], std::to_string(c.role), id, std::string(c.role_could_login ? "t" : "f")});
-      return true;
-    }
-    case Outcome::kCancelled:
-      sql("UPDATE " + t.tasks +
-              " SET state = 'cancelled', finished_at = clock_timestamp(), claim = NULL" + where,
-          {INT8OID, INT8OID}, {id, token});
-      return false;
-    case Outcome::kDead:
-      sql("UPDATE " + t.tasks +
-              " SET state = 'dead', finished_at = clock_timestamp(), last_error = $3, "
-              "result = $4, claim = NULL" +
-              where,
-          {INT8OID, INT8OID, JSONBOID, JSONBOID}, {id, token, error_json(c, o), result});
-      return false;
-    case Outcome::kFailed: {
-      BackoffPolicy policy;
-      policy.max_seconds = settings.task_max_backoff_s;
-      double delay = o.retry_now ? 0
-                                 : retry_delay_seconds(policy, c.attempts,
-                                                       static_cast<double>(random()) / 2147483648.0);
-      if (o.retry_after_s >= 0)
-        delay = std::min<double>(std::max(delay, o.retry_after_s), settings.task_max_backoff_s);
-      sql("UPDATE " + t.tasks +
-              " SET state = 'failed', run_at = now() + make_interval(secs => $3), "
-              "last_error = $4, result = $5, claim = NULL" +
-              where,
-          {INT8OID, INT8OID, FLOAT8OID, JSONBOID, JSONBOID},
-          {id, token, std::to_string(delay), error_json(c, o), result});
-      return false;
-    }
+  std::optional<std::string> error =
+      o.kind == Outcome::kSucceeded ? std::nullopt : std::optional<std::string>(error_json(c, o));
+  // The retry delay counts from the failure: now() is when the attempt
+  // started, and a task that ran longer than its delay would retry at once.
+  std::vector<Row> rows = sql(
+      "UPDATE " + t.tasks +
+          " SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE $3 END, "
+          "finished_at = CASE WHEN cancel_requested OR $3 <> 'failed' THEN clock_timestamp() END, "
+          "run_at = CASE WHEN $3 = 'failed' THEN clock_timestamp() + make_interval(secs => $4) "
+          "ELSE run_at END, "
+          "result = $5, last_error = $6, claim = NULL "
+          "WHERE id = $1 AND claim = $2 AND state = 'running' RETURNING state, next",
+      {INT8OID, INT8OID, TEXTOID, FLOAT8OID, JSONBOID, JSONBOID},
+      {std::to_string(c.id), std::to_string(claim_token), std::string(state), std::to_string(delay),
+       result, error});
+  if (rows.empty()) return "";
+  std::string recorded = *rows[0][0];
+  if (recorded == "succeeded" && rows[0][1]) {
+    // The chained task, in this transaction: it exists exactly when this
+    // one's success is committed.
+    sql("SELECT cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', (n->>'func')::oid, "
+        "coalesce(n->'args', '{}'), NULL, coalesce((n->>'priority')::int4, 0), "
+        "coalesce((n->>'max_attempts')::int4, 25), NULL, (n->>'timeout')::interval, n->'then', "
+        "$2, $3, NULL, $4) FROM (SELECT $1::jsonb AS n) s",
+        {JSONBOID, OIDOID, INT8OID, BOOLOID},
+        {*rows[0][1], std::to_string(c.role), std::to_string(c.id),
+         std::string(c.role_could_login ? "t" : "f")});
+    *chained = true;
   }
-  return false;
+  return recorded;
 }
 
 // ---- one task -------------------------------------------------------------------------------
@@ -639,8 +692,8 @@ void store_result_in_redis(int64 id, const std::string &result) {
   if (settings.result_ttl_s <= 0 || result.empty()) return;
   // Never fails the task: the table has the result.
   try {
-    run(RedisTarget::kCache, {"SET", task_result_key(exec_db, id), result, "EX",
-                              std::to_string(settings.result_ttl_s)});
+    run(RedisTarget::kCache,
+        {"SET", task_result_key(exec_db, id), result, "EX", std::to_string(settings.result_ttl_s)});
   } catch (const std::exception &) {
   }
 }
@@ -650,9 +703,8 @@ bool run_one() {
   MemoryContextReset(task_cxt);
   Claimed c;
   ClaimResult got = ClaimResult::kNothing;
-  std::optional<Tables> tables;
   transaction([&] {
-    tables = find_tables();
+    std::optional<Tables> tables = find_tables();
     if (!tables) {
       got = ClaimResult::kNoExtension;
       return;
@@ -672,11 +724,13 @@ bool run_one() {
   end_transaction(true);
   synchronous_commit = save_sync;
 
+  if (cancel_flag) pg_atomic_write_u64(cancel_flag, 0);
   running_task = c.id;
-  pgstat_report_activity(STATE_RUNNING, ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
+  pgstat_report_activity(STATE_RUNNING,
+                         ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
   Outcome o;
   bool chained = false;
-  bool cancelled = false;
+  std::string recorded;
   transaction([&] {
     o = run_task(c, task_cxt);
     running_task = 0;
@@ -686,21 +740,28 @@ bool run_one() {
       o.sqlstate = "57P01";
       o.retry_now = true;
     }
-    Tables again = *tables;
-    chained = as_owner(again, [&] { return record(again, c, o); });
-    std::vector<Row> state = as_owner(again, [&] {
-      return sql("SELECT state FROM " + again.tasks + " WHERE id = $1", {INT8OID},
-                 {std::to_string(c.id)});
-    });
-    cancelled = !state.empty() && state[0][0] == std::optional<std::string>("cancelled");
+    std::optional<Tables> t = find_tables();
+    if (!t) return;
+    recorded = as_owner(*t, [&] { return record(*t, c, o, &chained); });
   });
   running_task = 0;
-  if (cancelled && c.kind == "function") {
+  if (recorded.empty()) {
+    // The row is no longer this run's (it cannot be, short of a bug in the
+    // reclaim): nothing of the task may commit without its outcome.
+    end_transaction(false);
+    release_queue(exec_db, exec_index);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    return true;
+  }
+  if (recorded == "cancelled" && c.kind == "function") {
     // cancel_task() while it ran: its effects go, only the state stays.
     end_transaction(false);
+    chained = false;
     transaction([&] {
-      as_owner(*tables, [&] {
-        sql("UPDATE " + tables->tasks +
+      std::optional<Tables> t = find_tables();
+      if (!t) return;
+      as_owner(*t, [&] {
+        sql("UPDATE " + t->tasks +
                 " SET state = 'cancelled', finished_at = clock_timestamp(), claim = NULL "
                 "WHERE id = $1 AND state = 'running'",
             {INT8OID}, {std::to_string(c.id)});
@@ -709,7 +770,9 @@ bool run_one() {
   }
   end_transaction(true);
   release_queue(exec_db, exec_index);
-  if (chained) wake_executors(exec_db, 1);
+  // A chained task, or one given back by a shutdown of this executor, is for
+  // another executor now.
+  if (chained || o.retry_now) wake_executors(exec_db, 1);
   if (o.kind == Outcome::kSucceeded) store_result_in_redis(c.id, o.result);
   pgstat_report_activity(STATE_IDLE, nullptr);
   return true;
@@ -728,9 +791,16 @@ extern "C" void ck_task_executor_main(Datum arg) {
   pgstat_report_appname("pg_cachekit task executor");
   claim_token = register_executor(exec_db, exec_index);
   if (claim_token == 0) proc_exit(0);
+  // Started just before DROP DATABASE (or RENAME) stopped the others: not
+  // registered yet, it was not asked to stop; it must not stay either.
+  if (executors_paused(exec_db)) {
+    unregister_executor(exec_db, exec_index);
+    proc_exit(0);
+  }
   before_shmem_exit(on_exit_unregister, 0);
   cancel_flag = executor_cancel_flag(exec_db, exec_index);
   task_cxt = AllocSetContextCreate(TopMemoryContext, "pg_cachekit task", ALLOCSET_DEFAULT_SIZES);
+  CacheRegisterRelcacheCallback(on_relcache_inval, 0);
 
   for (;;) {
     CHECK_FOR_INTERRUPTS();
@@ -739,13 +809,19 @@ extern "C" void ck_task_executor_main(Datum arg) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    if (exec_index >= settings.task_workers) proc_exit(0);
-    if (run_one()) continue;
+    if (exec_index >= settings.task_workers || executors_paused(exec_db)) proc_exit(0);
+    if (run_one()) {
+      (void)pgstat_report_stat(false);  // at most once a second, by itself
+      continue;
+    }
     long wait_ms = settings.task_poll_interval_ms;
     if (next_due != 0) {
       long until = static_cast<long>((next_due - GetCurrentTimestamp()) / 1000) + 1;
       wait_ms = std::max(1L, std::min(wait_ms, until));
     }
+    // Background workers report their table statistics themselves: without
+    // this, autovacuum never hears of the dead rows every task leaves.
+    pgstat_report_stat(true);
     executor_idle(exec_db, exec_index, true);
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
                     PG_WAIT_EXTENSION);

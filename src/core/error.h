@@ -30,6 +30,7 @@ inline constexpr const char kInternalError[] = "XX000";
 inline constexpr const char kConfigFileError[] = "F0000";
 inline constexpr const char kInsufficientPrivilege[] = "42501";
 inline constexpr const char kUndefinedTable[] = "42P01";
+inline constexpr const char kQueryCanceled[] = "57014";
 }  // namespace sqlstate
 
 class Error : public std::runtime_error {

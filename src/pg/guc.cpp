@@ -423,9 +423,10 @@ void define_settings(bool preloading) {
       "cachekit.task_workers",
       "Task executors (background workers) per database that has pg_cachekit.",
       "Each runs one task at a time; the launcher starts them once the database's relay found the "
-      "extension. They count against max_worker_processes. 0 runs no tasks.",
+      "extension. They count against max_worker_processes (the launcher, plus per database a relay "
+      "and these). 0 runs no tasks.",
       &settings.task_workers,
-      4, 0, 32,
+      2, 0, 32,
       PGC_SIGHUP,
       0,
       nullptr, nullptr, nullptr);
@@ -523,14 +524,15 @@ void define_settings(bool preloading) {
       nullptr, nullptr, nullptr);
 
   DefineCustomStringVariable(
-      "cachekit.smtp_password",
-      "Password for SMTP authentication.",
-      "Readable by superusers only; never logged or shown in errors.",
-      &settings.smtp_password,
+      "cachekit.smtp_password_file",
+      "File holding the SMTP password for cachekit.smtp_username (empty: none).",
+      "Like cachekit.redis_password_file: its first line, owned by the server's OS user with no "
+      "group or world access. A file rather than a setting, so no role can read the password.",
+      &settings.smtp_password_file,
       "",
       PGC_SIGHUP,
-      GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-      nullptr, nullptr, nullptr);
+      GUC_SUPERUSER_ONLY,
+      check_password_file, nullptr, nullptr);
 
   DefineCustomStringVariable(
       "cachekit.smtp_from",

@@ -34,7 +34,7 @@ struct Settings {
   char *kv_namespace;         // empty: the database's name
   int max_databases = 64;
   // Tasks.
-  int task_workers = 4;
+  int task_workers = 2;
   int task_poll_interval_ms = 1000;
   int task_max_backoff_s = 3600;
   int task_retention_s = 7 * 86400;
@@ -44,7 +44,7 @@ struct Settings {
   int http_max_response_bytes = 1024 * 1024;
   char *smtp_url;
   char *smtp_username;
-  char *smtp_password;
+  char *smtp_password_file;
   char *smtp_from;
   bool smtp_require_tls = false;
 };

@@ -3,12 +3,14 @@
 // a diagnostic) but its outcome feeds the breaker like any call.
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "core/json.h"
 #include "core/redis_client.h"
 #include "pg/datum.h"
 #include "pg/query_plan.h"
 #include "pg/extension_objects.h"
+#include "pg/guc.h"
 #include "pg/relay_state.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
@@ -147,6 +149,37 @@ std::string relay_health() {
   return out + "]}";
 }
 
+// One row of `sql_for(extension objects)` (empty: nothing to ask), run as
+// the extension owner in a security-restricted operation: health() is
+// granted to cachekit_user, the extension's tables are not. Every name and
+// operator in the SQL is schema-qualified: the caller's search_path stays in
+// force. Column values as text ("" for NULL); no row: empty.
+template <typename F>
+std::vector<std::string> owner_row(F sql_for) {
+  std::vector<std::string> out;
+  pg_call([&] {
+    ExtensionObjects ext = find_extension_objects();
+    if (!OidIsValid(ext.owner)) return;
+    std::string sql = sql_for(ext);
+    if (sql.empty()) return;
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    SetUserIdAndSecContext(ext.owner,
+                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    if (SPI_connect() == SPI_OK_CONNECT) {
+      if (SPI_execute(sql.c_str(), true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+        for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
+          char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c);
+          out.push_back(v ? v : "");
+        }
+      SPI_finish();
+    }
+    SetUserIdAndSecContext(save_user, save_sec);
+  });
+  return out;
+}
+
 // Trigger-driven invalidation: counters, what waits in the outbox of this
 // database, and its relay. The outbox is the extension's own (found through
 // pg_depend, not by name) and read as the extension owner in a
@@ -163,40 +196,56 @@ std::string invalidation_health() {
            "\": " + std::to_string(app_counter(static_cast<AppCounter>(i)));
   int64 depth = -1;
   double oldest = -1;
-  pg_call([&] {
-    ExtensionObjects ext = find_extension_objects();
-    if (!OidIsValid(ext.outbox)) return;
-    // Every name and operator is schema-qualified: the caller's search_path
-    // stays in force.
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
-             " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-             " pg_catalog.min(created_at)) FROM %s",
-             qualified_name(ext.outbox));
-    Oid save_user;
-    int save_sec;
-    GetUserIdAndSecContext(&save_user, &save_sec);
-    SetUserIdAndSecContext(ext.owner,
-                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    if (SPI_connect() == SPI_OK_CONNECT) {
-      if (SPI_execute(sql, true, 1) == SPI_OK_SELECT && SPI_processed == 1) {
-        bool isnull = false;
-        depth =
-            DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-        char *age = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-        oldest = age ? strtod(age, nullptr) : -1;
-      }
-      SPI_finish();
-    }
-    SetUserIdAndSecContext(save_user, save_sec);
+  std::vector<std::string> row = owner_row([](const ExtensionObjects &ext) -> std::string {
+    if (!OidIsValid(ext.outbox)) return "";
+    return std::string(
+               "SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
+               " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
+               " pg_catalog.min(created_at)) FROM ") +
+           qualified_name(ext.outbox);
   });
+  if (row.size() == 2) {
+    depth = row[0].empty() ? -1 : std::stoll(row[0]);
+    oldest = row[1].empty() ? -1 : strtod(row[1].c_str(), nullptr);
+  }
   out += ", \"outbox_depth\": " + (depth >= 0 ? std::to_string(depth) : std::string("null"));
   char buf[32];
   snprintf(buf, sizeof buf, "%.3f", oldest);
   out += ", \"oldest_undelivered_s\": " + (oldest >= 0 ? std::string(buf) : std::string("null"));
   out += ", " + relay_health();
   return out + "}";
+}
+
+// The task queue of this database: its executors (shared memory) and what
+// waits in its tasks table.
+std::string tasks_health() {
+  RelayStatus mine = relay_status(MyDatabaseId);
+  std::vector<std::string> row = owner_row([](const ExtensionObjects &ext) -> std::string {
+    if (!OidIsValid(ext.tasks)) return "";
+    std::string t = qualified_name(ext.tasks);
+    return "SELECT pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) ANY "
+           "('{queued,failed}'::pg_catalog.text[]) AND run_at OPERATOR(pg_catalog.<=) "
+           "pg_catalog.now()), pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) "
+           "'running'), pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'dead'), "
+           "pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) "
+           "pg_catalog.min(run_at) FILTER (WHERE state OPERATOR(pg_catalog.=) ANY "
+           "('{queued,failed}'::pg_catalog.text[]) AND run_at OPERATOR(pg_catalog.<=) "
+           "pg_catalog.now())) FROM " +
+           t;
+  });
+  auto num = [&](size_t i) {
+    return i < row.size() && !row[i].empty() ? row[i] : std::string("null");
+  };
+  std::string state = settings.task_workers == 0                ? "off"
+                      : mine.executors >= settings.task_workers ? "ok"
+                      : mine.executors > 0                      ? "degraded"
+                                                                : "down";
+  return "{\"state\": " + json_quote(state) +
+         ", \"task_workers\": " + std::to_string(settings.task_workers) +
+         ", \"executors\": " + std::to_string(mine.executors) +
+         ", \"busy\": " + std::to_string(mine.executors_busy) + ", \"runnable\": " + num(0) +
+         ", \"running\": " + num(1) + ", \"dead\": " + num(2) +
+         ", \"oldest_runnable_s\": " + num(3) + "}";
 }
 
 CK_SQL_FUNCTION(ck_health) {
@@ -209,6 +258,7 @@ CK_SQL_FUNCTION(ck_health) {
                       ", \"redis\": " + cache + ", \"session_redis\": " + session +
                       ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
                       ", \"invalidation\": " + invalidation_health() +
+                      ", \"tasks\": " + tasks_health() +
                       ", \"prepared_queries\": " + prepared_queries_health() + "}";
     return jsonb_datum(doc);
   });

@@ -14,8 +14,8 @@ PgZone PgZone::named(const std::string &name) {
   // pg_tzset() caches zones for the backend's life: the pointer stays valid.
   pg_tz *tz = pg_call([&] { return pg_tzset(name.c_str()); });
   if (tz == nullptr)
-    throw Error(sqlstate::kInvalidParameterValue, "time zone \"" + name + "\" not recognized",
-                "", "See pg_timezone_names for the names the server knows.");
+    throw Error(sqlstate::kInvalidParameterValue, "time zone \"" + name + "\" not recognized", "",
+                "See pg_timezone_names for the names the server knows.");
   return PgZone(tz, name);
 }
 
@@ -40,7 +40,8 @@ int64_t timestamptz_to_unix(TimestampTz t) {
 }
 
 TimestampTz unix_to_timestamptz(int64_t seconds) {
-  return (seconds - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * static_cast<int64_t>(SECS_PER_DAY)) *
+  return (seconds -
+          (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * static_cast<int64_t>(SECS_PER_DAY)) *
          USECS_PER_SEC;
 }
 

@@ -156,8 +156,9 @@ struct RelaySlot {
   uint64 flushes_done;  // flush_requests covered by the last complete flush
   uint64 global_done;   // global_flush_requests covered by it
   // Task executors (worker/task_executor.cpp). Zeroed with the slot.
-  bool extension_present;  // the relay found pg_cachekit here: executors may start
-  uint32 queues_version;   // bumped when cachekit._queues changes (executors re-read it)
+  bool extension_present;        // the relay found pg_cachekit here: executors may start
+  uint32 queues_version;         // bumped when cachekit._queues changes (executors re-read it)
+  int64 executors_paused_until;  // TimestampTz: DROP/RENAME DATABASE wants them gone
   ExecutorSlot execs[kMaxTaskWorkers];
   RateState rates[kRateStates];
 };
@@ -245,6 +246,7 @@ RelaySlot *slot_take(Oid dbid, RelaySlot *evicted = nullptr) {
   *free_slot = RelaySlot{dbid, ++rs->registry_seq, 0, nullptr, 0, false, false, true, 0, 0, 0};
   memset(free_slot->execs, 0, sizeof free_slot->execs);
   free_slot->queues_version = 0;
+  free_slot->executors_paused_until = 0;
   memset(free_slot->rates, 0, sizeof free_slot->rates);
   free_slot->extension_present = false;
   return free_slot;
@@ -337,7 +339,8 @@ void relay_state_shmem_startup() {
   // Tasks claimed under an earlier shared memory (before a crash or a
   // restart) belong to executors that are gone: a different incarnation
   // makes that plain (see live_claims()).
-  rs->incarnation = static_cast<uint32>(GetCurrentTimestamp() ^ (static_cast<int64>(getpid()) << 20));
+  rs->incarnation =
+      static_cast<uint32>(GetCurrentTimestamp() ^ (static_cast<int64>(getpid()) << 20));
   rs->executor_runs = 0;
   for (int i = 0; i < rs->nslots; ++i) slots[i].dbid = InvalidOid;
   rs->marks_used = 0;
@@ -563,6 +566,7 @@ SlotView launcher_claim(Oid dbid, bool take) {
       v.pid = s->pid;
       v.paused_until = s->paused_until;
       v.extension_present = s->extension_present && s->pid != 0;
+      v.executors_paused_until = s->executors_paused_until;
     }
     v.evicted = evicted.dbid;
     v.evicted_until = evicted.paused_until;
@@ -788,7 +792,9 @@ bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int 
     RateState *r = rate_of(*s, queue, true);
     if (r->next_at > now) return false;
     int64 step = static_cast<int64>(USECS_PER_SEC / rate_per_s);
-    r->next_at = std::max<int64>(r->next_at, now - step) + step;
+    // One start per step, no burst: a queue idle for a while starts one
+    // task now and the next a step later.
+    r->next_at = std::max<int64>(r->next_at, now) + step;
   }
   ExecutorSlot &e = s->execs[index];
   strlcpy(e.queue, queue, sizeof e.queue);
@@ -804,6 +810,19 @@ void release_queue(Oid dbid, int index) {
     s->execs[index].queue[0] = '\0';
     s->execs[index].task_id = 0;
   }
+}
+
+void pause_executors(Oid dbid, int64_t until) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  if (RelaySlot *s = slot_take(dbid)) s->executors_paused_until = until;
+}
+
+bool executors_paused(Oid dbid) {
+  if (!rs) return false;
+  Locked lock(rs->registry_lock, LW_SHARED);
+  RelaySlot *s = slot_find(dbid);
+  return s && s->executors_paused_until > GetCurrentTimestamp();
 }
 
 void bump_queues_version(Oid dbid) {

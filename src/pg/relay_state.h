@@ -117,6 +117,7 @@ struct SlotView {
   Oid evicted = InvalidOid;
   int64_t evicted_until = 0;
   bool extension_present = false;  // its relay runs and found the extension
+  int64_t executors_paused_until = 0;
 };
 SlotView launcher_claim(Oid dbid, bool take);
 // The launcher could (not) start a worker for the database.
@@ -158,6 +159,10 @@ struct LiveClaims {
   std::vector<int64_t> live;
 };
 LiveClaims live_claims(Oid dbid);
+// DROP DATABASE and the like need the database to themselves: no executor
+// may start there (or stay, once started) until then.
+void pause_executors(Oid dbid, int64_t until);
+bool executors_paused(Oid dbid);
 // cachekit._queues changed (at commit); executors compare versions.
 void bump_queues_version(Oid dbid);
 uint32_t queues_version(Oid dbid);

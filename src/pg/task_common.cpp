@@ -10,6 +10,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 }
@@ -25,12 +26,16 @@ TaskFunction describe_task_function(Oid fn) {
     return f;
   }
   auto *proc = reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup));
-  f.signature = format_procedure_qualified(fn);
+  // Every task function takes jsonb: the name qualified, the type plain.
+  f.signature = psprintf(
+      "%s(jsonb)",
+      quote_qualified_identifier(get_namespace_name(proc->pronamespace), NameStr(proc->proname)));
   f.result_type = proc->prorettype;
   if (proc->prokind != PROKIND_FUNCTION || proc->proretset) {
     f.problem = psprintf("%s cannot be a task", f.signature);
-    f.detail = "A task is a plain function returning one value (not a procedure, an aggregate "
-               "or a set-returning function).";
+    f.detail =
+        "A task is a plain function returning one value (not a procedure, an aggregate "
+        "or a set-returning function).";
   } else if (proc->prorettype != JSONBOID && proc->prorettype != VOIDOID) {
     f.problem = psprintf("%s cannot be a task", f.signature);
     f.detail = psprintf("A task function returns jsonb or void, not %s.",
@@ -64,10 +69,12 @@ void validate_builtin_args(const std::string &kind, Datum args) {
       throw Error(sqlstate::kInvalidParameterValue, "an http task needs a \"url\" string",
                   "Arguments: {\"url\": ..., \"method\": \"GET\", \"headers\": {...}, "
                   "\"body\": \"...\", \"timeout_ms\": 30000}.");
-    for (const char *key : {"method", "body"})
-      if (type(key) != jbvNull && type(key) != jbvString)
-        throw Error(sqlstate::kInvalidParameterValue,
-                    "\"" + std::string(key) + "\" of an http task must be a string");
+    if (type("method") != jbvNull && type("method") != jbvString)
+      throw Error(sqlstate::kInvalidParameterValue, "\"method\" of an http task must be a string");
+    // An object or array body is sent as JSON (run_http_task adds the Content-Type).
+    if (type("body") != jbvNull && type("body") != jbvString && type("body") != jbvBinary)
+      throw Error(sqlstate::kInvalidParameterValue,
+                  "\"body\" of an http task must be a string, an object or an array");
   } else if (kind == "email") {
     jbvType to = type("to");
     if (to != jbvString && to != jbvBinary)
@@ -79,8 +86,8 @@ void validate_builtin_args(const std::string &kind, Datum args) {
 }
 
 std::string task_result_key(Oid dbid, int64_t id) {
-  return std::string(settings.key_prefix ? settings.key_prefix : "") + "task:" +
-         std::to_string(dbid) + ":" + std::to_string(id);
+  return std::string(settings.key_prefix ? settings.key_prefix : "") +
+         "task:" + std::to_string(dbid) + ":" + std::to_string(id);
 }
 
 }  // namespace cachekit::pg

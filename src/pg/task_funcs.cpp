@@ -9,6 +9,7 @@
 // function reaches the task tables without these checks, and a task names a
 // function by OID: a later CREATE FUNCTION elsewhere cannot redirect it.
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -149,9 +150,27 @@ Value text_val(const std::string &s) { return val(text_datum(s)); }
 Value call_internal(const char *name, const std::vector<Oid> &types,
                     const std::vector<Value> &args) {
   Value out;
+  // Looked up once per backend; the cached OID is checked to still name the
+  // function (DROP and CREATE EXTENSION give it a new one).
+  static std::unordered_map<std::string, Oid> known;
+  Oid &cached = known[name];
   pg_call([&] {
-    List *names = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup(name)));
-    Oid fn = LookupFuncName(names, static_cast<int>(types.size()), types.data(), false);
+    Oid fn = cached;
+    if (OidIsValid(fn)) {
+      HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+      bool same =
+          HeapTupleIsValid(tup) &&
+          strcmp(NameStr(reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->proname), name) == 0 &&
+          reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->pronamespace ==
+              get_namespace_oid("cachekit", true);
+      if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
+      if (!same) fn = InvalidOid;
+    }
+    if (!OidIsValid(fn)) {
+      List *names = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup(name)));
+      fn = LookupFuncName(names, static_cast<int>(types.size()), types.data(), false);
+    }
+    cached = fn;
     FmgrInfo flinfo;
     fmgr_info(fn, &flinfo);
     int n = static_cast<int>(args.size());
@@ -176,7 +195,7 @@ std::string arg_text(FunctionCallInfo fcinfo, int i, const char *what) {
 // The chained task (enqueue's `then`): {"task": ..., "queue": ..., "args":
 // ..., "priority": ..., "max_attempts": ..., "timeout": ..., "then": ...},
 // resolved now as the caller, stored with the function's OID.
-Value resolve_chain(Datum then, int depth);
+Value resolve_chain(Datum then, const std::string &queue, int depth);
 
 Value enqueue_row(const std::string &queue, const ResolvedTask &t, Datum args, Value run_at,
                   int priority, int max_attempts, Value unique_key, Value timeout, Value next) {
@@ -187,9 +206,9 @@ Value enqueue_row(const std::string &queue, const ResolvedTask &t, Datum args, V
         return iv->month * (int64)(30 * USECS_PER_DAY) + iv->day * USECS_PER_DAY + iv->time <= 0;
       }))
     throw Error(sqlstate::kInvalidParameterValue, "timeout must be positive");
-  const std::vector<Oid> types = {TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID,
+  const std::vector<Oid> types = {TEXTOID,        TEXTOID, TEXTOID, OIDOID,  JSONBOID,
                                   TIMESTAMPTZOID, INT4OID, INT4OID, TEXTOID, INTERVALOID,
-                                  JSONBOID, OIDOID, INT8OID, TEXTOID, BOOLOID};
+                                  JSONBOID,       OIDOID,  INT8OID, TEXTOID, BOOLOID};
   std::vector<Value> v = {text_val(queue),
                           text_val(t.kind),
                           text_val(t.task),
@@ -214,7 +233,7 @@ void check_args_object(Datum args) {
     throw Error(sqlstate::kInvalidParameterValue, "task arguments must be a jsonb object");
 }
 
-Value resolve_chain(Datum then, int depth) {
+Value resolve_chain(Datum then, const std::string &parent_queue, int depth) {
   if (depth > 10)
     throw Error(sqlstate::kProgramLimitExceeded, "chained tasks are nested too deeply",
                 "At most 10 tasks follow one another through \"then\".");
@@ -232,8 +251,8 @@ Value resolve_chain(Datum then, int depth) {
       if (v->type == jbvString) {
         out = std::string(v->val.string.val, v->val.string.len);
       } else if (v->type == jbvNumeric) {
-        out = std::string(DatumGetCString(
-            DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric))));
+        out = std::string(
+            DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric))));
       } else {
         // Objects (args, then) as their text.
         Jsonb *sub = JsonbValueToJsonb(v);
@@ -249,7 +268,9 @@ Value resolve_chain(Datum then, int depth) {
   ResolvedTask r = resolve_task(*task);
   std::string json = "{\"kind\":" + json_quote(r.kind) + ",\"task\":" + json_quote(r.task);
   if (OidIsValid(r.func)) json += ",\"func\":" + std::to_string(r.func);
-  json += ",\"queue\":" + json_quote(member("queue").value_or("default"));
+  // The parent's queue unless it names another.
+  std::string queue = member("queue").value_or(parent_queue);
+  json += ",\"queue\":" + json_quote(queue);
   std::optional<std::string> args = member("args");
   if (args) {
     Datum a = jsonb_datum(*args);
@@ -257,14 +278,15 @@ Value resolve_chain(Datum then, int depth) {
     json += ",\"args\":" + *args;
   }
   for (const char *key : {"priority", "max_attempts"})
-    if (auto v = member(key)) json += ",\"" + std::string(key) + "\":" + std::to_string(std::stoi(*v));
+    if (auto v = member(key))
+      json += ",\"" + std::string(key) + "\":" + std::to_string(std::stoi(*v));
   if (auto v = member("timeout")) json += ",\"timeout\":" + json_quote(*v);
   if (auto v = member("then")) {
-    Value inner = resolve_chain(jsonb_datum(*v), depth + 1);
+    Value inner = resolve_chain(jsonb_datum(*v), queue, depth + 1);
     json += ",\"then\":" + pg_call([&] {
-      return std::string(
-          JsonbToCString(nullptr, &DatumGetJsonbP(inner.d)->root, VARSIZE(DatumGetJsonbP(inner.d))));
-    });
+              return std::string(JsonbToCString(nullptr, &DatumGetJsonbP(inner.d)->root,
+                                                VARSIZE(DatumGetJsonbP(inner.d))));
+            });
   }
   json += "}";
   return val(jsonb_datum(json));
@@ -299,8 +321,7 @@ TaskRow task_row(int64_t id) {
 
 TaskRow managed_task(int64_t id) {
   TaskRow row = task_row(id);
-  if (!row.found)
-    throw Error("42704", "task " + std::to_string(id) + " does not exist");
+  if (!row.found) throw Error("42704", "task " + std::to_string(id) + " does not exist");
   bool may = member_of("cachekit_admin") || pg_call([&] {
                return SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row.role)) &&
                       has_privs_of_role(GetUserId(), row.role);
@@ -333,8 +354,9 @@ CK_SQL_FUNCTION(ck_enqueue) {
     int max_attempts = PG_ARGISNULL(5) ? 25 : PG_GETARG_INT32(5);
     Value unique_key = PG_ARGISNULL(6) ? Value{} : val(PG_GETARG_DATUM(6));
     Value timeout = PG_ARGISNULL(7) ? Value{} : val(PG_GETARG_DATUM(7));
-    Value next = PG_ARGISNULL(8) ? Value{} : resolve_chain(PG_GETARG_DATUM(8), 1);
-    Value id = enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
+    Value next = PG_ARGISNULL(8) ? Value{} : resolve_chain(PG_GETARG_DATUM(8), queue, 1);
+    Value id =
+        enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
     ++enqueued_in_xact;
     return id.d;
   });
@@ -402,13 +424,13 @@ CK_SQL_FUNCTION(ck_schedule) {
     int64_t now = timestamptz_to_unix(GetCurrentTimestamp());
     int64_t next = schedule.next_after(now, zone, now);
     Value next_run = next < 0 ? Value{} : val(TimestampTzGetDatum(unix_to_timestamptz(next)));
-    call_internal("_put_schedule",
-                  {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID,
-                   OIDOID, TIMESTAMPTZOID},
-                  {text_val(name), text_val(cron), text_val(zone.name()), text_val(queue),
-                   text_val(r.kind), text_val(r.task),
-                   OidIsValid(r.func) ? val(ObjectIdGetDatum(r.func)) : Value{}, val(args),
-                   text_val(overlap), val(ObjectIdGetDatum(GetUserId())), next_run});
+    call_internal(
+        "_put_schedule",
+        {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, TEXTOID, OIDOID,
+         TIMESTAMPTZOID},
+        {text_val(name), text_val(cron), text_val(zone.name()), text_val(queue), text_val(r.kind),
+         text_val(r.task), OidIsValid(r.func) ? val(ObjectIdGetDatum(r.func)) : Value{}, val(args),
+         text_val(overlap), val(ObjectIdGetDatum(GetUserId())), next_run});
     if (next_run.null) PG_RETURN_NULL();
     return next_run.d;
   });

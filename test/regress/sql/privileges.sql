@@ -8,7 +8,8 @@ CREATE ROLE regress_sessionuser LOGIN IN ROLE cachekit_session;
 SELECT p.oid::regprocedure AS function, array_agg(r.rolname ORDER BY r.rolname) AS may_execute
   FROM pg_proc p
   CROSS JOIN (SELECT rolname FROM pg_roles
-               WHERE rolname IN ('cachekit_user', 'cachekit_session', 'cachekit_admin')
+               WHERE rolname IN ('cachekit_user', 'cachekit_session', 'cachekit_admin', 'cachekit_tasks',
+                                 'cachekit_http', 'cachekit_email')
               UNION ALL SELECT 'public') r
  WHERE p.pronamespace = 'cachekit'::regnamespace
    AND has_function_privilege(CASE WHEN r.rolname = 'public' THEN 'regress_nobody' ELSE r.rolname END,
@@ -17,6 +18,9 @@ SELECT p.oid::regprocedure AS function, array_agg(r.rolname ORDER BY r.rolname) 
 
 SET ROLE regress_nobody;
 SELECT regress.error_of($$SELECT cachekit.cache_get('regress:x')$$);
+SELECT regress.error_of($$SHOW cachekit.smtp_password_file$$);
+SELECT regress.error_of($$SHOW cachekit.smtp_username$$);
+SELECT count(*) AS smtp_secrets_listed FROM pg_settings WHERE name IN ('cachekit.smtp_password_file', 'cachekit.smtp_username');
 SELECT regress.error_of($$SELECT cachekit.session_get('x')$$);
 SELECT regress.error_of($$SELECT * FROM cachekit.cache_stats$$);
 RESET ROLE;
