@@ -4,7 +4,7 @@
 # the same throwaway Postgres, in one run, alternating the systems and
 # repeating; medians and ratios go to test/bench/results/.
 #
-# usage: test/bench/tasks.sh                  (full run, ~1 hour on a busy 2-core box)
+# usage: test/bench/tasks.sh                  (full run, ~35-60 minutes on 2 cores)
 #        BENCH_QUICK=1 test/bench/tasks.sh    (smoke test: N=5000, 1 round, ~5 minutes)
 #
 # Measures (each the same way for the three systems; test/bench/README.md):
