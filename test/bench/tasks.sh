@@ -107,8 +107,10 @@ posint BENCH_OVERHEAD_SECONDS "$OVERHEAD_SECONDS"
 posint BENCH_CONCURRENCY "$TASKS_CONCURRENCY"
 posint PGBOSS_BATCH_SIZE "$PGBOSS_BATCH_SIZE"
 [[ $FSYNC =~ ^(on|off)$ ]] || die "BENCH_FSYNC must be on or off"
-[[ $PGBOSS_POLL_SECONDS =~ ^[0-9]+(\.[0-9]+)?$ ]] && python3 -c "import sys; sys.exit(float('$PGBOSS_POLL_SECONDS') < 0.5)" ||
+if ! [[ $PGBOSS_POLL_SECONDS =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+	! python3 -c "import sys; sys.exit(float('$PGBOSS_POLL_SECONDS') < 0.5)"; then
 	die "PGBOSS_POLL_SECONDS must be a number >= 0.5 (pg-boss' minimum)"
+fi
 for c in "${OVERHEAD_CLIENTS[@]}"; do posint BENCH_OVERHEAD_CLIENTS "$c"; done
 for s in "${SYSTEMS[@]}"; do
 	[[ $s =~ ^(cachekit|graphile|pgboss)$ ]] || die "unknown system '$s' in BENCH_SYSTEMS"
@@ -368,7 +370,8 @@ jitter_ms() {
 # --- measures ------------------------------------------------------------------
 
 throughput() {
-	local r=$1 s=$2 logf=$LOGS/enqueue-$s-r$r.log tps lat res
+	local r=$1 s=$2
+	local logf=$LOGS/enqueue-$s-r$r.log tps lat res
 	clean "$s"
 	hold_all
 	psqlx -c CHECKPOINT
@@ -384,7 +387,7 @@ throughput() {
 	printf 'bench: round %d throughput %-8s enqueue %8.1f jobs/s, drain %8.1f jobs/s (%s s)\n' "$r" "$s" "$tps" \
 		"$(json_field "$res" rate)" "$(json_field "$res" seconds)" >&2
 	[[ $(json_field "$res" timed_out) == True || $(json_field "$res" timed_out) == true ]] &&
-		note "ANOMALY: round $r: $s did not drain $N jobs within the timeout ($(json_field "$res" done) done)"
+		note "ANOMALY: round $r: $s did not drain $N jobs within the timeout ($(json_field "$res" "done") done)"
 	[[ $(json_field "$res" failed) == 0 ]] || note "ANOMALY: round $r: $s: $(json_field "$res" failed) no-op jobs failed or were retried"
 	clean "$s"
 }
@@ -405,7 +408,8 @@ steady() {
 }
 
 pickup() {
-	local r=$1 s=$2 res j samples=$WORK/pickup-$s-r$r.csv
+	local r=$1 s=$2
+	local res j samples=$WORK/pickup-$s-r$r.csv
 	clean "$s"
 	j=$(jitter_ms "$s")
 	run_driver $((600 + (LATENCY_N + LATENCY_WARMUP) * (100 + 2 * j) / 1000)) pickup --system "$s" \
