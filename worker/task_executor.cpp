@@ -7,17 +7,22 @@
 // writes as the extension owner inside a security-restricted operation with
 // search_path pinned to pg_catalog.
 //
-// One task, two transactions:
+// A task, in transactions:
 //
 //   claim  The highest-priority runnable row (FOR UPDATE SKIP LOCKED, so two
 //          executors never take the same row) becomes `running`, with its
 //          attempt counted and this run's claim token; the queue's place is
 //          reserved in shared memory (per-queue concurrency and rate limit).
-//          Committed asynchronously: the run's own commit flushes it.
 //   run    The task, as the role that enqueued it (below), then its outcome
 //          in the same transaction: `succeeded` with its result (and the
 //          chained task enqueued), `failed` with a retry time, or `dead`. So
 //          an SQL task's effects and its success commit together.
+//
+// Under load the run's transaction also claims the executor's next task: one
+// commit a task, and each claim is as durable as that commit. An idle
+// executor claims in a short transaction of its own, committed
+// asynchronously (the run's commit flushes it). A claimed task that has not
+// started when the executor stops is put back as it was.
 //
 // A claim belongs to a live executor: when the executor is gone (killed, the
 // server crashed or restarted), the relay finds its running rows by their
