@@ -46,7 +46,6 @@
 // cancels the running task, which goes back to the queue as a failed attempt
 // to be retried at once, and the executor exits; a second SIGTERM is die().
 #include <optional>
-#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -58,6 +57,7 @@
 #include "pg/guc.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
+#include "pg/spi_text.h"
 #include "pg/task_common.h"
 #include "worker/task_kinds.h"
 
@@ -228,52 +228,11 @@ auto as_owner(const Tables &t, F f) -> decltype(f()) {
   }
 }
 
-// A statement with parameters; rows as text (NULL: nullopt).
-using Row = std::vector<std::optional<std::string>>;
+using Row = SpiRow;
 
-// Statements are prepared once per text and kept (the plan cache re-plans
-// them after DDL on the tables).
 std::vector<Row> sql(const std::string &text, const std::vector<Oid> &types,
                      const std::vector<std::optional<std::string>> &args) {
-  static std::unordered_map<std::string, SPIPlanPtr> plans;
-  auto it = plans.find(text);
-  if (it == plans.end()) {
-    SPIPlanPtr plan = pg_call([&] {
-      SPIPlanPtr p = SPI_prepare(text.c_str(), static_cast<int>(types.size()),
-                                 const_cast<Oid *>(types.data()));
-      if (p == nullptr) elog(ERROR, "pg_cachekit task executor: SPI_prepare failed");
-      SPI_keepplan(p);
-      return p;
-    });
-    it = plans.emplace(text, plan).first;
-  }
-  std::vector<Row> rows;
-  pg_call([&] {
-    int n = static_cast<int>(args.size());
-    Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * (n + 1)));
-    char *nulls = static_cast<char *>(palloc0(n + 1));
-    for (int i = 0; i < n; ++i) {
-      nulls[i] = args[i] ? ' ' : 'n';
-      if (args[i]) {
-        Oid in;
-        Oid ioparam;
-        getTypeInputInfo(types[i], &in, &ioparam);
-        values[i] = OidInputFunctionCall(in, const_cast<char *>(args[i]->c_str()), ioparam, -1);
-      }
-    }
-    int ret = SPI_execute_plan(it->second, values, nulls, false, 0);
-    if (ret < 0) elog(ERROR, "pg_cachekit task executor: SPI error %d", ret);
-  });
-  for (uint64 r = 0; SPI_tuptable != nullptr && r < SPI_processed; ++r) {
-    Row row;
-    for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-      char *v =
-          pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
-      row.push_back(v ? std::optional<std::string>(v) : std::nullopt);
-    }
-    rows.push_back(std::move(row));
-  }
-  return rows;
+  return spi_text_query(text, types, args);
 }
 
 // ---- queues ------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include "pg/extension_objects.h"
 #include "pg/pg_zone.h"
 #include "pg/relay_state.h"
+#include "pg/spi_text.h"
 #include "worker/task_maintenance.h"
 
 extern "C" {
@@ -38,38 +39,11 @@ namespace cachekit::pg {
 
 namespace {
 
-using Row = std::vector<std::optional<std::string>>;
+using Row = SpiRow;
 
 std::vector<Row> query(const std::string &text, const std::vector<Oid> &types,
                        const std::vector<std::optional<std::string>> &args) {
-  std::vector<Row> rows;
-  pg_call([&] {
-    int n = static_cast<int>(args.size());
-    Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * (n + 1)));
-    char *nulls = static_cast<char *>(palloc0(n + 1));
-    for (int i = 0; i < n; ++i) {
-      nulls[i] = args[i] ? ' ' : 'n';
-      if (args[i]) {
-        Oid in;
-        Oid ioparam;
-        getTypeInputInfo(types[i], &in, &ioparam);
-        values[i] = OidInputFunctionCall(in, const_cast<char *>(args[i]->c_str()), ioparam, -1);
-      }
-    }
-    if (SPI_execute_with_args(text.c_str(), n, const_cast<Oid *>(types.data()), values, nulls,
-                              false, 0) < 0)
-      elog(ERROR, "pg_cachekit task maintenance: SPI error");
-  });
-  for (uint64 r = 0; SPI_tuptable != nullptr && r < SPI_processed; ++r) {
-    Row row;
-    for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-      char *v =
-          pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, c); });
-      row.push_back(v ? std::optional<std::string>(v) : std::nullopt);
-    }
-    rows.push_back(std::move(row));
-  }
-  return rows;
+  return spi_text_query(text, types, args);
 }
 
 std::string int8_array(const std::vector<int64_t> &ids) {
