@@ -138,6 +138,17 @@ SELECT count(*) FILTER (WHERE task = 'rolled_back') AS rolled_back_runs,
        count(*) FILTER (WHERE task = 'after_rollback') AS committed_runs
   FROM regress_tasks.runs;
 
+-- A prepared enqueue runs only once COMMIT PREPARED makes it durable (found
+-- by the executors' poll: COMMIT PREPARED wakes no one).
+BEGIN;
+SELECT cachekit.enqueue('default', 'regress_tasks.record', '{"name": "two_phase"}') AS two_phase \gset
+PREPARE TRANSACTION 'regress_task_2pc';
+SELECT pg_sleep(0.5);
+SELECT count(*) AS runs_before_commit FROM regress_tasks.runs WHERE task = 'two_phase';
+COMMIT PREPARED 'regress_task_2pc';
+SELECT regress.wait_task(:two_phase) AS two_phase;
+SELECT count(*) AS runs_after_commit FROM regress_tasks.runs WHERE task = 'two_phase';
+
 -- Unique keys: one queued task per (role, queue, key).
 SELECT cachekit.pause_queue('regress_serial');
 SET ROLE regress_task_a;
