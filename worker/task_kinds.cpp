@@ -101,10 +101,15 @@ class Args {
       JsonbIteratorToken tok;
       while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE) {
         if (tok != WJB_KEY) continue;
-        std::string name(k.val.string.val, k.val.string.len);
+        // No C++ object lives in this frame across a Postgres call (a longjmp
+        // would skip its destructor): the key is kept as a pointer into the
+        // jsonb until the value is read.
+        const char *name = k.val.string.val;
+        int name_len = k.val.string.len;
         tok = JsonbIteratorNext(&it, &e, true);
         if (tok == WJB_VALUE && e.type == jbvString)
-          out.emplace_back(name, std::string(e.val.string.val, e.val.string.len));
+          out.emplace_back(std::string(name, name_len),
+                           std::string(e.val.string.val, e.val.string.len));
       }
     });
     return out;
