@@ -24,6 +24,14 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   long timeout_ms = 30000;  // whole request, connect included; 1 ms to 24 h
+  // AWS Signature Version 4, computed by libcurl (CURLOPT_AWS_SIGV4), e.g.
+  // "aws:amz:us-east-1:cloudfront"; empty: not signed. user/password are then
+  // the access key id and the secret; they never appear in an error.
+  std::string aws_sigv4;
+  std::string user, password;
+  // CA bundle that verifies the server (CURLOPT_CAINFO); empty: the system's.
+  // Verification is never turned off.
+  std::string ca_file;
 };
 
 struct HttpResponse {
@@ -48,6 +56,22 @@ struct HttpResponse {
 // information and the query string of the URL never appear in an error.
 HttpResponse perform_http(const HttpRequest &req, const HostAllowList &allow,
                           std::size_t max_body_bytes);
+
+// One exchange of perform_http_many: the response, or the error that
+// perform_http would have thrown (failed set, the rest as in cachekit::Error).
+struct HttpExchange {
+  HttpResponse response;
+  bool failed = false;
+  std::string sqlstate, message, detail;
+};
+
+// Several requests at once through libcurl's multi interface, at most
+// max_parallel in flight; results in the order of `reqs`. Each request is
+// checked and restricted exactly as by perform_http. A request that fails
+// does not stop the others. Throws only for failures of curl itself.
+std::vector<HttpExchange> perform_http_many(const std::vector<HttpRequest> &reqs,
+                                            const HostAllowList &allow,
+                                            std::size_t max_body_bytes, int max_parallel);
 
 // 429, 500, 502, 503 and 504: worth another attempt (after Retry-After when
 // the response has one).
