@@ -32,11 +32,13 @@ int run_status(const Options &o) {
       "date_trunc('second', completed_at) AS completed_at "
       "FROM cachekit.cdn_requests ORDER BY created_at DESC, request_id DESC, provider LIMIT $1";
   if (o.json) {
-    Result r = db.exec(std::string("SELECT jsonb_pretty(jsonb_build_object('status', "
-                                   "cachekit.cdn_status(), 'recent_requests', "
-                                   "(SELECT coalesce(jsonb_agg(to_jsonb(q)), '[]') FROM (") +
-                           recent + ") q)))",
-                       {limit});
+    // Whole rows, paths and all: scripts want the data, not the abbreviation.
+    Result r = db.exec(
+        "SELECT jsonb_pretty(jsonb_build_object('status', cachekit.cdn_status(), "
+        "'recent_requests', (SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY q.created_at DESC, "
+        "q.request_id DESC, q.provider), '[]') FROM (SELECT * FROM cachekit.cdn_requests "
+        "ORDER BY created_at DESC, request_id DESC, provider LIMIT $1) q)))",
+        {limit});
     std::printf("%s\n", r.text(0, 0).c_str());
     return 0;
   }
@@ -53,21 +55,26 @@ int run_status(const Options &o) {
   bool enabled = s.rows() > 0 && s.text(0, 0) == "true";
   std::printf("CDN purges: %s\n\n", enabled ? "enabled" : "disabled (cachekit.cdn_enabled is off)");
   std::vector<std::vector<std::string>> providers;
+  bool any_other = false;
   for (int i = 0; i < s.rows(); ++i) {
     if (s.is_null(i, 1)) continue;
     providers.push_back({s.text(i, 1), yes_no(s.value(i, 2), "-"),
                          yes_no(s.value(i, 3), "not yet known"), s.value(i, 4).value_or("-"),
                          s.value(i, 5).value_or("-"), s.value(i, 6).value_or("-"),
                          s.value(i, 7).value_or("")});
+    any_other = any_other || !providers.back().back().empty();
   }
-  if (providers.empty()) {
-    std::printf("No provider is configured.\n");
-  } else {
-    print_table(
-        stdout,
-        {"provider", "configured", "reachable", "last success", "in flight", "failures", "other"},
-        providers);
-  }
+  std::vector<std::string> header = {"provider",     "configured", "reachable",
+                                     "last success", "in flight",  "failures"};
+  // Fields the server reports beyond these, only when it reports any.
+  if (any_other)
+    header.push_back("other");
+  else
+    for (auto &row : providers) row.pop_back();
+  if (providers.empty())
+    std::printf("No provider is known.\n");
+  else
+    print_table(stdout, header, providers);
 
   Result r = db.exec(recent, {limit});
   std::printf("\nRecent purge requests:\n");
