@@ -180,7 +180,6 @@ grep -q '/linked/' "$dir/out" && fail "dry run follows a directory link"
 ok "sync --dry-run lists every file and changes nothing"
 
 # --- first sync -------------------------------------------------------------------------------
-requests_before=$(q "SELECT count(*) FROM cachekit.cdn_requests")
 run -- sync "$site" "${s3_args[@]}" --progress; expect_rc 0 "first sync"
 [ "$(object_keys)" = "$(sed 's|^/||' <<<"$expected_paths" | sort)" ] ||
 	fail "the bucket does not hold exactly the site's files: $(object_keys | tr '\n' ' ')"
@@ -289,6 +288,21 @@ printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$acces
 run AWS_ACCESS_KEY_ID= AWS_SECRET_ACCESS_KEY= -- test "${s3_args[@]}" --credentials-file "$dir/credentials"
 grep -q "^ok      S3 bucket \"$bucket\".*reachable" "$dir/out" || fail "test --credentials-file: $(cat "$dir/out")"
 ok "test checks the bucket with a signed HEAD and reports the providers"
+
+# The server's settings name the bucket and region when nothing else does
+# (only where they can be set per database; postgresql.conf-only settings cannot).
+if psql -X -q -d "$db" -v ON_ERROR_STOP=1 -c "ALTER DATABASE $db SET cachekit.cdn_s3_bucket = '$bucket'" \
+	-c "ALTER DATABASE $db SET cachekit.cdn_aws_region = '$region'" >/dev/null 2>&1; then
+	run -- test --s3-endpoint "127.0.0.1:$port" --ca-file "$dir/ca.crt"
+	grep -q "^ok      S3 bucket \"$bucket\" at $fake_url/$bucket is reachable" "$dir/out" ||
+		fail "bucket and region from the server's settings: $(cat "$dir/out")"
+	run CACHEKIT_S3_BUCKET=nosuchbucket -- test --s3-endpoint "127.0.0.1:$port" --ca-file "$dir/ca.crt"
+	grep -q '^FAILED  S3 bucket "nosuchbucket"' "$dir/out" || fail "CACHEKIT_S3_BUCKET does not override the server's setting"
+	psql -X -q -d "$db" -c "ALTER DATABASE $db RESET ALL" >/dev/null
+	ok "bucket and region default to cachekit.cdn_s3_bucket and cachekit.cdn_aws_region"
+else
+	echo "ok - # skip cachekit.cdn_s3_bucket cannot be set per database here"
+fi
 
 # --- status and invalidate ----------------------------------------------------------------------------------
 run -- status; expect_rc 0 "status"
