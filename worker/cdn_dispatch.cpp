@@ -44,6 +44,7 @@
 #include "core/json.h"
 #include "core/redis_url.h"
 #include "pg/boundary.h"
+#include "pg/datum.h"
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
 #include "pg/spi_text.h"
