@@ -29,9 +29,12 @@ constexpr std::size_t kMaxErrorBytes = 512;
 
 constexpr char kSettingDistribution[] = "cachekit.cdn_cloudfront_distribution_id";
 constexpr char kSettingEndpoint[] = "cachekit.cdn_cloudfront_endpoint";
-constexpr char kSettingRegion[] = "cachekit.cdn_aws_region";
 constexpr char kSettingKeyId[] = "cachekit.cdn_aws_access_key_id";
-constexpr char kSettingSecret[] = "cachekit.cdn_aws_secret_access_key";
+// The secret is never a setting (Postgres logs a changed setting's value).
+constexpr char kSettingCredentialsFile[] = "cachekit.cdn_aws_credentials_file";
+constexpr char kCredentialsHint[] =
+    "Put aws_access_key_id and aws_secret_access_key in the [default] profile of the file named "
+    "by cachekit.cdn_aws_credentials_file (cachekit.cdn_aws_access_key_id overrides the key id).";
 
 // CloudFront's ids (distributions, invalidations) are upper-case letters and
 // digits; checking that also keeps anything else out of the URL path.
@@ -81,10 +84,8 @@ std::optional<std::string> endpoint_base(std::string url) {
   return url;
 }
 
-[[noreturn]] void bad_setting(const char *setting, const char *problem, const char *detail,
-                              std::string hint = {}) {
-  throw Error(sqlstate::kInvalidParameterValue, std::string(setting) + " " + problem, detail,
-              std::move(hint));
+[[noreturn]] void bad_config(std::string message, const char *detail, std::string hint = {}) {
+  throw Error(sqlstate::kInvalidParameterValue, message, detail, std::move(hint));
 }
 
 const std::string *header(const HttpResponse &r, const char *name) {
@@ -310,32 +311,35 @@ std::string cloudfront_invalidation_batch_xml(const std::vector<std::string> &pa
 std::unique_ptr<Provider> make_cloudfront(CloudFrontConfig config,
                                           std::function<int64_t()> now_utc) {
   if (config.distribution_id.empty())
-    bad_setting(kSettingDistribution, "is not set",
-                "The CloudFront provider needs the id of the distribution to invalidate.",
-                std::string("Set ") + kSettingDistribution + " to the id of the distribution.");
+    bad_config(std::string(kSettingDistribution) + " is not set",
+               "The CloudFront provider needs the id of the distribution to invalidate.",
+               std::string("Set ") + kSettingDistribution + " to the id of the distribution.");
   if (!cloudfront_id(config.distribution_id))
-    bad_setting(kSettingDistribution, "is not a CloudFront distribution id",
-                "A distribution id consists of upper-case letters and digits.");
+    bad_config(std::string(kSettingDistribution) + " is not a CloudFront distribution id",
+               "A distribution id consists of upper-case letters and digits.");
   const std::optional<std::string> base = endpoint_base(config.endpoint);
   if (!base)
-    bad_setting(kSettingEndpoint, "is not an http or https URL",
-                "The endpoint must be of the form https://host[:port][/path], without user "
-                "information, query or fragment.");
+    bad_config(std::string(kSettingEndpoint) + " is not an http or https URL",
+               "The endpoint must be of the form https://host[:port][/path], without user "
+               "information, query or fragment.");
   if (!region_name(config.region))
-    bad_setting(kSettingRegion, "is not an AWS region name",
-                "A region name consists of lower-case letters, digits and hyphens.");
+    bad_config("the CloudFront signing region is not an AWS region name",
+               "A region name consists of lower-case letters, digits and hyphens.");
   if (config.access_key_id.empty())
-    bad_setting(kSettingKeyId, "is not set", "CloudFront requests are signed with an access key.",
-                std::string("Set ") + kSettingKeyId + " and " + kSettingSecret + ".");
+    bad_config(std::string(kSettingKeyId) + " is not set",
+               "Neither the setting nor the credentials file gives an access key id.",
+               kCredentialsHint);
   if (!access_key_id(config.access_key_id))
-    bad_setting(kSettingKeyId, "is not an AWS access key id",
-                "An access key id consists of letters, digits and underscores.");
+    bad_config(std::string(kSettingKeyId) + " is not an AWS access key id",
+               "An access key id consists of letters, digits and underscores.");
   if (config.secret_access_key.empty())
-    bad_setting(kSettingSecret, "is not set", "CloudFront requests are signed with an access key.",
-                std::string("Set ") + kSettingKeyId + " and " + kSettingSecret + ".");
+    bad_config(std::string(kSettingCredentialsFile) + " gives no AWS secret access key",
+               "CloudFront requests are signed with the secret access key from that file.",
+               kCredentialsHint);
   if (has_space_or_control(config.secret_access_key))
-    bad_setting(kSettingSecret, "is not an AWS secret access key",
-                "The value contains white space or a control character.");
+    bad_config(
+        std::string("the AWS secret access key in ") + kSettingCredentialsFile + " is not valid",
+        "It contains white space or a control character.");
   if (!now_utc) now_utc = [] { return static_cast<int64_t>(std::time(nullptr)); };
   return std::make_unique<CloudFront>(std::move(config), *base, std::move(now_utc));
 }

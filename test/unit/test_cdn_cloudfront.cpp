@@ -500,13 +500,13 @@ TEST(CloudFrontConfig, RefusesWhatCannotWorkNamingTheSettingNotTheSecret) {
        "cachekit.cdn_cloudfront_endpoint"},
       {[](CloudFrontConfig &c) { c.endpoint = "https://cf test"; },
        "cachekit.cdn_cloudfront_endpoint"},
-      {[](CloudFrontConfig &c) { c.region = ""; }, "cachekit.cdn_aws_region"},
-      {[](CloudFrontConfig &c) { c.region = "us-east-1:x"; }, "cachekit.cdn_aws_region"},
+      {[](CloudFrontConfig &c) { c.region = ""; }, "CloudFront signing region"},
+      {[](CloudFrontConfig &c) { c.region = "us-east-1:x"; }, "CloudFront signing region"},
       {[](CloudFrontConfig &c) { c.access_key_id = ""; }, "cachekit.cdn_aws_access_key_id"},
       {[](CloudFrontConfig &c) { c.access_key_id = "AKID:x"; }, "cachekit.cdn_aws_access_key_id"},
-      {[](CloudFrontConfig &c) { c.secret_access_key = ""; }, "cachekit.cdn_aws_secret_access_key"},
+      {[](CloudFrontConfig &c) { c.secret_access_key = ""; }, "cachekit.cdn_aws_credentials_file"},
       {[](CloudFrontConfig &c) { c.secret_access_key = std::string(kSecret) + "\n"; },
-       "cachekit.cdn_aws_secret_access_key"},
+       "cachekit.cdn_aws_credentials_file"},
   };
   for (const auto &k : cases) {
     CloudFrontConfig c = config();
@@ -517,7 +517,7 @@ TEST(CloudFrontConfig, RefusesWhatCannotWorkNamingTheSettingNotTheSecret) {
     } catch (const Error &e) {
       EXPECT_STREQ(e.sqlstate(), "22023");
       const std::string all = std::string(e.what()) + e.detail() + e.hint();
-      EXPECT_EQ(std::string(e.what()).rfind(k.setting, 0), 0u) << e.what();
+      EXPECT_NE(std::string(e.what()).find(k.setting), std::string::npos) << e.what();
       EXPECT_EQ(all.find(kSecret), std::string::npos) << all;
     }
   }
