@@ -246,10 +246,25 @@ class CloudFront : public Provider {
   // Fills r from an Invalidation document (CreateInvalidation's 201,
   // GetInvalidation's 200).
   void read_invalidation(const HttpResponse &resp, SendResult *r) const {
+    std::string_view doc = resp.body;
+    std::string cut;
+    if (resp.body_truncated) {
+      // The answer echoes the whole batch after Id and Status (3000 paths
+      // can outgrow the transport's body cap); without the echo the rest is
+      // a complete document.
+      const std::size_t echo = doc.find("<InvalidationBatch");
+      if (echo == std::string_view::npos) {
+        r->outcome = Outcome::kRetry;
+        r->error = "CloudFront's answer was cut short before the invalidation's status";
+        return;
+      }
+      cut = std::string(doc.substr(0, echo)) + "</Invalidation>";
+      doc = cut;
+    }
     std::optional<std::string> id, status;
     try {
-      id = xml_element_text(resp.body, "Invalidation/Id");
-      status = xml_element_text(resp.body, "Invalidation/Status");
+      id = xml_element_text(doc, "Invalidation/Id");
+      status = xml_element_text(doc, "Invalidation/Status");
     } catch (const Error &e) {
       r->outcome = Outcome::kRetry;
       r->error = "CloudFront's answer is not readable: " + e.detail();

@@ -347,6 +347,34 @@ TEST(CloudFrontSend, AnUnreadableSuccessIsRetriedNotFailed) {
   }
 }
 
+TEST(CloudFrontSend, ReadsAnAnswerCutShortInTheEchoedBatch) {
+  // A 3000-path batch comes back echoed in full; a transport with a body cap
+  // cuts it, but Id and Status come first.
+  std::string body = invalidation_xml("ICUT", "InProgress");
+  body.resize(body.find("<Path>") + 3);
+  HttpExchange x;
+  x.response.status = 201;
+  x.response.body = body;
+  x.response.body_truncated = true;
+  FakeTransport t;
+  t.answers.push_back(x);
+  SendResult r = provider()->send(paths_batch({"/a"}), t.fn());
+  EXPECT_EQ(r.outcome, Outcome::kInProgress) << r.error;
+  EXPECT_EQ(r.provider_id, "ICUT");
+
+  x.response.body = body.substr(0, body.find("<Status>") + 5);
+  t.answers.push_back(x);
+  r = provider()->send(paths_batch({"/a"}), t.fn());
+  EXPECT_EQ(r.outcome, Outcome::kRetry);
+  EXPECT_EQ(r.provider_id, "");
+
+  x.response.body = body;
+  x.response.body_truncated = false;
+  t.answers.push_back(x);
+  EXPECT_EQ(provider()->send(paths_batch({"/a"}), t.fn()).outcome, Outcome::kRetry)
+      << "a cut body the transport did not flag is malformed";
+}
+
 TEST(CloudFrontSend, ErrorsNeverCarryTheCredentials) {
   FakeTransport t;
   t.answer(403, error_xml("InvalidClientTokenId",
