@@ -58,7 +58,6 @@ import json
 import random
 import string
 import ssl
-import sys
 import threading
 import time
 import urllib.parse
@@ -79,7 +78,6 @@ MAX_PATHS_IN_PROGRESS = 3000
 MAX_WILDCARDS_IN_PROGRESS = 15
 MAX_SKEW_S = 15 * 60
 MAX_BODY = 1 << 20
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 DEFAULT_CODES = {
     400: "TooManyInvalidationsInProgress",
