@@ -258,7 +258,7 @@ class Dispatcher {
   Dispatcher(const Names &n, const std::string &provider, Configured c)
       : n_(n), name_(provider), c_(std::move(c)) {
     transport_ = [this](const std::vector<HttpRequest> &reqs) {
-      return perform_http_many(reqs, c_.allow, 64 * 1024, c_.parallel);
+      return perform_http_many(reqs, c_.allow, 1024 * 1024, c_.parallel);
     };
     reference_prefix_ = "pg_cachekit-" + std::to_string(GetSystemIdentifier()) + "-" +
                         std::to_string(MyDatabaseId) + "-" + std::to_string(n_.batches_oid) + "-";
