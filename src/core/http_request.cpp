@@ -165,8 +165,8 @@ void check_sigv4_target(const std::string &path, const std::string &query, bool 
 }
 
 // One request made ready for libcurl: checked, its handle configured, and
-// everything the handle points to kept next to it. Not movable: curl holds
-// pointers into it.
+// everything the handle points to kept next to it. Lives on the heap and
+// stays put: curl holds pointers into it.
 struct Prepared {
   std::string host;
   long timeout_ms = 0;
