@@ -1323,6 +1323,17 @@ BEGIN
     IF path IS NULL OR content_hash IS NULL OR size IS NULL THEN
         RAISE EXCEPTION 'path, content_hash and size must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM cachekit._check_asset_path(path);
+    IF length(path) > 4096 THEN
+        RAISE EXCEPTION 'asset path is longer than 4096 bytes' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF content_hash !~ '^[0-9A-Fa-f]{8,128}$' THEN
+        RAISE EXCEPTION 'content_hash must be 8 to 128 hexadecimal digits' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'pg_cachekit-cdn sync records SHA-256 in hex.';
+    END IF;
+    IF size < 0 THEN
+        RAISE EXCEPTION 'size must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT a.content_hash INTO old FROM cachekit._assets a WHERE a.path = cdn_put_asset.path FOR UPDATE;
     INSERT INTO cachekit._assets AS a (path, content_hash, size) VALUES (path, lower(content_hash), size)
     ON CONFLICT ON CONSTRAINT _assets_pkey DO UPDATE SET content_hash = excluded.content_hash, size = excluded.size,

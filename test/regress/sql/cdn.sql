@@ -23,7 +23,7 @@ SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
 SHOW cachekit.cdn_provider;
 -- A setting with an unknown provider is refused.
-SELECT regress.error_of($$ALTER SYSTEM SET cachekit.cdn_provider = 'akamai'$$);
+ALTER SYSTEM SET cachekit.cdn_provider = 'akamai';
 
 -- Who may purge.
 SET ROLE regress_cdn_none;
@@ -37,7 +37,8 @@ SELECT regress.error_of($$SELECT cachekit.enqueue('cdn', 'cdn_dispatch')$$);
 
 -- Paths: normalised, deduplicated, checked.
 CREATE TEMP TABLE ids (id bigint);
-INSERT INTO ids SELECT cachekit.cdn_purge(ARRAY['/a b.png', '/img/*', '/a%20b.png', '/x?y=1', '/100%']);
+INSERT INTO ids SELECT cachekit.cdn_purge(ARRAY['/a%20b.png', '/img/*', '/a%20b.png', '/x?y=1', '/100%', '/café', '/a"b']);
+SELECT regress.error_of($$SELECT cachekit.cdn_purge(ARRAY['/a b.png'])$$);
 SELECT provider, kind, source, role, state, items FROM cachekit.cdn_requests
  WHERE request_id = (SELECT id FROM ids) ORDER BY provider;
 SELECT regress.error_of($$SELECT cachekit.cdn_purge(NULL)$$);
@@ -50,10 +51,18 @@ SELECT regress.error_of($$SELECT cachekit.cdn_purge(ARRAY['/' || repeat('x', 500
 SELECT regress.error_of($$SELECT cachekit.cdn_purge(ARRAY[ARRAY['/a'], ARRAY['/b']])$$);
 -- Tags go only to providers that take them (http takes them with BAN).
 SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['product-1'])$$);
+RESET ROLE;
+ALTER SYSTEM SET cachekit.cdn_http_method = 'BAN';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
+SET ROLE regress_cdn;
+SELECT cachekit.cdn_purge_tags(ARRAY['product-1', 'product-1', 'cat:shoes']) AS tag_request \gset
+SELECT provider, kind, source, items FROM cachekit.cdn_requests WHERE request_id = :tag_request ORDER BY provider;
 SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['two words'])$$);
+SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['a,b'])$$);
 -- Purge-all: one item per provider.
-SELECT provider, kind, items FROM cachekit.cdn_requests
- WHERE request_id = cachekit.cdn_purge_all() ORDER BY provider;
+SELECT cachekit.cdn_purge_all() AS all_request \gset
+SELECT provider, kind, items FROM cachekit.cdn_requests WHERE request_id = :all_request ORDER BY provider;
 
 -- Transactional: a rollback, or a rolled-back savepoint, queues nothing; a
 -- committed request has its dispatch task.
@@ -148,7 +157,11 @@ SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'public.cdn_pro
 RESET ROLE;
 DROP TABLE public.cdn_products;
 
--- cdn_status(): providers listed, nothing sent yet.
+-- cdn_status(): providers listed, nothing sent yet; configured once their
+-- ids are set.
+ALTER SYSTEM SET cachekit.cdn_cloudfront_distribution_id = 'E2EXAMPLE';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.3);
 SET ROLE regress_cdn;
 SELECT key AS provider, value -> 'configured' AS configured, value -> 'reachable' AS reachable,
        (value ->> 'queued_items')::int > 0 AS has_queued
@@ -204,7 +217,10 @@ SELECT cachekit.asset_url('/static/app.js') AS local_versioned;
 DELETE FROM cachekit._tasks WHERE kind = 'cdn_dispatch';
 DELETE FROM cachekit._cdn_requests;
 DELETE FROM cachekit._assets;
+DROP TABLE ids;
 SELECT cachekit.resume_queue('cdn');
+ALTER SYSTEM RESET cachekit.cdn_http_method;
+ALTER SYSTEM RESET cachekit.cdn_cloudfront_distribution_id;
 ALTER SYSTEM RESET cachekit.cdn_enabled;
 ALTER SYSTEM RESET cachekit.cdn_provider;
 ALTER SYSTEM RESET cachekit.cdn_base_url;
