@@ -17,9 +17,10 @@ rather than in production:
   starting with '/' and '*' only at the end (400 InvalidArgument), a
   CallerReference (400 InvalidArgument), an empty body (400 MissingBody),
   anything unparsable (400 MalformedInput).
-- In-progress limits per distribution: at most 3000 paths (wildcards
-  included) and at most 15 wildcard paths in progress (400
-  TooManyInvalidationsInProgress).
+- In-progress limits per distribution: at most 3000 individual paths and,
+  independently, at most 15 wildcard paths in progress (400
+  TooManyInvalidationsInProgress); the two limits are independent, as AWS
+  documents.
 - CallerReference idempotency: the same reference with the same paths gives
   back the existing invalidation (201, same Id); with other paths, 409
   InvalidationBatchAlreadyExists.
@@ -613,7 +614,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 in_paths, in_wild = st.in_progress(now)
                 wild = sum(1 for p in paths if p.endswith("*"))
-                if in_paths + len(paths) > MAX_PATHS_IN_PROGRESS or in_wild + wild > MAX_WILDCARDS_IN_PROGRESS:
+                # AWS: "the limit on wildcard invalidation requests is
+                # independent of the limit on invalidating files individually".
+                if (in_paths - in_wild) + (len(paths) - wild) > MAX_PATHS_IN_PROGRESS or in_wild + wild > MAX_WILDCARDS_IN_PROGRESS:
                     raise ApiError(
                         400,
                         "TooManyInvalidationsInProgress",
