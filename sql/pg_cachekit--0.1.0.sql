@@ -1243,7 +1243,9 @@ CREATE VIEW cachekit.cdn_rules AS
            r.created_at
     FROM cachekit._cdn_rules r;
 
--- One row per request and provider. state: queued (not all items batched
+-- One row per request and provider; paths holds the tags of a tag purge
+-- and {*} for a purge-all; provider_id the provider's ids of its batches
+-- (CloudFront invalidation ids), space-separated. state: queued (not all items batched
 -- yet), sent (batched, waiting to be sent or retried), in_progress,
 -- completed, failed (any batch failed for good).
 CREATE VIEW cachekit.cdn_requests AS
@@ -1254,8 +1256,8 @@ CREATE VIEW cachekit.cdn_requests AS
                 WHEN bool_or(b.state = 'queued') THEN 'sent'
                 WHEN bool_or(b.state = 'in_progress') THEN 'in_progress'
                 ELSE 'completed' END AS state,
-           array_agg(q.item ORDER BY q.item) AS items,
-           array_agg(DISTINCT b.provider_id) FILTER (WHERE b.provider_id IS NOT NULL) AS provider_ids,
+           array_agg(q.item ORDER BY q.item) AS paths,
+           string_agg(DISTINCT b.provider_id, ' ') AS provider_id,
            coalesce(max(b.attempts), 0) AS attempts,
            (array_agg(b.last_error ORDER BY b.id DESC) FILTER (WHERE b.last_error IS NOT NULL))[1] AS last_error,
            r.created_at, min(b.sent_at) AS sent_at,

@@ -30,12 +30,32 @@ std::vector<std::vector<std::string>> request_rows(Db &db, const std::string &id
   return rows;
 }
 
+// A path as typed ("/b c.js") in URL form: white space, control characters
+// and non-ASCII bytes percent-encoded, the rest (existing %XX escapes, a
+// trailing * for a prefix) left to cdn_purge(), which checks it.
+std::string url_path(const std::string &typed) {
+  static const char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : typed) {
+    if (c <= 0x20 || c >= 0x7f) {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_invalidate(const Options &o) {
   Db db = Db::connect(o.dbname, o.verbose);
   require_function(db, "cachekit.cdn_purge(text[])");
-  Result r = db.exec("SELECT cachekit.cdn_purge($1::text[])", {text_array_literal(o.args)});
+  std::vector<std::string> paths;
+  for (const std::string &a : o.args) paths.push_back(url_path(a));
+  Result r = db.exec("SELECT cachekit.cdn_purge($1::text[])", {text_array_literal(paths)});
   std::optional<std::string> id = r.value(0, 0);
   if (!id) {
     std::fprintf(stderr,

@@ -89,7 +89,9 @@ int run_sync(const Options &o) {
     progress.hashing(i, files.size());
     FileDigest d = sha256_file(files[i].file);
     files[i].size = d.size;  // what was hashed is what must go up
-    auto it = manifest.find(files[i].path);
+    // The manifest holds URL paths (what cdn_url() serves and the CDN
+    // purges): percent-encoded once, as the S3 key is.
+    auto it = manifest.find(s3_encode_key(files[i].path));
     if (it != manifest.end() && it->second.hash == d.sha256_hex &&
         (!it->second.size || *it->second.size == static_cast<long long>(d.size))) {
       ++unchanged;
@@ -145,9 +147,10 @@ int run_sync(const Options &o) {
   if (!uploaded.empty()) {
     db.exec("BEGIN");
     for (const Planned *p : uploaded) {
+      const std::string url_path = s3_encode_key(p->file.path);
       Result r = db.exec("SELECT cachekit.cdn_put_asset($1, $2, $3)",
-                         {p->file.path, p->sha256, std::to_string(p->file.size)});
-      if (r.value(0, 0).value_or("f") == "t") changed.push_back(p->file.path);
+                         {url_path, p->sha256, std::to_string(p->file.size)});
+      if (r.value(0, 0).value_or("f") == "t") changed.push_back(url_path);
       std::printf("uploaded %s (%s, %s)\n", p->file.path.c_str(), human_bytes(p->file.size).c_str(),
                   p->is_new ? "new" : "changed");
     }

@@ -187,7 +187,9 @@ while IFS= read -r p; do
 	h=$(sha256sum <"$site$p" | cut -d' ' -f1)
 	size=$(stat -c %s "$site$p")
 	[ "$(obj "${p#/}" sha256)" = "$h" ] || fail "wrong bytes in the bucket for $p"
-	row=$(psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -v p="$p" <<<"SELECT content_hash || ' ' || size FROM cachekit.assets WHERE path = :'p'")
+	# The manifest holds the URL path: percent-encoded once, like the S3 key.
+	url_path=$($PY -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe="/-_.~"))' "$p")
+	row=$(psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 -v p="$url_path" <<<"SELECT content_hash || ' ' || size FROM cachekit.assets WHERE path = :'p'")
 	[ "$row" = "$h $size" ] || fail "manifest row for $p is '$row', expected '$h $size'"
 done <<<"$expected_paths"
 [ "$(q "SELECT count(*) FROM cachekit.assets")" = 7 ] || fail "manifest rows: $(q "SELECT string_agg(path, ' ') FROM cachekit.assets")"
@@ -313,7 +315,7 @@ $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "enabled" in d["
 run -- invalidate /a.css '/b c.js'; expect_rc 0 "invalidate"
 id=$(cat "$dir/out")
 [[ $id =~ ^[0-9]+$ ]] || fail "invalidate printed '$id', not a request id"
-[ "$(q "SELECT count(*) FROM cachekit.cdn_requests WHERE request_id = $id AND paths <> '{/a.css,\"/b c.js\"}'")" = 0 ] ||
+[ "$(q "SELECT count(*) FROM cachekit.cdn_requests WHERE request_id = $id AND paths <> '{/a.css,/b%20c.js}'")" = 0 ] ||
 	fail "request $id has other paths"
 run -- invalidate /c.css --wait --timeout 1.5
 unfinished=$(q "SELECT count(*) FROM cachekit.cdn_requests WHERE request_id = $(head -1 "$dir/out") AND state NOT IN ('completed', 'failed')")

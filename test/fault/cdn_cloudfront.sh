@@ -66,7 +66,7 @@ import json, sys
 inv = json.load(sys.stdin)["invalidations"][0]
 assert sorted(inv["paths"]) == ["/img/*", "/index.html"], inv
 assert inv["caller_reference"].startswith("pg_cachekit-"), inv' || fail "the invalidation is not the purge"
-pid=$(q "SELECT provider_ids[1] FROM cachekit.cdn_requests WHERE request_id = $id")
+pid=$(q "SELECT provider_id FROM cachekit.cdn_requests WHERE request_id = $id")
 [ -n "$pid" ] || fail "no CloudFront invalidation id recorded"
 echo "ok - a purge is one signed invalidation ($pid), polled to completed; a rolled-back one sent nothing"
 

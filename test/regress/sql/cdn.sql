@@ -39,7 +39,7 @@ SELECT regress.error_of($$SELECT cachekit.enqueue('cdn', 'cdn_dispatch')$$);
 CREATE TEMP TABLE ids (id bigint);
 INSERT INTO ids SELECT cachekit.cdn_purge(ARRAY['/a%20b.png', '/img/*', '/a%20b.png', '/x?y=1', '/100%', '/café', '/a"b']);
 SELECT regress.error_of($$SELECT cachekit.cdn_purge(ARRAY['/a b.png'])$$);
-SELECT provider, kind, source, role, state, items FROM cachekit.cdn_requests
+SELECT provider, kind, source, role, state, paths FROM cachekit.cdn_requests
  WHERE request_id = (SELECT id FROM ids) ORDER BY provider;
 SELECT regress.error_of($$SELECT cachekit.cdn_purge(NULL)$$);
 SELECT regress.error_of($$SELECT cachekit.cdn_purge('{}')$$);
@@ -57,12 +57,12 @@ SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
 SET ROLE regress_cdn;
 SELECT cachekit.cdn_purge_tags(ARRAY['product-1', 'product-1', 'cat:shoes']) AS tag_request \gset
-SELECT provider, kind, source, items FROM cachekit.cdn_requests WHERE request_id = :tag_request ORDER BY provider;
+SELECT provider, kind, source, paths FROM cachekit.cdn_requests WHERE request_id = :tag_request ORDER BY provider;
 SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['two words'])$$);
 SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['a,b'])$$);
 -- Purge-all: one item per provider.
 SELECT cachekit.cdn_purge_all() AS all_request \gset
-SELECT provider, kind, items FROM cachekit.cdn_requests WHERE request_id = :all_request ORDER BY provider;
+SELECT provider, kind, paths FROM cachekit.cdn_requests WHERE request_id = :all_request ORDER BY provider;
 
 -- Transactional: a rollback, or a rolled-back savepoint, queues nothing; a
 -- committed request has its dispatch task.
@@ -77,7 +77,7 @@ SELECT cachekit.cdn_purge(ARRAY['/savepoint']) IS NOT NULL AS queued;
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT count(*) - :requests_before AS new_requests,
-       count(*) FILTER (WHERE items = '{/kept}') AS kept FROM cachekit.cdn_requests;
+       count(*) FILTER (WHERE paths = '{/kept}') AS kept FROM cachekit.cdn_requests;
 RESET ROLE;
 SELECT count(*) > 0 AS dispatch_tasks_queued FROM cachekit._tasks
  WHERE kind = 'cdn_dispatch' AND queue = 'cdn' AND state = 'queued'
@@ -88,9 +88,9 @@ BEGIN;
 SET LOCAL ROLE regress_cdn;
 SELECT cachekit.cdn_purge(ARRAY['/prepared']) IS NOT NULL AS queued;
 PREPARE TRANSACTION 'regress_cdn_2pc';
-SELECT count(*) AS before_commit FROM cachekit.cdn_requests WHERE items = '{/prepared}';
+SELECT count(*) AS before_commit FROM cachekit.cdn_requests WHERE paths = '{/prepared}';
 COMMIT PREPARED 'regress_cdn_2pc';
-SELECT count(*) AS after_commit FROM cachekit.cdn_requests WHERE items = '{/prepared}';
+SELECT count(*) AS after_commit FROM cachekit.cdn_requests WHERE paths = '{/prepared}';
 
 -- Purge rules.
 CREATE TABLE public.cdn_products (id int PRIMARY KEY, slug text, secret text, category text);
@@ -139,13 +139,13 @@ SET session_replication_role = replica;
 UPDATE public.cdn_products SET slug = 'replica' WHERE id = 1;
 RESET session_replication_role;
 SELECT count(*) AS replica_request FROM cachekit.cdn_requests
- WHERE source = 'product pages' AND items @> '{/p/replica.html}';
+ WHERE source = 'product pages' AND paths @> '{/p/replica.html}';
 -- Disabled: writes go on and queue nothing.
 ALTER SYSTEM SET cachekit.cdn_enabled = off;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
 UPDATE public.cdn_products SET slug = 'while-disabled' WHERE id = 1;
-SELECT count(*) AS disabled_requests FROM cachekit.cdn_requests WHERE items @> '{/p/while-disabled.html}';
+SELECT count(*) AS disabled_requests FROM cachekit.cdn_requests WHERE paths @> '{/p/while-disabled.html}';
 ALTER SYSTEM SET cachekit.cdn_enabled = on;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
