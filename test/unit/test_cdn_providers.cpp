@@ -1,15 +1,29 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "core/cdn_provider.h"
 #include "core/cdn_rest.h"
 #include "core/error.h"
+#include "core/host_allowlist.h"
+#include "core/http_request.h"
+
+extern char **environ;
 
 namespace cachekit::cdn {
 namespace {
@@ -717,6 +731,220 @@ TEST(CdnHttpPurge, ClassifiesAnswersPerPath) {
   EXPECT_EQ(r.outcome, Outcome::kFailed);
   EXPECT_EQ(r.error, "BAN /a answered HTTP 403: denied: [redacted]");
 }
+
+// ------------------------------ the providers against test/cdn/fake_cdn_api.py
+
+// Runs argv with stdout to `out` (or /dev/null); returns the pid, or -1.
+pid_t spawn(const std::vector<std::string> &argv, const std::string &out = "/dev/null") {
+  std::vector<char *> args;
+  for (const std::string &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+int run(const std::vector<std::string> &argv) {
+  const pid_t pid = spawn(argv);
+  if (pid < 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string slurp(const std::filesystem::path &path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The worker's transport, one request after another (perform_http_many runs
+// them in parallel; the wire format is the same).
+std::vector<HttpExchange> loopback_transport(const std::vector<HttpRequest> &reqs) {
+  static const HostAllowList allow = HostAllowList::parse("loopback");
+  std::vector<HttpExchange> out;
+  for (const HttpRequest &req : reqs) {
+    HttpExchange x;
+    try {
+      x.response = perform_http(req, allow, 1 << 20);
+    } catch (const Error &e) {
+      x.failed = true;
+      x.sqlstate = e.sqlstate();
+      x.message = e.what();
+      x.detail = e.detail();
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+class FakeApi : public ::testing::TestWithParam<const char *> {
+ protected:
+  void SetUp() override {
+    const std::filesystem::path cdn =
+        std::filesystem::path(__FILE__).parent_path().parent_path() / "cdn";
+    if (access("/usr/bin/python3", X_OK) != 0 || access("/usr/bin/openssl", X_OK) != 0)
+      GTEST_SKIP() << "needs /usr/bin/python3 and /usr/bin/openssl";
+    char tmpl[] = "/tmp/ckcdnfake-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_EQ(run({"/bin/bash", (cdn / "make_test_ca.sh").string(), dir_.string()}), 0);
+    ca_ = (dir_ / "ca.pem").string();
+    pid_ = spawn(
+        {"/usr/bin/python3", (cdn / "fake_cdn_api.py").string(), "--api", GetParam(), "--cert",
+         (dir_ / "server.pem").string(), "--key", (dir_ / "server-key.pem").string(), "--token",
+         "fake-good-token", "--id", "svc1", "--id", "zone1", "--port", "0"},
+        (dir_ / "out").string());
+    ASSERT_GT(pid_, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      const std::string out = slurp(dir_ / "out");
+      if (out.rfind("PORT ", 0) == 0 && out.find('\n') != std::string::npos) {
+        endpoint_ = "https://127.0.0.1:" + out.substr(5, out.find('\n') - 5);
+        break;
+      }
+      int status;
+      ASSERT_EQ(waitpid(pid_, &status, WNOHANG), 0) << "the fake exited";
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the fake did not start";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  Json control(const char *method, const std::string &path, const std::string &body = {}) {
+    HttpRequest r;
+    r.method = method;
+    r.url = endpoint_ + path;
+    r.body = body;
+    r.ca_file = ca_;
+    const HttpResponse resp = perform_http(r, HostAllowList::parse("loopback"), 1 << 22);
+    Json doc;
+    EXPECT_EQ(resp.status, 200) << resp.body;
+    EXPECT_TRUE(rest::parse_json(resp.body, doc)) << resp.body;
+    return doc;
+  }
+
+  // "kind:item" for everything the fake accepted, in order.
+  std::vector<std::string> purged() {
+    std::vector<std::string> out;
+    const Json state = control("GET", "/_fake/state");
+    for (const Json &p : state.get("purged")->array)
+      out.push_back(p.get("kind")->string + ":" + p.get("item")->string);
+    return out;
+  }
+
+  std::unique_ptr<Provider> provider(const std::string &token = "fake-good-token",
+                                     bool with_ca = true) {
+    if (std::string(GetParam()) == "fastly") {
+      FastlyConfig c;
+      c.endpoint = endpoint_;
+      c.service_id = "svc1";
+      c.api_token = token;
+      c.base_url = "https://www.example.com";
+      c.common.ca_file = with_ca ? ca_ : "";
+      c.common.timeout_ms = 10000;
+      return make_fastly(c);
+    }
+    CloudflareConfig c;
+    c.endpoint = endpoint_ + "/client/v4";
+    c.zone_id = "zone1";
+    c.api_token = token;
+    c.base_url = "https://www.example.com";
+    c.common.ca_file = with_ca ? ca_ : "";
+    c.common.timeout_ms = 10000;
+    return make_cloudflare(c);
+  }
+
+  bool fastly() const { return std::string(GetParam()) == "fastly"; }
+
+  std::filesystem::path dir_;
+  std::string ca_, endpoint_;
+  pid_t pid_ = -1;
+};
+
+TEST_P(FakeApi, PurgesReachTheApiAsItExpectsThem) {
+  auto p = provider();
+  SendResult r = p->send(batch(PurgeKind::kPaths, {"/img/a.png", "/b?x=1"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_FALSE(r.provider_id.empty());
+  EXPECT_TRUE(r.reachable);
+  r = p->send(batch(PurgeKind::kTags, numbered("k", 300)), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_EQ(r.api_calls, fastly() ? 2 : 3);
+  r = p->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+
+  const auto got = purged();
+  ASSERT_EQ(got.size(), 303u);
+  if (fastly()) {
+    EXPECT_EQ(got[0], "url:www.example.com/img/a.png");
+    EXPECT_EQ(got[1], "url:www.example.com/b?x=1");
+    EXPECT_EQ(got[2], "key:k0");
+    EXPECT_EQ(got[301], "key:k299");
+    EXPECT_EQ(got[302], "all:svc1");
+  } else {
+    EXPECT_EQ(got[0], "files:https://www.example.com/img/a.png");
+    EXPECT_EQ(got[1], "files:https://www.example.com/b?x=1");
+    EXPECT_EQ(got[2], "tags:k0");
+    EXPECT_EQ(got[302], "purge_everything:zone1");
+    r = p->send(batch(PurgeKind::kPaths, {"/css/*", "/x"}), loopback_transport);
+    EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+    const auto more = purged();
+    EXPECT_EQ(more.at(303), "files:https://www.example.com/x");
+    EXPECT_EQ(more.at(304), "prefixes:www.example.com/css/");
+  }
+}
+
+TEST_P(FakeApi, AWrongTokenFailsWithTheApisMessage) {
+  const SendResult r =
+      provider("fake-bad-token")->send(batch(PurgeKind::kPaths, {"/a"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kFailed);
+  EXPECT_NE(r.error.find(fastly() ? "HTTP 401: Provided credentials are missing or invalid"
+                                  : "HTTP 403: error 10000 Authentication error"),
+            std::string::npos)
+      << r.error;
+  EXPECT_EQ(r.error.find("fake-bad-token"), std::string::npos);
+  EXPECT_TRUE(purged().empty());
+}
+
+TEST_P(FakeApi, ThrottlingAndOutagesAreRetried) {
+  auto p = provider();
+  control("POST", "/_fake/fail", R"({"status": 429, "count": 1, "retry_after": 4})");
+  SendResult r = p->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << r.error;
+  EXPECT_TRUE(r.throttled);
+  EXPECT_DOUBLE_EQ(r.retry_after_s, 4);
+  control("POST", "/_fake/fail", R"({"status": 503, "count": 1})");
+  r = p->send(batch(PurgeKind::kTags, {"t"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << r.error;
+  EXPECT_FALSE(r.throttled);
+  r = p->send(batch(PurgeKind::kTags, {"t"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_EQ(purged().size(), 1u);
+}
+
+TEST_P(FakeApi, TlsIsVerified) {
+  const SendResult r =
+      provider("fake-good-token", false)->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << "the system's CAs do not know the test CA";
+  EXPECT_FALSE(r.reachable);
+  EXPECT_TRUE(purged().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(CdnProviders, FakeApi, ::testing::Values("fastly", "cloudflare"));
 
 }  // namespace
 }  // namespace cachekit::cdn
