@@ -1,7 +1,10 @@
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -945,6 +948,142 @@ TEST_P(FakeApi, TlsIsVerified) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CdnProviders, FakeApi, ::testing::Values("fastly", "cloudflare"));
+
+// ------------------- the http provider against Varnish with test/cdn/varnish.vcl
+
+class VarnishPurge : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cdn_ = std::filesystem::path(__FILE__).parent_path().parent_path() / "cdn";
+    for (const char *tool : {"/usr/sbin/varnishd", "/usr/bin/python3", "/usr/bin/curl"})
+      if (access(tool, X_OK) != 0) GTEST_SKIP() << "needs " << tool << " (Debian: varnish)";
+    char tmpl[] = "/tmp/ckcdnvarnish-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    // varnishd's jail users (varnish, vcache) must reach the instance below.
+    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
+    origin_pid_ = spawn({"/usr/bin/python3", (cdn_ / "origin.py").string(), "--port", "0", "--tags",
+                         "/tagged/=product-42"},
+                        (dir_ / "origin.out").string());
+    ASSERT_GT(origin_pid_, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      const std::string out = slurp(dir_ / "origin.out");
+      if (out.rfind("PORT ", 0) == 0 && out.find('\n') != std::string::npos) {
+        origin_ = "http://127.0.0.1:" + out.substr(5, out.find('\n') - 5);
+        break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the origin did not start";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // A port nobody listens on right now (a race with other tests is unlikely).
+    const int port = free_port();
+    ASSERT_GT(port, 0);
+    varnish_ = "http://127.0.0.1:" + std::to_string(port);
+    ASSERT_EQ(varnish_bash("start_varnish " + std::to_string(port) + " " +
+                           origin_.substr(origin_.rfind(':') + 1) + " " + (dir_ / "v").string()),
+              0)
+        << slurp(dir_ / "v" / "varnishd.log");
+    started_ = true;
+  }
+
+  void TearDown() override {
+    if (started_) varnish_bash("stop_varnish " + (dir_ / "v").string());
+    if (origin_pid_ > 0) {
+      kill(origin_pid_, SIGTERM);
+      waitpid(origin_pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  int varnish_bash(const std::string &command) {
+    return run({"/bin/bash", "-c", ". " + (cdn_ / "varnish.bash").string() + " && " + command});
+  }
+
+  static int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) == 0)
+      port = ntohs(addr.sin_port);
+    close(fd);
+    return port;
+  }
+
+  // A GET through Varnish.
+  void get(const std::string &path) {
+    HttpRequest r;
+    r.url = varnish_ + path;
+    EXPECT_EQ(perform_http(r, HostAllowList::parse("loopback"), 1 << 16).status, 200) << path;
+  }
+
+  // How often the origin served `path`.
+  int served(const std::string &path) {
+    HttpRequest r;
+    r.url = origin_ + "/_origin/counts";
+    const HttpResponse resp = perform_http(r, HostAllowList::parse("loopback"), 1 << 20);
+    Json doc;
+    EXPECT_TRUE(rest::parse_json(resp.body, doc)) << resp.body;
+    const Json *n = doc.get(path);
+    return n ? static_cast<int>(n->number) : 0;
+  }
+
+  std::unique_ptr<Provider> provider(const char *method) {
+    HttpPurgeConfig c;
+    c.purge_url_base = varnish_;
+    c.method = method;
+    c.common.timeout_ms = 10000;
+    return make_http_purge(c);
+  }
+
+  std::filesystem::path cdn_, dir_;
+  std::string origin_, varnish_;
+  pid_t origin_pid_ = -1;
+  bool started_ = false;
+};
+
+TEST_F(VarnishPurge, PurgeAndBanMakeTheNextRequestAMissAtTheOrigin) {
+  const std::vector<std::string> paths = {"/img/a.png", "/img.v2/a",           "/imgXv2/a",
+                                          "/tagged/x",  "/q?tags=product-421", "/p?x=1"};
+  for (const auto &p : paths) {
+    get(p);
+    get(p);
+    ASSERT_EQ(served(p), 1) << p << " is cached";
+  }
+  auto purge = provider("PURGE");
+  SendResult r =
+      purge->send(batch(PurgeKind::kPaths, {"/img/a.png", "/not/cached"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  get("/img/a.png");
+  EXPECT_EQ(served("/img/a.png"), 2);
+
+  auto ban = provider("BAN");
+  r = ban->send(batch(PurgeKind::kPaths, {"/img.v2/*", "/p?x=1"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  r = ban->send(batch(PurgeKind::kTags, {"product-42"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  for (const auto &p : paths) get(p);
+  EXPECT_EQ(served("/img.v2/a"), 2) << "under the banned prefix";
+  EXPECT_EQ(served("/imgXv2/a"), 1) << "the prefix's '.' is not a regex wildcard";
+  EXPECT_EQ(served("/p?x=1"), 2);
+  EXPECT_EQ(served("/tagged/x"), 2) << "tagged product-42";
+  EXPECT_EQ(served("/q?tags=product-421"), 1) << "another tag";
+  EXPECT_EQ(served("/img/a.png"), 2) << "untouched since its PURGE";
+
+  r = ban->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  get("/imgXv2/a");
+  EXPECT_EQ(served("/imgXv2/a"), 2);
+
+  // A tag the VCL cannot match safely is refused, and the batch fails.
+  r = ban->send(batch(PurgeKind::kTags, {"a|b"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kFailed);
+  EXPECT_EQ(r.error, "BAN of tag a|b answered HTTP 400: 400 Cannot ban that");
+}
 
 }  // namespace
 }  // namespace cachekit::cdn
