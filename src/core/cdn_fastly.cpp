@@ -202,7 +202,9 @@ class Fastly final : public Provider {
 
 std::unique_ptr<Provider> make_fastly(FastlyConfig config) {
   rest::check_id(config.service_id, "cachekit.cdn_fastly_service_id");
-  rest::check_header_value(config.api_token, "cachekit.cdn_fastly_api_token");
+  // The worker reads the token from the file that setting names.
+  rest::check_header_value(config.api_token, "cachekit.cdn_fastly_api_token_file",
+                           "The token in that file");
   rest::BaseUrl endpoint =
       rest::parse_base_url(config.endpoint, "cachekit.cdn_fastly_endpoint", true);
   rest::BaseUrl site = rest::parse_base_url(config.base_url, "cachekit.cdn_base_url", false);

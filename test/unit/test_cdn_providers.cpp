@@ -211,9 +211,9 @@ TEST(CdnFastly, ConfigurationErrorsNameTheSettingNeverTheToken) {
   const std::vector<Case> cases = {
       {[](FastlyConfig &c) { c.service_id.clear(); }, "cachekit.cdn_fastly_service_id"},
       {[](FastlyConfig &c) { c.service_id = "a/../b"; }, "cachekit.cdn_fastly_service_id"},
-      {[](FastlyConfig &c) { c.api_token.clear(); }, "cachekit.cdn_fastly_api_token"},
+      {[](FastlyConfig &c) { c.api_token.clear(); }, "cachekit.cdn_fastly_api_token_file"},
       {[](FastlyConfig &c) { c.api_token = "fastly-secret-token\r\nX-Evil: 1"; },
-       "cachekit.cdn_fastly_api_token"},
+       "cachekit.cdn_fastly_api_token_file"},
       {[](FastlyConfig &c) { c.base_url = "www.example.com"; }, "cachekit.cdn_base_url"},
       {[](FastlyConfig &c) { c.base_url.clear(); }, "cachekit.cdn_base_url"},
       {[](FastlyConfig &c) { c.endpoint = "http://api.fastly.com"; },
@@ -438,9 +438,9 @@ TEST(CdnCloudflare, ConfigurationErrorsNameTheSettingNeverTheToken) {
   const std::vector<Case> cases = {
       {[](CloudflareConfig &c) { c.zone_id.clear(); }, "cachekit.cdn_cloudflare_zone_id"},
       {[](CloudflareConfig &c) { c.zone_id = "zone?x=1"; }, "cachekit.cdn_cloudflare_zone_id"},
-      {[](CloudflareConfig &c) { c.api_token.clear(); }, "cachekit.cdn_cloudflare_api_token"},
+      {[](CloudflareConfig &c) { c.api_token.clear(); }, "cachekit.cdn_cloudflare_api_token_file"},
       {[](CloudflareConfig &c) { c.api_token = "cf-secret-token\n"; },
-       "cachekit.cdn_cloudflare_api_token"},
+       "cachekit.cdn_cloudflare_api_token_file"},
       {[](CloudflareConfig &c) { c.base_url = "https://user:cf-secret-token@x/"; },
        "cachekit.cdn_base_url"},
       {[](CloudflareConfig &c) { c.endpoint = "http://api.cloudflare.com"; },
@@ -613,7 +613,7 @@ TEST(CdnHttpPurge, ConfigurationErrors) {
          c.headers = {{"Bad Name", "purge-secret-value"}};
        },
        "cachekit.cdn_http_headers"},
-      {[](HttpPurgeConfig &c) { c.max_parallel = 0; }, "cachekit.cdn_http_max_parallel"},
+      {[](HttpPurgeConfig &c) { c.max_parallel = 0; }, "max_parallel"},
   };
   for (const Case &k : cases) {
     HttpPurgeConfig c = http_config("PURGE");
