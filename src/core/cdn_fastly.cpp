@@ -119,8 +119,9 @@ class Fastly final : public Provider {
       if (v == rest::Verdict::kOk) {
         if (results.provider_id.empty() && json) results.provider_id = purge_id(body);
       } else if (!exchanges[i].failed) {
-        error = "fastly answered HTTP " + std::to_string(resp.status) + ": " +
-                message(resp, body, json);
+        const std::string why = message(resp, body, json);
+        error = "fastly answered HTTP " + std::to_string(resp.status) +
+                (why.empty() ? std::string() : ": " + why);
       }
       bool throttled = false;
       double wait_s = -1;

@@ -351,7 +351,11 @@ TEST(CdnFastly, ClassifiesAnswers) {
   EXPECT_EQ(r.outcome, Outcome::kRetry);
   EXPECT_DOUBLE_EQ(r.retry_after_s, 7);
   EXPECT_FALSE(r.throttled);
-  EXPECT_NE(r.error.find("purge of /b"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error, "purge of /b: fastly answered HTTP 503: busy");
+  t.answer = [](const HttpRequest &, std::size_t) { return status(502); };
+  r = p->send(batch(PurgeKind::kPaths, {"/a"}), t.transport());
+  EXPECT_EQ(r.error, "purge of /a: fastly answered HTTP 502");
+  EXPECT_DOUBLE_EQ(r.retry_after_s, -1);
 
   // 429: throttled.
   t.answer = [](const HttpRequest &, std::size_t) { return status(429, "{\"msg\":\"slow\"}"); };
