@@ -20,7 +20,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o) $(WORKER_SRCS:.cpp=.o)
 MODULEDIR = extension
 DATA = extension/pg_cachekit.control $(wildcard sql/pg_cachekit--*.sql)
 
-REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits
+REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits cdn
 REGRESS_OPTS = --inputdir=test/regress --outputdir=build/regress
 ISOLATION := $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=build/isolation
@@ -64,3 +64,21 @@ deps:
 
 format:
 	clang-format -i $(wildcard src/core/*.h src/core/*.cpp src/pg/*.h src/pg/*.cpp worker/*.h worker/*.cpp test/unit/*.cpp)
+
+# ---- pg_cachekit-cdn: the CDN command-line tool (src/cli/, built by CMake) ----
+# `make` builds it in build/cmake (the unit tests' CMake tree), `make install`
+# copies it into pg_config's bindir.
+CDN_CLI_BUILD_DIR = build/cmake
+.PHONY: cdn-cli install-cdn-cli uninstall-cdn-cli
+all: cdn-cli
+cdn-cli:
+	@test -f $(CDN_CLI_BUILD_DIR)/CMakeCache.txt || cmake -S . -B $(CDN_CLI_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(CDN_CLI_BUILD_DIR) --target pg_cachekit-cdn
+install: install-cdn-cli
+install-cdn-cli: cdn-cli
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(CDN_CLI_BUILD_DIR)/pg_cachekit-cdn '$(DESTDIR)$(bindir)/pg_cachekit-cdn'
+uninstall: uninstall-cdn-cli
+uninstall-cdn-cli:
+	rm -f '$(DESTDIR)$(bindir)/pg_cachekit-cdn'
+# ---- end of pg_cachekit-cdn ----

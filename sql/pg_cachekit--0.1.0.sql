@@ -88,6 +88,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_email') THEN
         CREATE ROLE cachekit_email NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cachekit_cdn') THEN
+        CREATE ROLE cachekit_cdn NOLOGIN;
+    END IF;
 END
 $roles$;
 
@@ -1058,6 +1061,376 @@ BEGIN
     END LOOP;
 END $$;
 
+-- CDN --------------------------------------------------------------------------
+--
+-- A purge request is a row of _cdn_requests with one _cdn_queue row per
+-- (provider, item), written in the caller's transaction together with a
+-- cdn_dispatch task (queue cdn): nothing is sent if the caller rolls back,
+-- and every committed request has a task that will see it. The task
+-- (worker/cdn_dispatch.cpp, run by the task executors as the extension
+-- owner) dedups the queued items of all requests, groups them into batches
+-- within the provider's limits, commits each batch before sending it (its id
+-- is CloudFront's CallerReference, so a retry never creates a second
+-- invalidation), then sends, retries and polls. A request's state per
+-- provider is derived from its items' batches (view cdn_requests).
+
+CREATE TABLE cachekit._cdn_requests (
+    id bigserial PRIMARY KEY,
+    kind pg_catalog.text NOT NULL,       -- paths | tags | all
+    source pg_catalog.text NOT NULL,     -- cdn_purge, cdn_purge_tags, cdn_purge_all, or a rule's name
+    role pg_catalog.oid NOT NULL,        -- current_user of the caller (or the writer, for rules)
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
+-- kind: path | tag | all. batch_id: NULL while queued.
+CREATE TABLE cachekit._cdn_queue (
+    request_id pg_catalog.int8 NOT NULL REFERENCES cachekit._cdn_requests ON DELETE CASCADE,
+    provider pg_catalog.text NOT NULL,
+    kind pg_catalog.text NOT NULL,
+    item pg_catalog.text NOT NULL,
+    batch_id pg_catalog.int8,
+    PRIMARY KEY (request_id, provider, kind, item)
+);
+CREATE INDEX _cdn_queue_unplanned ON cachekit._cdn_queue (provider, request_id) WHERE batch_id IS NULL;
+CREATE INDEX _cdn_queue_batch ON cachekit._cdn_queue (batch_id);
+
+-- state: queued (waiting for next_attempt_at), in_progress (accepted,
+-- polled until done: CloudFront), completed, failed (the provider refused it
+-- for good; last_error has its message).
+CREATE TABLE cachekit._cdn_batches (
+    id bigserial PRIMARY KEY,
+    provider pg_catalog.text NOT NULL,
+    kind pg_catalog.text NOT NULL,
+    items pg_catalog.text[] NOT NULL,
+    wildcards pg_catalog.int4 NOT NULL DEFAULT 0,
+    state pg_catalog.text NOT NULL DEFAULT 'queued',
+    provider_id pg_catalog.text,
+    attempts pg_catalog.int4 NOT NULL DEFAULT 0,
+    api_calls pg_catalog.int4 NOT NULL DEFAULT 0,
+    next_attempt_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    last_error pg_catalog.text,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    sent_at pg_catalog.timestamptz,
+    completed_at pg_catalog.timestamptz
+);
+CREATE INDEX _cdn_batches_open ON cachekit._cdn_batches (provider, next_attempt_at) WHERE state IN ('queued', 'in_progress');
+
+-- What the dispatcher last heard from each provider (cdn_status()).
+CREATE TABLE cachekit._cdn_providers (
+    provider pg_catalog.text PRIMARY KEY,
+    reachable pg_catalog.bool,
+    last_attempt_at pg_catalog.timestamptz,
+    last_success_at pg_catalog.timestamptz,
+    last_error pg_catalog.text,
+    api_calls pg_catalog.int8 NOT NULL DEFAULT 0,
+    throttled pg_catalog.int8 NOT NULL DEFAULT 0,
+    retries pg_catalog.int8 NOT NULL DEFAULT 0,
+    failed_batches pg_catalog.int8 NOT NULL DEFAULT 0,
+    completed_batches pg_catalog.int8 NOT NULL DEFAULT 0,
+    purged_items pg_catalog.int8 NOT NULL DEFAULT 0
+);
+
+INSERT INTO cachekit._queues (name, concurrency) VALUES ('cdn', 1);
+
+-- The inserts behind cdn_purge(), cdn_purge_tags(), cdn_purge_all() and purge
+-- rules. Granted to nobody: the C functions call it through fmgr after their
+-- checks, passing the caller's role and the configured providers. With
+-- request_id NULL a new request is made (and, with enqueue, its dispatch
+-- task); otherwise items are added to that request (a rule's request of the
+-- current transaction).
+CREATE FUNCTION cachekit._cdn_request(
+    request_id pg_catalog.int8, kind pg_catalog.text, items pg_catalog.text[],
+    providers pg_catalog.text[], source pg_catalog.text, role pg_catalog.oid, enqueue pg_catalog.bool)
+RETURNS pg_catalog.int8 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rid int8 := request_id;
+    item_kind text := CASE kind WHEN 'paths' THEN 'path' WHEN 'tags' THEN 'tag' ELSE 'all' END;
+BEGIN
+    IF rid IS NULL THEN
+        INSERT INTO cachekit._cdn_requests (kind, source, role) VALUES (kind, source, role)
+        RETURNING id INTO rid;
+    END IF;
+    INSERT INTO cachekit._cdn_queue (request_id, provider, kind, item)
+    SELECT rid, p, item_kind, i
+      FROM unnest(providers) p, unnest(CASE WHEN item_kind = 'all' THEN ARRAY['*'] ELSE items END) i
+    ON CONFLICT DO NOTHING;
+    IF enqueue THEN
+        PERFORM cachekit._enqueue('cdn'::text, 'cdn_dispatch'::text, 'cdn_dispatch'::text, NULL::oid,
+                                  '{}'::jsonb, NULL::timestamptz, 0, 25, NULL::text, NULL::interval,
+                                  NULL::jsonb, (SELECT a.oid FROM pg_roles a WHERE a.rolname = current_user),
+                                  NULL::int8, NULL::text, false);
+    END IF;
+    RETURN rid;
+END $$;
+
+CREATE FUNCTION cachekit.cdn_purge(paths pg_catalog.text[])
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_cdn_purge' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cdn_purge(pg_catalog.text[]) IS
+    'Purge these paths (a trailing * purges a prefix where the provider can) from every configured CDN once this transaction commits; returns the request id';
+CREATE FUNCTION cachekit.cdn_purge_tags(tags pg_catalog.text[])
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_cdn_purge_tags' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cdn_purge_tags(pg_catalog.text[]) IS
+    'Purge by tag (Fastly surrogate keys, Cloudflare cache tags, Varnish BAN) once this transaction commits';
+CREATE FUNCTION cachekit.cdn_purge_all()
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_cdn_purge_all' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cdn_purge_all() IS
+    'Purge everything from every configured CDN once this transaction commits';
+
+-- Purge rules: a changed row's OLD and NEW values, through a path template,
+-- become paths purged at commit.
+CREATE TABLE cachekit._cdn_rules (
+    name pg_catalog.text PRIMARY KEY,
+    table_name pg_catalog.regclass NOT NULL,
+    template pg_catalog.text NOT NULL,
+    created_by pg_catalog.oid NOT NULL,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The row trigger of purge rules (C). AFTER ROW and ENABLE ALWAYS: it fires
+-- for logical replication's apply worker and under session_replication_role
+-- = replica as well.
+CREATE FUNCTION cachekit._cdn_capture()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_cdn_capture' LANGUAGE C;
+
+-- The body of cdn_purge_on(), after its checks as the caller (C). Granted to
+-- nobody. The trigger's name is derived from an md5 of the rule's name.
+CREATE FUNCTION cachekit._add_cdn_rule(table_name pg_catalog.regclass, template pg_catalog.text, name pg_catalog.text, creator pg_catalog.oid)
+RETURNS pg_catalog.text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    missing text[];
+    trigger_name text := 'cachekit_cdn_' || left(md5(name), 16);
+BEGIN
+    SELECT array_agg(c ORDER BY c) INTO missing FROM unnest(cachekit._template_columns(template)) c
+     WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = table_name AND a.attname = c
+                       AND a.attnum > 0 AND NOT a.attisdropped);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'path template names columns that % does not have', table_name
+            USING ERRCODE = 'undefined_column', DETAIL = format('Unknown: %s.', array_to_string(missing, ', '));
+    END IF;
+    IF EXISTS (SELECT 1 FROM cachekit._cdn_rules r WHERE r.name = _add_cdn_rule.name) THEN
+        RAISE EXCEPTION 'CDN purge rule "%" already exists', name USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO cachekit._cdn_rules (name, table_name, template, created_by) VALUES (name, table_name, template, creator);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION cachekit._cdn_capture(%L, %L)',
+                   trigger_name, table_name, name, template);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', table_name, trigger_name);
+    RETURN name;
+END $$;
+
+-- Runs as the caller (C): the caller must own the table (or be in
+-- cachekit_admin) and may SELECT every column the template reads.
+CREATE FUNCTION cachekit.cdn_purge_on(table_name pg_catalog.regclass, path_template pg_catalog.text, name pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_cdn_purge_on' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.cdn_purge_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text) IS
+    'Purge the path built from each changed row (OLD and NEW) from the CDN when the change commits';
+
+CREATE FUNCTION cachekit.drop_cdn_rule(name pg_catalog.text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r cachekit._cdn_rules;
+BEGIN
+    SELECT * INTO r FROM cachekit._cdn_rules c WHERE c.name = drop_cdn_rule.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'CDN purge rule "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cachekit_cdn_' || left(md5(r.name), 16), r.table_name);
+    DELETE FROM cachekit._cdn_rules c WHERE c.name = r.name;
+END $$;
+
+CREATE VIEW cachekit.cdn_rules AS
+    SELECT r.name, r.table_name, r.template,
+           coalesce((SELECT a.rolname FROM pg_catalog.pg_roles a WHERE a.oid = r.created_by), r.created_by::pg_catalog.text) AS created_by,
+           r.created_at
+    FROM cachekit._cdn_rules r;
+
+-- One row per request and provider. state: queued (not all items batched
+-- yet), sent (batched, waiting to be sent or retried), in_progress,
+-- completed, failed (any batch failed for good).
+CREATE VIEW cachekit.cdn_requests AS
+    SELECT r.id AS request_id, q.provider, r.kind, r.source,
+           coalesce((SELECT a.rolname FROM pg_catalog.pg_roles a WHERE a.oid = r.role), r.role::pg_catalog.text) AS role,
+           CASE WHEN bool_or(b.state = 'failed') THEN 'failed'
+                WHEN bool_or(q.batch_id IS NULL) THEN 'queued'
+                WHEN bool_or(b.state = 'queued') THEN 'sent'
+                WHEN bool_or(b.state = 'in_progress') THEN 'in_progress'
+                ELSE 'completed' END AS state,
+           array_agg(q.item ORDER BY q.item) AS items,
+           array_agg(DISTINCT b.provider_id) FILTER (WHERE b.provider_id IS NOT NULL) AS provider_ids,
+           coalesce(max(b.attempts), 0) AS attempts,
+           (array_agg(b.last_error ORDER BY b.id DESC) FILTER (WHERE b.last_error IS NOT NULL))[1] AS last_error,
+           r.created_at, min(b.sent_at) AS sent_at,
+           CASE WHEN bool_and(b.state = 'completed') THEN max(b.completed_at) END AS completed_at
+    FROM cachekit._cdn_requests r
+    JOIN cachekit._cdn_queue q ON q.request_id = r.id
+    LEFT JOIN cachekit._cdn_batches b ON b.id = q.batch_id
+    GROUP BY r.id, q.provider;
+COMMENT ON VIEW cachekit.cdn_requests IS 'CDN purge requests per provider, with their state';
+
+CREATE FUNCTION cachekit._cdn_provider_list()
+RETURNS pg_catalog.text[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT btrim(p)) FILTER (WHERE btrim(p) <> ''), '{}')
+      FROM unnest(string_to_array(current_setting('cachekit.cdn_provider'), ',')) p
+$$;
+
+-- Per provider: configured (listed, with its ids set), what the dispatcher
+-- last heard (reachable, last success, last error), open work and counters.
+CREATE FUNCTION cachekit.cdn_status()
+RETURNS pg_catalog.jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'enabled', current_setting('cachekit.cdn_enabled')::bool,
+        'base_url', nullif(current_setting('cachekit.cdn_base_url'), ''),
+        'providers', coalesce(jsonb_object_agg(p.name, jsonb_build_object(
+            'configured', p.name = ANY (cachekit._cdn_provider_list()) AND CASE p.name
+                WHEN 'cloudfront' THEN current_setting('cachekit.cdn_cloudfront_distribution_id') <> ''
+                WHEN 'fastly' THEN current_setting('cachekit.cdn_fastly_service_id') <> ''
+                WHEN 'cloudflare' THEN current_setting('cachekit.cdn_cloudflare_zone_id') <> ''
+                ELSE current_setting('cachekit.cdn_http_purge_url') <> '' END,
+            'reachable', s.reachable,
+            'last_attempt', s.last_attempt_at,
+            'last_success', s.last_success_at,
+            'last_error', s.last_error,
+            'queued_items', (SELECT count(*) FROM cachekit._cdn_queue q WHERE q.provider = p.name AND q.batch_id IS NULL),
+            'waiting_batches', (SELECT count(*) FROM cachekit._cdn_batches b WHERE b.provider = p.name AND b.state = 'queued'),
+            'in_flight', (SELECT count(*) FROM cachekit._cdn_batches b WHERE b.provider = p.name AND b.state = 'in_progress'),
+            'failures', coalesce(s.failed_batches, 0),
+            'completed', coalesce(s.completed_batches, 0),
+            'api_calls', coalesce(s.api_calls, 0),
+            'throttled', coalesce(s.throttled, 0),
+            'retries', coalesce(s.retries, 0))), '{}'))
+    FROM (SELECT unnest(ARRAY['cloudfront', 'fastly', 'cloudflare', 'http']) AS name) p
+    LEFT JOIN cachekit._cdn_providers s ON s.provider = p.name
+    WHERE p.name = ANY (cachekit._cdn_provider_list()) OR s.provider IS NOT NULL
+$$;
+
+-- Asset manifest: what pg_cachekit-cdn sync uploaded.
+CREATE TABLE cachekit._assets (
+    path pg_catalog.text PRIMARY KEY,
+    content_hash pg_catalog.text NOT NULL,
+    size pg_catalog.int8 NOT NULL,
+    uploaded_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT asset_path CHECK (path OPERATOR(pg_catalog.~) '^/[^[:cntrl:] ]*$' AND pg_catalog.length(path) <= 4096),
+    CONSTRAINT asset_hash CHECK (content_hash OPERATOR(pg_catalog.~) '^[0-9a-f]{8,128}$'),
+    CONSTRAINT asset_size CHECK (size >= 0)
+);
+CREATE VIEW cachekit.assets AS SELECT a.path, a.content_hash, a.size, a.uploaded_at FROM cachekit._assets a;
+
+-- Records an uploaded asset; true when it is new or its content changed.
+CREATE FUNCTION cachekit.cdn_put_asset(path pg_catalog.text, content_hash pg_catalog.text, size pg_catalog.int8)
+RETURNS pg_catalog.bool LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old text;
+BEGIN
+    IF path IS NULL OR content_hash IS NULL OR size IS NULL THEN
+        RAISE EXCEPTION 'path, content_hash and size must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM cachekit._check_asset_path(path);
+    IF length(path) > 4096 THEN
+        RAISE EXCEPTION 'asset path is longer than 4096 bytes' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF content_hash !~ '^[0-9A-Fa-f]{8,128}$' THEN
+        RAISE EXCEPTION 'content_hash must be 8 to 128 hexadecimal digits' USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'pg_cachekit-cdn sync records SHA-256 in hex.';
+    END IF;
+    IF size < 0 THEN
+        RAISE EXCEPTION 'size must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.content_hash INTO old FROM cachekit._assets a WHERE a.path = cdn_put_asset.path FOR UPDATE;
+    INSERT INTO cachekit._assets AS a (path, content_hash, size) VALUES (path, lower(content_hash), size)
+    ON CONFLICT ON CONSTRAINT _assets_pkey DO UPDATE SET content_hash = excluded.content_hash, size = excluded.size,
+        uploaded_at = CASE WHEN a.content_hash = excluded.content_hash THEN a.uploaded_at ELSE now() END;
+    RETURN old IS DISTINCT FROM lower(content_hash);
+END $$;
+
+CREATE FUNCTION cachekit.cdn_drop_asset(path pg_catalog.text)
+RETURNS pg_catalog.bool LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH d AS (DELETE FROM cachekit._assets a WHERE a.path = cdn_drop_asset.path RETURNING 1)
+    SELECT count(*) > 0 FROM d
+$$;
+
+-- The path with ?v=<first 12 hex digits of its content hash> when
+-- cachekit.cdn_auto_version is on and the manifest knows it.
+CREATE FUNCTION cachekit._versioned_path(path pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT path || coalesce(
+        CASE WHEN current_setting('cachekit.cdn_auto_version')::bool THEN
+            (SELECT CASE WHEN strpos(path, '?') > 0 THEN '&' ELSE '?' END || 'v=' || left(a.content_hash, 12)
+               FROM cachekit.assets a WHERE a.path = split_part(_versioned_path.path, '?', 1))
+        END, '')
+$$;
+
+CREATE FUNCTION cachekit._check_asset_path(path pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF path IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF left(path, 1) <> '/' OR path ~ '[[:cntrl:][:space:]]' OR left(path, 2) = '//' THEN
+        RAISE EXCEPTION 'invalid asset path "%"', left(path, 200) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'An asset path starts with one "/" and has no white space or control characters.';
+    END IF;
+    RETURN path;
+END $$;
+
+-- The CDN URL of a path (cachekit.cdn_base_url + versioned path), or the
+-- path unchanged when the CDN is disabled.
+CREATE FUNCTION cachekit.cdn_url(path pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN current_setting('cachekit.cdn_enabled')::bool AND current_setting('cachekit.cdn_base_url') <> ''
+                THEN rtrim(current_setting('cachekit.cdn_base_url'), '/') || cachekit._versioned_path(cachekit._check_asset_path(path))
+                ELSE cachekit._check_asset_path(path) END
+$$;
+
+-- Like cdn_url(), but versioned also when the CDN is disabled (cache busting
+-- for the local server).
+CREATE FUNCTION cachekit.asset_url(path pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN current_setting('cachekit.cdn_enabled')::bool AND current_setting('cachekit.cdn_base_url') <> ''
+                THEN cachekit.cdn_url(path)
+                ELSE cachekit._versioned_path(cachekit._check_asset_path(path)) END
+$$;
+
+CREATE FUNCTION cachekit._html_escape(s pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT replace(replace(replace(replace(replace(s, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')
+$$;
+
+-- <link rel="preload"> for an asset; `as` is one of the destinations the
+-- HTML standard allows for preload. Fonts get crossorigin (browsers fetch
+-- them in CORS mode and would otherwise not use the preloaded copy).
+CREATE FUNCTION cachekit.preload_asset(path pg_catalog.text, "as" pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF path IS NULL OR "as" IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF "as" NOT IN ('audio', 'document', 'embed', 'fetch', 'font', 'image', 'object', 'script',
+                    'style', 'track', 'video', 'worker') THEN
+        RAISE EXCEPTION 'invalid preload destination "%"', left("as", 100) USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Use one of audio, document, embed, fetch, font, image, object, script, style, track, video, worker.';
+    END IF;
+    RETURN format('<link rel="preload" href="%s" as="%s"%s>', cachekit._html_escape(cachekit.asset_url(path)), "as",
+                  CASE WHEN "as" IN ('font', 'fetch') THEN ' crossorigin' ELSE '' END);
+END $$;
+
+-- <link rel="dns-prefetch"> for a host name (or the host of a URL).
+CREATE FUNCTION cachekit.dns_prefetch(host pg_catalog.text)
+RETURNS pg_catalog.text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    h text := host;
+BEGIN
+    IF h IS NULL THEN
+        RETURN NULL;
+    END IF;
+    h := regexp_replace(h, '^[A-Za-z][A-Za-z0-9+.-]*:', '');
+    h := regexp_replace(h, '^//', '');
+    h := split_part(split_part(split_part(h, '/', 1), '?', 1), '#', 1);
+    IF h !~ '^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(:[0-9]{1,5})?$'
+       AND h !~ '^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$' THEN
+        RAISE EXCEPTION 'invalid host name "%"', left(host, 200) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN format('<link rel="dns-prefetch" href="//%s">', cachekit._html_escape(lower(h)));
+END $$;
+
 -- Privileges ------------------------------------------------------------------
 --
 -- Nothing for PUBLIC. Functions and views whose name starts with an
@@ -1069,7 +1442,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA cachekit FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin, cachekit_tasks;
+GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin, cachekit_tasks, cachekit_cdn;
 
 -- cachekit_user: the key/value cache, cached queries, watching own tables, stats.
 GRANT EXECUTE ON FUNCTION
@@ -1133,6 +1506,28 @@ GRANT EXECUTE ON FUNCTION
     cachekit.create_queue(pg_catalog.text, pg_catalog.int4, pg_catalog.numeric, pg_catalog.bool),
     cachekit.pause_queue(pg_catalog.text), cachekit.resume_queue(pg_catalog.text),
     cachekit.drop_queue(pg_catalog.text, pg_catalog.bool), cachekit.prune_tasks(pg_catalog.jsonb)
+TO cachekit_admin;
+
+-- cachekit_cdn: queue purges, record uploaded assets, see the CDN's state.
+-- Asset URLs are for every application role (cachekit_user) too. Purge
+-- rules (they create triggers) are for cachekit_admin, like key rules.
+GRANT EXECUTE ON FUNCTION
+    cachekit.cdn_purge(pg_catalog.text[]), cachekit.cdn_purge_tags(pg_catalog.text[]),
+    cachekit.cdn_purge_all(), cachekit.cdn_status(),
+    cachekit.cdn_put_asset(pg_catalog.text, pg_catalog.text, pg_catalog.int8),
+    cachekit.cdn_drop_asset(pg_catalog.text)
+TO cachekit_cdn, cachekit_admin;
+GRANT SELECT ON cachekit.cdn_requests, cachekit.cdn_rules TO cachekit_cdn, cachekit_admin;
+GRANT EXECUTE ON FUNCTION
+    cachekit.cdn_url(pg_catalog.text), cachekit.asset_url(pg_catalog.text),
+    cachekit.preload_asset(pg_catalog.text, pg_catalog.text), cachekit.dns_prefetch(pg_catalog.text),
+    cachekit._versioned_path(pg_catalog.text), cachekit._check_asset_path(pg_catalog.text),
+    cachekit._html_escape(pg_catalog.text)
+TO cachekit_user, cachekit_cdn, cachekit_admin;
+GRANT SELECT ON cachekit.assets TO cachekit_user, cachekit_cdn, cachekit_admin;
+GRANT EXECUTE ON FUNCTION
+    cachekit.cdn_purge_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text),
+    cachekit.drop_cdn_rule(pg_catalog.text)
 TO cachekit_admin;
 
 -- Last, so that the script's own DDL above does not fire them.

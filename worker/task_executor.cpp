@@ -59,6 +59,7 @@
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
 #include "pg/task_common.h"
+#include "worker/cdn_dispatch.h"
 #include "worker/task_kinds.h"
 
 extern "C" {
@@ -367,6 +368,7 @@ struct Outcome {
   std::string sqlstate, message, detail, hint;
   double retry_after_s = -1;  // HTTP Retry-After
   bool retry_now = false;     // interrupted by a shutdown: back to the queue at once
+  bool wake = false;          // it queued a task that is due now (cdn_dispatch's successor)
 };
 
 Outcome error_outcome(const char *sqlstate, const std::string &message,
@@ -555,6 +557,8 @@ Outcome run_task(const Claimed &c, MemoryContext keep) {
       r = run_http_task(args, c.timeout_ms);
     else if (c.kind == "email")
       r = run_email_task(args, c.timeout_ms);
+    else if (c.kind == "cdn_dispatch" && known_tables)
+      r = as_owner(*known_tables, [&] { return run_cdn_dispatch(c.role); });
     else
       return dead_outcome(sqlstate::kFeatureNotSupported, c.kind + " tasks are not available yet");
   } catch (const PgError &) {
@@ -564,6 +568,7 @@ Outcome run_task(const Claimed &c, MemoryContext keep) {
   }
   Outcome o;
   o.result = r.result_json;
+  o.wake = r.wake_after_commit;
   if (r.ok) {
     o.kind = Outcome::kSucceeded;
   } else {
@@ -761,7 +766,7 @@ bool run_claimed(const Claimed &c) {
   if (!claimed_next) release_queue(exec_db, exec_index);
   // A chained task, or one given back by a shutdown of this executor, is for
   // another executor now.
-  if (chained || o.retry_now) wake_executors(exec_db, 1);
+  if (chained || o.retry_now || o.wake) wake_executors(exec_db, 1);
   if (o.kind == Outcome::kSucceeded) store_result_in_redis(c.id, o.result);
   pgstat_report_activity(STATE_IDLE, nullptr);
   return true;

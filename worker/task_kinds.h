@@ -19,6 +19,7 @@ struct TaskKindResult {
   std::string sqlstate = "58000";
   std::string message, detail;
   double retry_after_s = -1;  // the server's Retry-After
+  bool wake_after_commit = false;  // it queued a task that is due now
 };
 
 // Throw cachekit::Error for bad arguments or a refused host (the task is

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -328,10 +329,10 @@ RedisEndpoint parse_redis_url(std::string_view url) {
   bad_url("unsupported scheme", kUrlHint);
 }
 
-std::string read_password_file(const std::string &path) {
+std::string read_private_file(const std::string &path, const char *what) {
   const std::string quoted = "\"" + path + "\"";
   const auto refuse = [&](const std::string &why) -> std::string {
-    throw Error(sqlstate::kConfigFileError, "Redis password file cannot be used", why,
+    throw Error(sqlstate::kConfigFileError, std::string(what) + " cannot be used", why,
                 "Make it a file owned by the database server's operating system user, with "
                 "permissions u=rw (0600) or less.");
   };
@@ -347,12 +348,17 @@ std::string read_password_file(const std::string &path) {
   if ((own && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
       (!own && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
     return refuse(quoted + " has group or world access.");
+  if (st.st_size > 64 * 1024) return refuse(quoted + " is larger than 64 kB.");
   std::ifstream in(path, std::ios::binary);
-  std::string line;
-  if (!in || !std::getline(in, line)) {
-    if (in.eof()) return {};  // empty: no password
-    return refuse("Could not read " + quoted + ".");
-  }
+  if (!in) return refuse("Could not read " + quoted + ".");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return refuse("Could not read " + quoted + ".");
+  return content;
+}
+
+std::string read_password_file(const std::string &path, const char *what) {
+  std::string content = read_private_file(path, what);
+  std::string line = content.substr(0, content.find('\n'));
   if (!line.empty() && line.back() == '\r') line.pop_back();
   return line;
 }

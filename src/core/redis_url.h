@@ -46,7 +46,11 @@ RedisEndpoint parse_redis_url(std::string_view url);
 // process's user with no group or world access (or owned by root, readable
 // by the group at most). Throws cachekit::Error (F0000) whose detail says
 // why, naming the path, never the content.
-std::string read_password_file(const std::string &path);
+std::string read_password_file(const std::string &path, const char *what = "Redis password file");
+
+// The whole content of such a file (at most 64 kB), with the same checks;
+// `what` names the file in the error ("CloudFront credentials file").
+std::string read_private_file(const std::string &path, const char *what);
 
 // Best-effort redaction of a possibly malformed URL: everything between "://"
 // and the last '@' of the authority, and any password= query value, is masked.

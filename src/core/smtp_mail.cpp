@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/curl_handle.h"
 #include "core/error.h"
 
 namespace cachekit {
@@ -415,21 +416,6 @@ const char *const kOwnHeaders[] = {
     "From", "To",         "Cc",           "Bcc",          "Subject",
     "Date", "Message-ID", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"};
 
-struct CurlDeleter {
-  void operator()(CURL *h) const { curl_easy_cleanup(h); }
-  void operator()(CURLU *u) const { curl_url_cleanup(u); }
-  void operator()(curl_slist *l) const { curl_slist_free_all(l); }
-};
-
-std::string url_part(CURLU *url, CURLUPart part) {
-  char *value = nullptr;
-  if (curl_url_get(url, part, &value, CURLU_DEFAULT_PORT) != CURLUE_OK || value == nullptr)
-    return {};
-  std::string out(value);
-  curl_free(value);
-  return out;
-}
-
 struct Upload {
   const std::string *data;
   std::size_t offset = 0;
@@ -443,32 +429,9 @@ size_t read_message(char *buffer, size_t size, size_t count, void *userdata) {
   return n;
 }
 
-template <typename T>
-void setopt(CURL *h, CURLoption option, T value) {
-  CURLcode rc = curl_easy_setopt(h, option, value);
-  if (rc != CURLE_OK)
-    throw Error(sqlstate::kInternalError, "could not configure smtp session",
-                std::string("curl_easy_setopt failed: ") + curl_easy_strerror(rc) + ".");
-}
-
 bool session_setup_error(CURLcode rc) {
-  switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_LOGIN_DENIED:
-    case CURLE_WEIRD_SERVER_REPLY:
-      return true;
-    default:
-      return false;
-  }
+  return curl_connect_failure(rc) || rc == CURLE_USE_SSL_FAILED || rc == CURLE_LOGIN_DENIED ||
+         rc == CURLE_WEIRD_SERVER_REPLY;
 }
 
 }  // namespace
@@ -547,21 +510,20 @@ std::string build_mail(const MailMessage &m, int64_t now_utc,
 void send_mail(const MailMessage &m, const SmtpServer &server, int64_t now_utc) {
   if (server.timeout_ms < 1 || server.timeout_ms > kMaxTimeoutMs)
     invalid("smtp timeout must be between 1 ms and 24 hours");
-  std::unique_ptr<CURLU, CurlDeleter> url(curl_url());
-  if (!url) throw Error(sqlstate::kOutOfMemory, "out of memory");
+  CurlUrl url = new_curl_url();
   // The URL may carry credentials: errors name only host and port.
   if (CURLUcode uc = curl_url_set(url.get(), CURLUPART_URL, server.url.c_str(), 0); uc != CURLUE_OK)
     invalid("invalid SMTP server URL", std::string(curl_url_strerror(uc)) + ".");
-  std::string scheme = url_part(url.get(), CURLUPART_SCHEME);
+  std::string scheme = curl_url_part(url.get(), CURLUPART_SCHEME);
   if (!iequals(scheme, "smtp") && !iequals(scheme, "smtps"))
     invalid("SMTP server URL must use smtp or smtps");
-  std::string server_name =
-      url_part(url.get(), CURLUPART_HOST) + ":" + url_part(url.get(), CURLUPART_PORT);
+  std::string server_name = curl_url_part(url.get(), CURLUPART_HOST) + ":" +
+                            curl_url_part(url.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
 
   std::string sender = mail_address(m.from);
   std::string message = build_mail(m, now_utc, sender.substr(sender.find('@') + 1));
 
-  std::unique_ptr<curl_slist, CurlDeleter> rcpt;
+  CurlList rcpt;
   std::vector<std::string> seen;
   for (const auto *list : {&m.to, &m.cc, &m.bcc}) {
     for (const std::string &mailbox : *list) {
@@ -570,45 +532,33 @@ void send_mail(const MailMessage &m, const SmtpServer &server, int64_t now_utc) 
       for (const std::string &s : seen) dup = dup || s == addr;
       if (dup) continue;
       seen.push_back(addr);
-      curl_slist *next = curl_slist_append(rcpt.get(), ("<" + addr + ">").c_str());
-      if (next == nullptr) throw Error(sqlstate::kOutOfMemory, "out of memory");
-      (void)rcpt.release();
-      rcpt.reset(next);
+      curl_list_append(rcpt, "<" + addr + ">");
     }
   }
 
-  std::unique_ptr<CURL, CurlDeleter> h(curl_easy_init());
-  if (!h) throw Error(sqlstate::kOutOfMemory, "out of memory");
-  CURL *c = h.get();
-  char errbuf[CURL_ERROR_SIZE] = "";
+  CurlEasy h("smtp,smtps", "could not configure smtp session");
   Upload upload{&message};
   std::string mail_from = "<" + sender + ">";
-  setopt(c, CURLOPT_NOSIGNAL, 1L);
-  setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  setopt(c, CURLOPT_CURLU, url.get());
-  setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  setopt(c, CURLOPT_PROXY, "");
-  setopt(c, CURLOPT_NOPROXY, "*");
-  setopt(c, CURLOPT_TIMEOUT_MS, server.timeout_ms);
-  setopt(c, CURLOPT_CONNECTTIMEOUT_MS, server.timeout_ms);
+  h.set(CURLOPT_CURLU, url.get());
+  h.set(CURLOPT_TIMEOUT_MS, server.timeout_ms);
+  h.set(CURLOPT_CONNECTTIMEOUT_MS, server.timeout_ms);
   if (iequals(scheme, "smtp"))
-    setopt(c, CURLOPT_USE_SSL,
-           server.require_tls ? static_cast<long>(CURLUSESSL_ALL)
-                              : static_cast<long>(CURLUSESSL_NONE));
-  if (!server.username.empty()) setopt(c, CURLOPT_USERNAME, server.username.c_str());
-  if (!server.password.empty()) setopt(c, CURLOPT_PASSWORD, server.password.c_str());
-  setopt(c, CURLOPT_MAIL_FROM, mail_from.c_str());
-  setopt(c, CURLOPT_MAIL_RCPT, rcpt.get());
-  setopt(c, CURLOPT_UPLOAD, 1L);
-  setopt(c, CURLOPT_READFUNCTION, read_message);
-  setopt(c, CURLOPT_READDATA, &upload);
-  setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
+    h.set(CURLOPT_USE_SSL, server.require_tls ? static_cast<long>(CURLUSESSL_ALL)
+                                              : static_cast<long>(CURLUSESSL_NONE));
+  if (!server.username.empty()) h.set(CURLOPT_USERNAME, server.username.c_str());
+  if (!server.password.empty()) h.set(CURLOPT_PASSWORD, server.password.c_str());
+  h.set(CURLOPT_MAIL_FROM, mail_from.c_str());
+  h.set(CURLOPT_MAIL_RCPT, rcpt.get());
+  h.set(CURLOPT_UPLOAD, 1L);
+  h.set(CURLOPT_READFUNCTION, read_message);
+  h.set(CURLOPT_READDATA, &upload);
+  h.set(CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(message.size()));
 
-  CURLcode rc = curl_easy_perform(c);
+  CURLcode rc = curl_easy_perform(h.get());
   if (rc == CURLE_OK) return;
   long reply = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply);
-  std::string detail = std::string(errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc)) + ".";
+  curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &reply);
+  std::string detail = h.error_text(rc);
   if (reply != 0) detail += " The last SMTP reply code was " + std::to_string(reply) + ".";
   if (rc == CURLE_OPERATION_TIMEDOUT)
     throw Error(sqlstate::kQueryCanceled,

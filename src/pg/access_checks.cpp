@@ -94,16 +94,17 @@ void check_may_invalidate(Oid relid, Oid fn) {
                 "Run SELECT cachekit.watch('" + table_text(relid) + "') first.");
 }
 
-void check_may_read_columns(Oid relid, const std::vector<std::string> &columns) {
+void check_may_read_columns(Oid relid, const std::vector<std::string> &columns, const char *rule,
+                            const char *names) {
   if (pg_call([&] { return pg_class_ownercheck(relid, GetUserId()); })) return;
   // Row-level security limits which rows the role may read, but a rule's
   // trigger sees every changed row: only the owner (or a role that bypasses
   // RLS) may turn them into key names.
   if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true); }) == RLS_ENABLED)
     throw Error(sqlstate::kInsufficientPrivilege,
-                "permission denied to create a key rule on " + table_text(relid),
+                "permission denied to create " + std::string(rule) + " on " + table_text(relid),
                 "Row-level security limits the rows role " + current_role_name() +
-                    " may read, but a key rule publishes values of every changed row.",
+                    " may read, but " + rule + " publishes values of every changed row.",
                 "Let the table's owner create the rule.");
   const bool whole_table =
       pg_call([&] { return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK; });
@@ -128,9 +129,10 @@ void check_may_read_columns(Oid relid, const std::vector<std::string> &columns) 
     for (size_t i = 0; i < denied.size(); ++i) what += (i == 0 ? " " : ", ") + denied[i];
   }
   throw Error(sqlstate::kInsufficientPrivilege,
-              "permission denied to create a key rule on " + table_text(relid),
-              "A key rule publishes the values of the columns it uses in key names; role " +
-                  current_role_name() + " may not read " + what + ".",
+              "permission denied to create " + std::string(rule) + " on " + table_text(relid),
+              "A" + std::string(rule + 1) + " publishes the values of the columns it uses in " +
+                  std::string(names) + "; role " + current_role_name() + " may not read " + what +
+                  ".",
               "Grant the role SELECT on them, or let the table's owner create the rule.");
 }
 

@@ -24,6 +24,8 @@ void check_may_invalidate(Oid relid, Oid fn);
 // A key rule on relid turns these columns' values into key names: the caller
 // must own the table or may SELECT each of them. Unknown columns are left to
 // the caller, which reports them with the table's column list.
-void check_may_read_columns(Oid relid, const std::vector<std::string> &columns);
+// `rule` and `names` word the error ("a key rule", "key names").
+void check_may_read_columns(Oid relid, const std::vector<std::string> &columns,
+                            const char *rule = "a key rule", const char *names = "key names");
 
 }  // namespace cachekit::pg

@@ -52,6 +52,9 @@ ExtensionObjects find_extension_objects() {
   o.tasks = member_table(o.extension, schema, "_tasks");
   o.queues = member_table(o.extension, schema, "_queues");
   o.schedules = member_table(o.extension, schema, "_schedules");
+  o.cdn_queue = member_table(o.extension, schema, "_cdn_queue");
+  o.cdn_batches = member_table(o.extension, schema, "_cdn_batches");
+  o.cdn_providers = member_table(o.extension, schema, "_cdn_providers");
   return o;
 }
 

@@ -157,6 +157,34 @@ const struct config_enum_entry pause_options[] = {
 
 // One argument per line, as pg_stat_statements does: kept out of clang-format.
 // clang-format off
+const struct config_enum_entry cdn_http_methods[] = {
+    {"PURGE", kCdnPurge, false}, {"purge", kCdnPurge, true},
+    {"BAN", kCdnBan, false},     {"ban", kCdnBan, true},
+    {nullptr, 0, false}};
+
+bool check_cdn_providers(char **newval, void **, GucSource) {
+  std::string list = *newval ? *newval : "";
+  std::string item;
+  for (std::size_t i = 0; i <= list.size(); ++i) {
+    char c = i < list.size() ? list[i] : ',';
+    if (c == ' ' || c == '\t') continue;
+    if (c != ',') {
+      item.push_back(c);
+      continue;
+    }
+    if (!item.empty() && item != "cloudfront" && item != "fastly" && item != "cloudflare" &&
+        item != "http") {
+      static char msg[128];
+      snprintf(msg, sizeof msg, "Unknown CDN provider \"%.60s\".", item.c_str());
+      GUC_check_errdetail("%s", msg);
+      GUC_check_errhint("The providers are cloudfront, fastly, cloudflare and http.");
+      return false;
+    }
+    item.clear();
+  }
+  return true;
+}
+
 void define_settings(bool preloading) {
   DefineCustomStringVariable(
       "cachekit.redis_url",
@@ -552,6 +580,242 @@ void define_settings(bool preloading) {
       false,
       PGC_SIGHUP,
       0,
+      nullptr, nullptr, nullptr);
+
+  // CDN ---------------------------------------------------------------------
+  // Read by the backends that queue purges and by the task executors that
+  // send them, so all are PGC_SIGHUP: one value cluster-wide, from
+  // postgresql.conf (or ALTER SYSTEM).
+  DefineCustomBoolVariable(
+      "cachekit.cdn_enabled",
+      "Queue CDN purges and serve asset URLs from cachekit.cdn_base_url.",
+      "Off: cdn_purge() is refused, purge rules queue nothing and cdn_url() returns local paths.",
+      &settings.cdn_enabled,
+      false,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_provider",
+      "CDN providers purges go to, comma-separated: cloudfront, fastly, cloudflare, http.",
+      "Each purge is sent to every provider listed.",
+      &settings.cdn_provider,
+      "",
+      PGC_SIGHUP,
+      GUC_LIST_INPUT,
+      check_cdn_providers, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_base_url",
+      "Base URL of the site on the CDN, e.g. https://cdn.example.com (cdn_url(), and full URLs of purges).",
+      nullptr,
+      &settings.cdn_base_url,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomBoolVariable(
+      "cachekit.cdn_auto_version",
+      "Append ?v=<content hash> from the asset manifest to asset URLs.",
+      nullptr,
+      &settings.cdn_auto_version,
+      true,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.cdn_timeout",
+      "Time limit of one CDN API request.",
+      nullptr,
+      &settings.cdn_timeout_ms,
+      30000, 100, 600000,
+      PGC_SIGHUP,
+      GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.cdn_poll_interval",
+      "How often an in-progress CloudFront invalidation is checked for completion.",
+      nullptr,
+      &settings.cdn_poll_interval_ms,
+      10000, 10, 3600000,
+      PGC_SIGHUP,
+      GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_ca_file",
+      "CA bundle that verifies the CDN APIs' TLS certificates (empty: the system's).",
+      "Verification is never turned off; this is for private CAs.",
+      &settings.cdn_ca_file,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_aws_region",
+      "AWS region of the S3 bucket of pg_cachekit-cdn sync (CloudFront itself signs in us-east-1).",
+      nullptr,
+      &settings.cdn_aws_region,
+      "us-east-1",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_s3_bucket",
+      "S3 bucket that pg_cachekit-cdn sync uploads assets to.",
+      nullptr,
+      &settings.cdn_s3_bucket,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_aws_access_key_id",
+      "AWS access key id for CloudFront (empty: the one in cachekit.cdn_aws_credentials_file).",
+      nullptr,
+      &settings.cdn_aws_access_key_id,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_aws_credentials_file",
+      "AWS shared credentials file ([default] profile) holding the CloudFront secret access key.",
+      "Owned by the server's OS user, no group or world access. A file rather than a setting: "
+      "Postgres logs changed settings with their values.",
+      &settings.cdn_aws_credentials_file,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_cloudfront_distribution_id",
+      "CloudFront distribution purged by the cloudfront provider.",
+      nullptr,
+      &settings.cdn_cloudfront_distribution_id,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_cloudfront_endpoint",
+      "CloudFront API endpoint (changed only for tests).",
+      nullptr,
+      &settings.cdn_cloudfront_endpoint,
+      "https://cloudfront.amazonaws.com",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_fastly_service_id",
+      "Fastly service purged by the fastly provider.",
+      nullptr,
+      &settings.cdn_fastly_service_id,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_fastly_api_token_file",
+      "File holding the Fastly API token (first line; server's OS user only).",
+      nullptr,
+      &settings.cdn_fastly_api_token_file,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomBoolVariable(
+      "cachekit.cdn_fastly_soft_purge",
+      "Fastly purges mark content stale instead of removing it (Fastly-Soft-Purge).",
+      nullptr,
+      &settings.cdn_fastly_soft_purge,
+      false,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_fastly_endpoint",
+      "Fastly API endpoint (changed only for tests).",
+      nullptr,
+      &settings.cdn_fastly_endpoint,
+      "https://api.fastly.com",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_cloudflare_zone_id",
+      "Cloudflare zone purged by the cloudflare provider.",
+      nullptr,
+      &settings.cdn_cloudflare_zone_id,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_cloudflare_api_token_file",
+      "File holding the Cloudflare API token (first line; server's OS user only).",
+      nullptr,
+      &settings.cdn_cloudflare_api_token_file,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_cloudflare_endpoint",
+      "Cloudflare API endpoint (changed only for tests).",
+      nullptr,
+      &settings.cdn_cloudflare_endpoint,
+      "https://api.cloudflare.com/client/v4",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_http_purge_url",
+      "Base URL that the http provider sends PURGE or BAN requests to (Varnish, nginx).",
+      "A path /a/b is purged at this URL + /a/b. Its host must be in cachekit.http_allowed_hosts.",
+      &settings.cdn_http_purge_url,
+      "",
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomEnumVariable(
+      "cachekit.cdn_http_method",
+      "Method of the http provider's requests: PURGE (one object) or BAN (also prefixes and tags).",
+      nullptr,
+      &settings.cdn_http_method,
+      kCdnPurge,
+      cdn_http_methods,
+      PGC_SIGHUP,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomStringVariable(
+      "cachekit.cdn_http_headers",
+      "Extra headers of the http provider's requests: \"Name: value; Name2: value2\".",
+      nullptr,
+      &settings.cdn_http_headers,
+      "",
+      PGC_SIGHUP,
+      GUC_SUPERUSER_ONLY,
       nullptr, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");

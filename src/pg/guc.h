@@ -47,7 +47,34 @@ struct Settings {
   char *smtp_password_file;
   char *smtp_from;
   bool smtp_require_tls = false;
+  // CDN (see README "CDN"). Secrets only in files: Postgres logs a changed
+  // setting's value on reload.
+  bool cdn_enabled = false;
+  char *cdn_provider;  // comma-separated: cloudfront, fastly, cloudflare, http
+  char *cdn_base_url;
+  bool cdn_auto_version = true;
+  int cdn_timeout_ms = 30000;
+  int cdn_poll_interval_ms = 10000;
+  char *cdn_ca_file;
+  char *cdn_aws_region;
+  char *cdn_s3_bucket;
+  char *cdn_aws_access_key_id;
+  char *cdn_aws_credentials_file;
+  char *cdn_cloudfront_distribution_id;
+  char *cdn_cloudfront_endpoint;
+  char *cdn_fastly_service_id;
+  char *cdn_fastly_api_token_file;
+  bool cdn_fastly_soft_purge = false;
+  char *cdn_fastly_endpoint;
+  char *cdn_cloudflare_zone_id;
+  char *cdn_cloudflare_api_token_file;
+  char *cdn_cloudflare_endpoint;
+  char *cdn_http_purge_url;
+  int cdn_http_method;  // CdnHttpMethod
+  char *cdn_http_headers;
 };
+
+enum CdnHttpMethod { kCdnPurge, kCdnBan };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
 

@@ -32,4 +32,8 @@ std::string task_result_key(Oid dbid, int64_t id);
 
 void install_task_callbacks();
 
+// A task was queued in this transaction (outside enqueue(), e.g. a CDN
+// purge's dispatch task): the executors are woken when it commits.
+void note_enqueued_in_xact(int n);
+
 }  // namespace cachekit::pg

@@ -18,6 +18,7 @@
 #include "pg/boundary.h"
 #include "pg/datum.h"
 #include "pg/guc.h"
+#include "pg/internal_call.h"
 #include "pg/pg_zone.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
@@ -105,9 +106,10 @@ ResolvedTask resolve_task(const std::string &task) {
     r.kind = r.task = task;
     return r;
   }
-  if (task == "cdn_purge")
-    throw Error(sqlstate::kFeatureNotSupported, "cdn_purge tasks are not available yet",
-                "CDN purges arrive with the CDN integration.");
+  if (task == "cdn_purge" || task == "cdn_dispatch")
+    throw Error(sqlstate::kFeatureNotSupported, "CDN purges are not enqueued as tasks",
+                "Purges are queued by cachekit.cdn_purge(), which also queues their dispatch.",
+                "Call cachekit.cdn_purge(paths).");
   r.kind = "function";
   r.func = pg_call([&] {
     List *names = stringToQualifiedNameList(task.c_str());
@@ -136,54 +138,6 @@ bool can_login(Oid role) {
     ReleaseSysCache(tup);
     return login;
   });
-}
-
-// ---- calling the internal functions ----------------------------------------------
-
-struct Value {
-  Datum d = 0;
-  bool null = true;
-};
-Value val(Datum d) { return Value{d, false}; }
-Value text_val(const std::string &s) { return val(text_datum(s)); }
-
-Value call_internal(const char *name, const std::vector<Oid> &types,
-                    const std::vector<Value> &args) {
-  Value out;
-  // Looked up once per backend; the cached OID is checked to still name the
-  // function (DROP and CREATE EXTENSION give it a new one).
-  static std::unordered_map<std::string, Oid> known;
-  Oid &cached = known[name];
-  pg_call([&] {
-    Oid fn = cached;
-    if (OidIsValid(fn)) {
-      HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-      bool same =
-          HeapTupleIsValid(tup) &&
-          strcmp(NameStr(reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->proname), name) == 0 &&
-          reinterpret_cast<Form_pg_proc>(GETSTRUCT(tup))->pronamespace ==
-              get_namespace_oid("cachekit", true);
-      if (HeapTupleIsValid(tup)) ReleaseSysCache(tup);
-      if (!same) fn = InvalidOid;
-    }
-    if (!OidIsValid(fn)) {
-      List *names = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup(name)));
-      fn = LookupFuncName(names, static_cast<int>(types.size()), types.data(), false);
-    }
-    cached = fn;
-    FmgrInfo flinfo;
-    fmgr_info(fn, &flinfo);
-    int n = static_cast<int>(args.size());
-    auto call = static_cast<FunctionCallInfo>(palloc0(SizeForFunctionCallInfo(n)));
-    InitFunctionCallInfoData(*call, &flinfo, n, InvalidOid, nullptr, nullptr);
-    for (int i = 0; i < n; ++i) {
-      call->args[i].value = args[i].d;
-      call->args[i].isnull = args[i].null;
-    }
-    out.d = FunctionCallInvoke(call);
-    out.null = call->isnull;
-  });
-  return out;
 }
 
 std::string arg_text(FunctionCallInfo fcinfo, int i, const char *what) {
@@ -336,6 +290,8 @@ TaskRow managed_task(int64_t id) {
 }  // namespace
 
 namespace cachekit::pg {
+
+void note_enqueued_in_xact(int n) { enqueued_in_xact += n; }
 
 void install_task_callbacks() { RegisterXactCallback(on_xact, nullptr); }
 

@@ -1,0 +1,54 @@
+#include "core/aws_credentials.h"
+
+#include <sstream>
+
+#include "core/error.h"
+
+namespace cachekit {
+
+namespace {
+
+std::string trim(const std::string &s) {
+  std::size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+}  // namespace
+
+AwsCredentials parse_aws_credentials(const std::string &text, const std::string &profile) {
+  AwsCredentials out;
+  bool found = false, in_profile = false;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line.front() == '[' && line.back() == ']') {
+      std::string name = trim(line.substr(1, line.size() - 2));
+      // The config file's spelling, "[profile name]", is accepted too.
+      if (name.rfind("profile ", 0) == 0) name = trim(name.substr(8));
+      in_profile = name == profile;
+      found = found || in_profile;
+      continue;
+    }
+    if (!in_profile) continue;
+    std::size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    if (key == "aws_access_key_id") out.access_key_id = value;
+    if (key == "aws_secret_access_key") out.secret_access_key = value;
+  }
+  if (!found)
+    throw Error(sqlstate::kConfigFileError,
+                "AWS credentials file has no profile \"" + profile + "\"",
+                "The file must have a [" + profile + "] section.");
+  if (out.access_key_id.empty() || out.secret_access_key.empty())
+    throw Error(sqlstate::kConfigFileError,
+                "AWS credentials profile \"" + profile + "\" lacks " +
+                    (out.access_key_id.empty() ? "aws_access_key_id" : "aws_secret_access_key"),
+                "Both aws_access_key_id and aws_secret_access_key must be set.");
+  return out;
+}
+
+}  // namespace cachekit

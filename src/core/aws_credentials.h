@@ -1,0 +1,27 @@
+// AWS credentials in the shared credentials file format (~/.aws/credentials):
+//
+//   [default]
+//   aws_access_key_id = AKIA...
+//   aws_secret_access_key = ...
+//
+// pg_cachekit reads them from cachekit.cdn_aws_credentials_file (the server)
+// or --credentials-file (pg_cachekit-cdn) rather than from settings, because
+// Postgres logs a changed setting's value on reload.
+#pragma once
+
+#include <string>
+
+namespace cachekit {
+
+struct AwsCredentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+};
+
+// The keys of `profile` (default: "default"). Throws cachekit::Error (F0000)
+// when the profile or one of its two keys is missing; the message names the
+// profile and key, never a value.
+AwsCredentials parse_aws_credentials(const std::string &text,
+                                     const std::string &profile = "default");
+
+}  // namespace cachekit
