@@ -198,7 +198,9 @@ class Cloudflare final : public Provider {
 
 std::unique_ptr<Provider> make_cloudflare(CloudflareConfig config) {
   rest::check_id(config.zone_id, "cachekit.cdn_cloudflare_zone_id");
-  rest::check_header_value(config.api_token, "cachekit.cdn_cloudflare_api_token");
+  // The worker reads the token from the file that setting names.
+  rest::check_header_value(config.api_token, "cachekit.cdn_cloudflare_api_token_file",
+                           "The token in that file");
   rest::BaseUrl endpoint =
       rest::parse_base_url(config.endpoint, "cachekit.cdn_cloudflare_endpoint", true);
   rest::BaseUrl site = rest::parse_base_url(config.base_url, "cachekit.cdn_base_url", false);

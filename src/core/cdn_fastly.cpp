@@ -119,8 +119,9 @@ class Fastly final : public Provider {
       if (v == rest::Verdict::kOk) {
         if (results.provider_id.empty() && json) results.provider_id = purge_id(body);
       } else if (!exchanges[i].failed) {
-        error = "fastly answered HTTP " + std::to_string(resp.status) + ": " +
-                message(resp, body, json);
+        const std::string why = message(resp, body, json);
+        error = "fastly answered HTTP " + std::to_string(resp.status) +
+                (why.empty() ? std::string() : ": " + why);
       }
       bool throttled = false;
       double wait_s = -1;
@@ -202,7 +203,9 @@ class Fastly final : public Provider {
 
 std::unique_ptr<Provider> make_fastly(FastlyConfig config) {
   rest::check_id(config.service_id, "cachekit.cdn_fastly_service_id");
-  rest::check_header_value(config.api_token, "cachekit.cdn_fastly_api_token");
+  // The worker reads the token from the file that setting names.
+  rest::check_header_value(config.api_token, "cachekit.cdn_fastly_api_token_file",
+                           "The token in that file");
   rest::BaseUrl endpoint =
       rest::parse_base_url(config.endpoint, "cachekit.cdn_fastly_endpoint", true);
   rest::BaseUrl site = rest::parse_base_url(config.base_url, "cachekit.cdn_base_url", false);

@@ -190,11 +190,12 @@ std::unique_ptr<Provider> make_http_purge(HttpPurgeConfig config) {
       throw Error(sqlstate::kInvalidParameterValue, "invalid cachekit.cdn_http_headers",
                   "A header name is empty or not an HTTP token.");
     // Values may be purge secrets: never quoted in the error.
-    rest::check_header_value(h.second, "cachekit.cdn_http_headers");
+    rest::check_header_value(h.second, "cachekit.cdn_http_headers", "A header value");
   }
   if (config.max_parallel < 1 || config.max_parallel > 1000)
-    throw Error(sqlstate::kInvalidParameterValue, "invalid cachekit.cdn_http_max_parallel",
-                "The value must be between 1 and 1000.");
+    throw Error(sqlstate::kInvalidParameterValue,
+                "invalid max_parallel for the http purge provider",
+                "It must be between 1 and 1000.");
   return std::make_unique<HttpPurge>(std::move(config), std::move(base));
 }
 

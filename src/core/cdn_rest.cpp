@@ -25,9 +25,10 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-[[noreturn]] void bad_setting(const char *setting, const std::string &what) {
+[[noreturn]] void bad_setting(const char *setting, const std::string &what,
+                              const char *subject = "The value") {
   throw Error(sqlstate::kInvalidParameterValue, std::string("invalid ") + setting,
-              "The value " + what + ".");
+              std::string(subject) + " " + what + ".");
 }
 
 bool host_char(char c) {
@@ -307,12 +308,12 @@ BaseUrl parse_base_url(const std::string &url, const char *setting, bool https_o
   return out;
 }
 
-void check_header_value(const std::string &value, const char *setting) {
-  if (value.empty()) bad_setting(setting, "is empty");
+void check_header_value(const std::string &value, const char *setting, const char *subject) {
+  if (value.empty()) bad_setting(setting, "is empty", subject);
   for (unsigned char c : value)
-    if (is_control(c)) bad_setting(setting, "contains a control character");
+    if (is_control(c)) bad_setting(setting, "contains a control character", subject);
   if (value.front() == ' ' || value.back() == ' ')
-    bad_setting(setting, "starts or ends with a space");
+    bad_setting(setting, "starts or ends with a space", subject);
 }
 
 void check_id(const std::string &value, const char *setting) {

@@ -30,7 +30,9 @@ BaseUrl parse_base_url(const std::string &url, const char *setting, bool https_o
 
 // Throws 22023 naming `setting` unless `value` is non-empty and fits in an
 // HTTP header field (no control characters, no leading or trailing blank).
-void check_header_value(const std::string &value, const char *setting);
+// `subject` starts the detail ("The token in that file").
+void check_header_value(const std::string &value, const char *setting,
+                        const char *subject = "The value");
 
 // Throws 22023 naming `setting` unless `value` is 1-64 characters of
 // [A-Za-z0-9_-] (service and zone ids end up in a URL path).

@@ -1,15 +1,32 @@
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "core/cdn_provider.h"
 #include "core/cdn_rest.h"
 #include "core/error.h"
+#include "core/host_allowlist.h"
+#include "core/http_request.h"
+
+extern char **environ;
 
 namespace cachekit::cdn {
 namespace {
@@ -194,9 +211,9 @@ TEST(CdnFastly, ConfigurationErrorsNameTheSettingNeverTheToken) {
   const std::vector<Case> cases = {
       {[](FastlyConfig &c) { c.service_id.clear(); }, "cachekit.cdn_fastly_service_id"},
       {[](FastlyConfig &c) { c.service_id = "a/../b"; }, "cachekit.cdn_fastly_service_id"},
-      {[](FastlyConfig &c) { c.api_token.clear(); }, "cachekit.cdn_fastly_api_token"},
+      {[](FastlyConfig &c) { c.api_token.clear(); }, "cachekit.cdn_fastly_api_token_file"},
       {[](FastlyConfig &c) { c.api_token = "fastly-secret-token\r\nX-Evil: 1"; },
-       "cachekit.cdn_fastly_api_token"},
+       "cachekit.cdn_fastly_api_token_file"},
       {[](FastlyConfig &c) { c.base_url = "www.example.com"; }, "cachekit.cdn_base_url"},
       {[](FastlyConfig &c) { c.base_url.clear(); }, "cachekit.cdn_base_url"},
       {[](FastlyConfig &c) { c.endpoint = "http://api.fastly.com"; },
@@ -334,7 +351,11 @@ TEST(CdnFastly, ClassifiesAnswers) {
   EXPECT_EQ(r.outcome, Outcome::kRetry);
   EXPECT_DOUBLE_EQ(r.retry_after_s, 7);
   EXPECT_FALSE(r.throttled);
-  EXPECT_NE(r.error.find("purge of /b"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error, "purge of /b: fastly answered HTTP 503: busy");
+  t.answer = [](const HttpRequest &, std::size_t) { return status(502); };
+  r = p->send(batch(PurgeKind::kPaths, {"/a"}), t.transport());
+  EXPECT_EQ(r.error, "purge of /a: fastly answered HTTP 502");
+  EXPECT_DOUBLE_EQ(r.retry_after_s, -1);
 
   // 429: throttled.
   t.answer = [](const HttpRequest &, std::size_t) { return status(429, "{\"msg\":\"slow\"}"); };
@@ -421,9 +442,9 @@ TEST(CdnCloudflare, ConfigurationErrorsNameTheSettingNeverTheToken) {
   const std::vector<Case> cases = {
       {[](CloudflareConfig &c) { c.zone_id.clear(); }, "cachekit.cdn_cloudflare_zone_id"},
       {[](CloudflareConfig &c) { c.zone_id = "zone?x=1"; }, "cachekit.cdn_cloudflare_zone_id"},
-      {[](CloudflareConfig &c) { c.api_token.clear(); }, "cachekit.cdn_cloudflare_api_token"},
+      {[](CloudflareConfig &c) { c.api_token.clear(); }, "cachekit.cdn_cloudflare_api_token_file"},
       {[](CloudflareConfig &c) { c.api_token = "cf-secret-token\n"; },
-       "cachekit.cdn_cloudflare_api_token"},
+       "cachekit.cdn_cloudflare_api_token_file"},
       {[](CloudflareConfig &c) { c.base_url = "https://user:cf-secret-token@x/"; },
        "cachekit.cdn_base_url"},
       {[](CloudflareConfig &c) { c.endpoint = "http://api.cloudflare.com"; },
@@ -596,7 +617,7 @@ TEST(CdnHttpPurge, ConfigurationErrors) {
          c.headers = {{"Bad Name", "purge-secret-value"}};
        },
        "cachekit.cdn_http_headers"},
-      {[](HttpPurgeConfig &c) { c.max_parallel = 0; }, "cachekit.cdn_http_max_parallel"},
+      {[](HttpPurgeConfig &c) { c.max_parallel = 0; }, "max_parallel"},
   };
   for (const Case &k : cases) {
     HttpPurgeConfig c = http_config("PURGE");
@@ -716,6 +737,356 @@ TEST(CdnHttpPurge, ClassifiesAnswersPerPath) {
   r = p->send(batch(PurgeKind::kPaths, {"/a"}), t.transport());
   EXPECT_EQ(r.outcome, Outcome::kFailed);
   EXPECT_EQ(r.error, "BAN /a answered HTTP 403: denied: [redacted]");
+}
+
+// ------------------------------ the providers against test/cdn/fake_cdn_api.py
+
+// Runs argv with stdout to `out` (or /dev/null); returns the pid, or -1.
+pid_t spawn(const std::vector<std::string> &argv, const std::string &out = "/dev/null") {
+  std::vector<char *> args;
+  for (const std::string &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+int run(const std::vector<std::string> &argv) {
+  const pid_t pid = spawn(argv);
+  if (pid < 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string slurp(const std::filesystem::path &path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The worker's transport, one request after another (perform_http_many runs
+// them in parallel; the wire format is the same).
+std::vector<HttpExchange> loopback_transport(const std::vector<HttpRequest> &reqs) {
+  static const HostAllowList allow = HostAllowList::parse("loopback");
+  std::vector<HttpExchange> out;
+  for (const HttpRequest &req : reqs) {
+    HttpExchange x;
+    try {
+      x.response = perform_http(req, allow, 1 << 20);
+    } catch (const Error &e) {
+      x.failed = true;
+      x.sqlstate = e.sqlstate();
+      x.message = e.what();
+      x.detail = e.detail();
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+class FakeApi : public ::testing::TestWithParam<const char *> {
+ protected:
+  void SetUp() override {
+    const std::filesystem::path cdn =
+        std::filesystem::path(__FILE__).parent_path().parent_path() / "cdn";
+    if (access("/usr/bin/python3", X_OK) != 0 || access("/usr/bin/openssl", X_OK) != 0)
+      GTEST_SKIP() << "needs /usr/bin/python3 and /usr/bin/openssl";
+    char tmpl[] = "/tmp/ckcdnfake-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_EQ(run({"/bin/bash", (cdn / "make_test_ca.sh").string(), dir_.string()}), 0);
+    ca_ = (dir_ / "ca.pem").string();
+    pid_ = spawn(
+        {"/usr/bin/python3", (cdn / "fake_cdn_api.py").string(), "--api", GetParam(), "--cert",
+         (dir_ / "server.pem").string(), "--key", (dir_ / "server-key.pem").string(), "--token",
+         "fake-good-token", "--id", "svc1", "--id", "zone1", "--port", "0"},
+        (dir_ / "out").string());
+    ASSERT_GT(pid_, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      const std::string out = slurp(dir_ / "out");
+      if (out.rfind("PORT ", 0) == 0 && out.find('\n') != std::string::npos) {
+        endpoint_ = "https://127.0.0.1:" + out.substr(5, out.find('\n') - 5);
+        break;
+      }
+      int status;
+      ASSERT_EQ(waitpid(pid_, &status, WNOHANG), 0) << "the fake exited";
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the fake did not start";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  Json control(const char *method, const std::string &path, const std::string &body = {}) {
+    HttpRequest r;
+    r.method = method;
+    r.url = endpoint_ + path;
+    r.body = body;
+    r.ca_file = ca_;
+    const HttpResponse resp = perform_http(r, HostAllowList::parse("loopback"), 1 << 22);
+    Json doc;
+    EXPECT_EQ(resp.status, 200) << resp.body;
+    EXPECT_TRUE(rest::parse_json(resp.body, doc)) << resp.body;
+    return doc;
+  }
+
+  // "kind:item" for everything the fake accepted, in order.
+  std::vector<std::string> purged() {
+    std::vector<std::string> out;
+    const Json state = control("GET", "/_fake/state");
+    for (const Json &p : state.get("purged")->array)
+      out.push_back(p.get("kind")->string + ":" + p.get("item")->string);
+    return out;
+  }
+
+  std::unique_ptr<Provider> provider(const std::string &token = "fake-good-token",
+                                     bool with_ca = true) {
+    if (std::string(GetParam()) == "fastly") {
+      FastlyConfig c;
+      c.endpoint = endpoint_;
+      c.service_id = "svc1";
+      c.api_token = token;
+      c.base_url = "https://www.example.com";
+      c.common.ca_file = with_ca ? ca_ : "";
+      c.common.timeout_ms = 10000;
+      return make_fastly(c);
+    }
+    CloudflareConfig c;
+    c.endpoint = endpoint_ + "/client/v4";
+    c.zone_id = "zone1";
+    c.api_token = token;
+    c.base_url = "https://www.example.com";
+    c.common.ca_file = with_ca ? ca_ : "";
+    c.common.timeout_ms = 10000;
+    return make_cloudflare(c);
+  }
+
+  bool fastly() const { return std::string(GetParam()) == "fastly"; }
+
+  std::filesystem::path dir_;
+  std::string ca_, endpoint_;
+  pid_t pid_ = -1;
+};
+
+TEST_P(FakeApi, PurgesReachTheApiAsItExpectsThem) {
+  auto p = provider();
+  SendResult r = p->send(batch(PurgeKind::kPaths, {"/img/a.png", "/b?x=1"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_FALSE(r.provider_id.empty());
+  EXPECT_TRUE(r.reachable);
+  r = p->send(batch(PurgeKind::kTags, numbered("k", 300)), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_EQ(r.api_calls, fastly() ? 2 : 3);
+  r = p->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+
+  const auto got = purged();
+  ASSERT_EQ(got.size(), 303u);
+  if (fastly()) {
+    EXPECT_EQ(got[0], "url:www.example.com/img/a.png");
+    EXPECT_EQ(got[1], "url:www.example.com/b?x=1");
+    EXPECT_EQ(got[2], "key:k0");
+    EXPECT_EQ(got[301], "key:k299");
+    EXPECT_EQ(got[302], "all:svc1");
+  } else {
+    EXPECT_EQ(got[0], "files:https://www.example.com/img/a.png");
+    EXPECT_EQ(got[1], "files:https://www.example.com/b?x=1");
+    EXPECT_EQ(got[2], "tags:k0");
+    EXPECT_EQ(got[302], "purge_everything:zone1");
+    r = p->send(batch(PurgeKind::kPaths, {"/css/*", "/x"}), loopback_transport);
+    EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+    const auto more = purged();
+    EXPECT_EQ(more.at(303), "files:https://www.example.com/x");
+    EXPECT_EQ(more.at(304), "prefixes:www.example.com/css/");
+  }
+}
+
+TEST_P(FakeApi, AWrongTokenFailsWithTheApisMessage) {
+  const SendResult r =
+      provider("fake-bad-token")->send(batch(PurgeKind::kPaths, {"/a"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kFailed);
+  EXPECT_NE(r.error.find(fastly() ? "HTTP 401: Provided credentials are missing or invalid"
+                                  : "HTTP 403: error 10000 Authentication error"),
+            std::string::npos)
+      << r.error;
+  EXPECT_EQ(r.error.find("fake-bad-token"), std::string::npos);
+  EXPECT_TRUE(purged().empty());
+}
+
+TEST_P(FakeApi, ThrottlingAndOutagesAreRetried) {
+  auto p = provider();
+  control("POST", "/_fake/fail", R"({"status": 429, "count": 1, "retry_after": 4})");
+  SendResult r = p->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << r.error;
+  EXPECT_TRUE(r.throttled);
+  EXPECT_DOUBLE_EQ(r.retry_after_s, 4);
+  control("POST", "/_fake/fail", R"({"status": 503, "count": 1})");
+  r = p->send(batch(PurgeKind::kTags, {"t"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << r.error;
+  EXPECT_FALSE(r.throttled);
+  r = p->send(batch(PurgeKind::kTags, {"t"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  EXPECT_EQ(purged().size(), 1u);
+}
+
+TEST_P(FakeApi, TlsIsVerified) {
+  const SendResult r =
+      provider("fake-good-token", false)->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kRetry) << "the system's CAs do not know the test CA";
+  EXPECT_FALSE(r.reachable);
+  EXPECT_TRUE(purged().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(CdnProviders, FakeApi, ::testing::Values("fastly", "cloudflare"));
+
+// ------------------- the http provider against Varnish with test/cdn/varnish.vcl
+
+class VarnishPurge : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cdn_ = std::filesystem::path(__FILE__).parent_path().parent_path() / "cdn";
+    for (const char *tool : {"/usr/sbin/varnishd", "/usr/bin/python3", "/usr/bin/curl"})
+      if (access(tool, X_OK) != 0) GTEST_SKIP() << "needs " << tool << " (Debian: varnish)";
+    char tmpl[] = "/tmp/ckcdnvarnish-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    // varnishd's jail users (varnish, vcache) must reach the instance below.
+    std::filesystem::permissions(dir_, std::filesystem::perms(0755));
+    origin_pid_ = spawn({"/usr/bin/python3", (cdn_ / "origin.py").string(), "--port", "0", "--tags",
+                         "/tagged/=product-42"},
+                        (dir_ / "origin.out").string());
+    ASSERT_GT(origin_pid_, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      const std::string out = slurp(dir_ / "origin.out");
+      if (out.rfind("PORT ", 0) == 0 && out.find('\n') != std::string::npos) {
+        origin_ = "http://127.0.0.1:" + out.substr(5, out.find('\n') - 5);
+        break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the origin did not start";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    // A port nobody listens on right now (a race with other tests is unlikely).
+    const int port = free_port();
+    ASSERT_GT(port, 0);
+    varnish_ = "http://127.0.0.1:" + std::to_string(port);
+    ASSERT_EQ(varnish_bash("start_varnish " + std::to_string(port) + " " +
+                           origin_.substr(origin_.rfind(':') + 1) + " " + (dir_ / "v").string()),
+              0)
+        << slurp(dir_ / "v" / "varnishd.log");
+    started_ = true;
+  }
+
+  void TearDown() override {
+    if (started_) varnish_bash("stop_varnish " + (dir_ / "v").string());
+    if (origin_pid_ > 0) {
+      kill(origin_pid_, SIGTERM);
+      waitpid(origin_pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  int varnish_bash(const std::string &command) {
+    return run({"/bin/bash", "-c", ". " + (cdn_ / "varnish.bash").string() + " && " + command});
+  }
+
+  static int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) == 0)
+      port = ntohs(addr.sin_port);
+    close(fd);
+    return port;
+  }
+
+  // A GET through Varnish.
+  void get(const std::string &path) {
+    HttpRequest r;
+    r.url = varnish_ + path;
+    EXPECT_EQ(perform_http(r, HostAllowList::parse("loopback"), 1 << 16).status, 200) << path;
+  }
+
+  // How often the origin served `path`.
+  int served(const std::string &path) {
+    HttpRequest r;
+    r.url = origin_ + "/_origin/counts";
+    const HttpResponse resp = perform_http(r, HostAllowList::parse("loopback"), 1 << 20);
+    Json doc;
+    EXPECT_TRUE(rest::parse_json(resp.body, doc)) << resp.body;
+    const Json *n = doc.get(path);
+    return n ? static_cast<int>(n->number) : 0;
+  }
+
+  std::unique_ptr<Provider> provider(const char *method) {
+    HttpPurgeConfig c;
+    c.purge_url_base = varnish_;
+    c.method = method;
+    c.common.timeout_ms = 10000;
+    return make_http_purge(c);
+  }
+
+  std::filesystem::path cdn_, dir_;
+  std::string origin_, varnish_;
+  pid_t origin_pid_ = -1;
+  bool started_ = false;
+};
+
+TEST_F(VarnishPurge, PurgeAndBanMakeTheNextRequestAMissAtTheOrigin) {
+  const std::vector<std::string> paths = {"/img/a.png", "/img.v2/a",           "/imgXv2/a",
+                                          "/tagged/x",  "/q?tags=product-421", "/p?x=1"};
+  for (const auto &p : paths) {
+    get(p);
+    get(p);
+    ASSERT_EQ(served(p), 1) << p << " is cached";
+  }
+  auto purge = provider("PURGE");
+  SendResult r =
+      purge->send(batch(PurgeKind::kPaths, {"/img/a.png", "/not/cached"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  get("/img/a.png");
+  EXPECT_EQ(served("/img/a.png"), 2);
+
+  auto ban = provider("BAN");
+  r = ban->send(batch(PurgeKind::kPaths, {"/img.v2/*", "/p?x=1"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  r = ban->send(batch(PurgeKind::kTags, {"product-42"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  for (const auto &p : paths) get(p);
+  EXPECT_EQ(served("/img.v2/a"), 2) << "under the banned prefix";
+  EXPECT_EQ(served("/imgXv2/a"), 1) << "the prefix's '.' is not a regex wildcard";
+  EXPECT_EQ(served("/p?x=1"), 2);
+  EXPECT_EQ(served("/tagged/x"), 2) << "tagged product-42";
+  EXPECT_EQ(served("/q?tags=product-421"), 1) << "another tag";
+  EXPECT_EQ(served("/img/a.png"), 2) << "untouched since its PURGE";
+
+  r = ban->send(batch(PurgeKind::kAll, {}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kCompleted) << r.error;
+  get("/imgXv2/a");
+  EXPECT_EQ(served("/imgXv2/a"), 2);
+
+  // A tag the VCL cannot match safely is refused, and the batch fails.
+  r = ban->send(batch(PurgeKind::kTags, {"a|b"}), loopback_transport);
+  EXPECT_EQ(r.outcome, Outcome::kFailed);
+  EXPECT_EQ(r.error, "BAN of tag a|b answered HTTP 400: 400 Cannot ban that");
 }
 
 }  // namespace
