@@ -18,7 +18,7 @@ struct TaskKindResult {
   std::string result_json;  // stored as the task's result (also on failure: the response)
   std::string sqlstate = "58000";
   std::string message, detail;
-  double retry_after_s = -1;  // the server's Retry-After
+  double retry_after_s = -1;       // the server's Retry-After
   bool wake_after_commit = false;  // it queued a task that is due now
 };
 

@@ -52,7 +52,7 @@ struct SendResult {
 
 // What a provider can take per request and in flight.
 struct Limits {
-  std::size_t max_items_per_batch = 1;  // paths/tags per API request (or per batch for http)
+  std::size_t max_items_per_batch = 1;        // paths/tags per API request (or per batch for http)
   std::size_t max_in_progress_paths = 0;      // 0: no limit (CloudFront: 3000)
   std::size_t max_in_progress_wildcards = 0;  // 0: no limit (CloudFront: 15)
   bool supports_tags = false;
@@ -113,7 +113,7 @@ struct CloudflareConfig {
 
 struct HttpPurgeConfig {
   Common common;
-  std::string purge_url_base;  // e.g. "http://127.0.0.1:6081": a path purges base + path
+  std::string purge_url_base;    // e.g. "http://127.0.0.1:6081": a path purges base + path
   std::string method = "PURGE";  // PURGE or BAN
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers on every request
   int max_parallel = 8;
