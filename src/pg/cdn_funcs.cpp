@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -168,15 +169,20 @@ std::vector<std::optional<std::string>> text_array_arg(FunctionCallInfo fcinfo, 
   return out;
 }
 
-// Fastly surrogate keys are separated by spaces and Cloudflare's Cache-Tag
-// by commas: a tag holding either would purge other tags.
+// Fastly surrogate keys are separated by spaces, Cloudflare's Cache-Tag by
+// commas, and a Varnish BAN takes the tag into a regular expression: a tag
+// is letters, digits and - _ . : / @ + = ~ ! only, so that it can never
+// stand for other tags.
 std::string check_tag(const std::string &tag) {
   if (tag.empty() || tag.size() > 1024)
     throw Error(sqlstate::kInvalidParameterValue, "a CDN tag must be 1 to 1024 bytes long");
-  for (unsigned char c : tag)
-    if (c <= 0x20 || c >= 0x7f || c == ',')
+  for (unsigned char c : tag) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("-_.:/@+=~!").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok)
       throw Error(sqlstate::kInvalidParameterValue, "invalid CDN tag",
-                  "Tags are printable ASCII without spaces or commas.");
+                  "Tags are letters, digits and - _ . : / @ + = ~ ! only.");
+  }
   return tag;
 }
 

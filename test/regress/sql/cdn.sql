@@ -130,7 +130,7 @@ ROLLBACK TO SAVEPOINT s;
 UPDATE public.cdn_products SET slug = 'green' WHERE id = 1;
 COMMIT;
 RESET ROLE;
-SELECT r.source, r.role, array_agg(q.item ORDER BY q.item) AS items
+SELECT r.source, r.role::regrole AS role, array_agg(q.item ORDER BY q.item) AS items
   FROM cachekit._cdn_requests r JOIN cachekit._cdn_queue q ON q.request_id = r.id AND q.provider = 'http'
  WHERE r.source = 'product pages' GROUP BY r.id, r.source, r.role ORDER BY r.id;
 -- Logical replication applies changes with session_replication_role =
