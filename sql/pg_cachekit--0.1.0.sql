@@ -992,7 +992,18 @@ BEGIN
         total := total + n;
         EXIT WHEN n < batch;
     END LOOP;
-    RETURN jsonb_build_object('tasks_deleted', total,
+    -- Finished CDN requests (every item's batch completed or failed), then
+    -- the finished batches no request names any more.
+    DELETE FROM cachekit._cdn_requests r
+     WHERE r.created_at < now() - keep
+       AND NOT EXISTS (SELECT 1 FROM cachekit._cdn_queue q
+                        LEFT JOIN cachekit._cdn_batches b ON b.id = q.batch_id
+                       WHERE q.request_id = r.id AND (b.id IS NULL OR b.state NOT IN ('completed', 'failed')));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM cachekit._cdn_batches b
+     WHERE b.state IN ('completed', 'failed') AND b.created_at < now() - keep
+       AND NOT EXISTS (SELECT 1 FROM cachekit._cdn_queue q WHERE q.batch_id = b.id);
+    RETURN jsonb_build_object('tasks_deleted', total, 'cdn_requests_deleted', n,
                               'outbox_rows', (SELECT count(*) FROM cachekit.outbox));
 END $$;
 

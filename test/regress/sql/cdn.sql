@@ -213,6 +213,17 @@ SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
 SELECT cachekit.asset_url('/static/app.js') AS local_versioned;
 
+-- prune_tasks() also deletes finished CDN requests older than
+-- cachekit.task_retention, and their batches; unfinished ones stay.
+INSERT INTO cachekit._cdn_requests (id, kind, source, role, created_at) VALUES
+    (-1, 'paths', 'old', 10, now() - interval '30 days'), (-2, 'paths', 'old', 10, now() - interval '30 days');
+INSERT INTO cachekit._cdn_batches (id, provider, kind, items, state, created_at)
+    VALUES (-1, 'http', 'path', '{/old}', 'completed', now() - interval '30 days');
+INSERT INTO cachekit._cdn_queue VALUES (-1, 'http', 'path', '/old', -1), (-2, 'http', 'path', '/waiting', NULL);
+SELECT cachekit.prune_tasks('{}') ->> 'cdn_requests_deleted' AS cdn_requests_deleted;
+SELECT id FROM cachekit._cdn_requests WHERE id < 0;
+SELECT count(*) AS old_batches FROM cachekit._cdn_batches WHERE id < 0;
+
 -- Clean up: nothing of this test reaches the dispatcher.
 DELETE FROM cachekit._tasks WHERE kind = 'cdn_dispatch';
 DELETE FROM cachekit._cdn_requests;
