@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/cdn_batch.h"
+#include "core/cdn_settings.h"
 #include "core/key_template.h"
 #include "pg/access_checks.h"
 #include "pg/boundary.h"
@@ -95,20 +96,7 @@ void install_callbacks() {
 // ---- configuration -------------------------------------------------------------------
 
 std::vector<std::string> configured_providers() {
-  std::vector<std::string> out;
-  std::string list = settings.cdn_provider ? settings.cdn_provider : "";
-  std::string item;
-  for (std::size_t i = 0; i <= list.size(); ++i) {
-    char c = i < list.size() ? list[i] : ',';
-    if (c == ' ' || c == '\t') continue;
-    if (c != ',') {
-      item.push_back(c);
-      continue;
-    }
-    if (!item.empty() && std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
-    item.clear();
-  }
-  return out;
+  return cdn::provider_list(settings.cdn_provider ? settings.cdn_provider : "");
 }
 
 bool takes_tags(const std::string &provider) {

@@ -8,6 +8,7 @@
 #include <climits>
 #include <string>
 
+#include "core/cdn_settings.h"
 #include "core/error.h"
 #include "core/keys.h"
 #include "core/redis_url.h"
@@ -163,26 +164,22 @@ const struct config_enum_entry cdn_http_methods[] = {
     {nullptr, 0, false}};
 
 bool check_cdn_providers(char **newval, void **, GucSource) {
-  std::string list = *newval ? *newval : "";
-  std::string item;
-  for (std::size_t i = 0; i <= list.size(); ++i) {
-    char c = i < list.size() ? list[i] : ',';
-    if (c == ' ' || c == '\t') continue;
-    if (c != ',') {
-      item.push_back(c);
-      continue;
-    }
-    if (!item.empty() && item != "cloudfront" && item != "fastly" && item != "cloudflare" &&
-        item != "http") {
-      static char msg[128];
-      snprintf(msg, sizeof msg, "Unknown CDN provider \"%.60s\".", item.c_str());
-      GUC_check_errdetail("%s", msg);
-      GUC_check_errhint("The providers are cloudfront, fastly, cloudflare and http.");
-      return false;
-    }
-    item.clear();
+  static char msg[128];
+  msg[0] = '\0';
+  try {
+    for (const std::string &p : cdn::provider_list(*newval ? *newval : ""))
+      if (!cdn::known_provider(p)) {
+        snprintf(msg, sizeof msg, "Unknown CDN provider \"%.60s\".", p.c_str());
+        break;
+      }
+  } catch (...) {
+    snprintf(msg, sizeof msg, "The list could not be read.");
   }
-  return true;
+  if (msg[0] == '\0') return true;
+  // Outside the try: these allocate in Postgres memory.
+  GUC_check_errdetail("%s", msg);
+  GUC_check_errhint("The providers are cloudfront, fastly, cloudflare and http.");
+  return false;
 }
 
 void define_settings(bool preloading) {
