@@ -37,6 +37,7 @@
 #include "core/aws_credentials.h"
 #include "core/backoff.h"
 #include "core/cdn_batch.h"
+#include "core/cdn_settings.h"
 #include "core/cdn_provider.h"
 #include "core/error.h"
 #include "core/host_allowlist.h"
@@ -117,19 +118,7 @@ std::vector<std::string> parse_array(const std::string &s) {
 }
 
 std::vector<std::string> configured_providers() {
-  std::vector<std::string> out;
-  std::string list = settings.cdn_provider ? settings.cdn_provider : "", item;
-  for (size_t i = 0; i <= list.size(); ++i) {
-    char c = i < list.size() ? list[i] : ',';
-    if (c == ' ' || c == '\t') continue;
-    if (c != ',') {
-      item.push_back(c);
-      continue;
-    }
-    if (!item.empty() && std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
-    item.clear();
-  }
-  return out;
+  return cdn::provider_list(settings.cdn_provider ? settings.cdn_provider : "");
 }
 
 std::string str(const char *s) { return s ? s : ""; }
@@ -251,6 +240,7 @@ cdn::PurgeKind kind_of(const std::string &k) {
 
 struct Tally {
   int sent = 0, completed = 0, in_progress = 0, retried = 0, failed = 0, planned = 0;
+  int misconfigured = 0;  // providers whose settings cannot work (cdn_status() says why)
   bool work_now = false;  // batches planned: the successor should run at once
 };
 
@@ -583,7 +573,7 @@ TaskKindResult run_cdn_dispatch(Oid role) {
               " ON CONFLICT (provider) DO UPDATE SET last_attempt_at = now(),"
               " last_error = excluded.last_error",
           {TEXTOID, TEXTOID}, {p, std::string("configuration: ") + e.what()});
-      errors += (errors.empty() ? "" : "; ") + p + ": " + e.what();
+      ++t.misconfigured;
       continue;
     }
     std::optional<std::string> err =
@@ -591,35 +581,49 @@ TaskKindResult run_cdn_dispatch(Oid role) {
     if (err) errors += (errors.empty() ? "" : "; ") + p + ": " + *err;
   }
 
-  // The successor: when the earliest open batch of a configured provider is
-  // due (now, for the batches just planned).
-  if (settings.cdn_enabled && !providers.empty()) {
-    std::vector<std::string> list(providers.begin(), providers.end());
-    auto next =
-        sql("SELECT CASE WHEN $2 THEN now() ELSE min(next_attempt_at) END FROM " + n.batches +
-                " WHERE provider = ANY ($1) AND state IN ('queued', 'in_progress')",
-            {TEXTARRAYOID, BOOLOID}, {array_literal(list), t.work_now ? "true" : "false"});
-    if (!next.empty() && next[0][0]) {
-      auto added =
-          sql("INSERT INTO " + n.tasks +
-                  " (queue, kind, task, args, run_at, priority, max_attempts, role)"
-                  " SELECT 'cdn', 'cdn_dispatch', 'cdn_dispatch', '{}', $1, 0, 25, $2"
-                  " WHERE NOT EXISTS (SELECT 1 FROM " +
-                  n.tasks +
-                  " WHERE kind = 'cdn_dispatch' AND state IN ('queued', 'failed') AND run_at <= $1)"
-                  " RETURNING id",
-              {TIMESTAMPTZOID, OIDOID}, {*next[0][0], std::to_string(role)});
-      r.wake_after_commit = !added.empty() && t.work_now;
-    }
+  // The successor: at once for the batches just planned, else when the
+  // earliest open batch of a configured provider is due. Work that no
+  // configured provider can take now (purges disabled, a provider
+  // misconfigured or no longer listed) is looked at again every
+  // cachekit.cdn_poll_interval, so that fixing the configuration is enough.
+  std::vector<std::string> list = settings.cdn_enabled ? providers : std::vector<std::string>{};
+  auto next =
+      sql("SELECT CASE WHEN $2 THEN now() ELSE least("
+          " (SELECT min(next_attempt_at) FROM " +
+              n.batches +
+              " WHERE provider = ANY ($1) AND state IN ('queued', 'in_progress')),"
+              " CASE WHEN EXISTS (SELECT 1 FROM " +
+              n.queue +
+              " WHERE batch_id IS NULL)"
+              " OR EXISTS (SELECT 1 FROM " +
+              n.batches +
+              " WHERE state IN ('queued', 'in_progress'))"
+              " THEN now() + greatest($3, 1000) * interval '1 millisecond' END) END",
+          {TEXTARRAYOID, BOOLOID, INT4OID},
+          {array_literal(list), t.work_now ? "true" : "false",
+           std::to_string(settings.cdn_poll_interval_ms)});
+  if (!next.empty() && next[0][0]) {
+    auto added =
+        sql("INSERT INTO " + n.tasks +
+                " (queue, kind, task, args, run_at, priority, max_attempts, role)"
+                " SELECT 'cdn', 'cdn_dispatch', 'cdn_dispatch', '{}', $1, 0, 25, $2"
+                " WHERE NOT EXISTS (SELECT 1 FROM " +
+                n.tasks +
+                " WHERE kind = 'cdn_dispatch' AND state IN ('queued', 'failed') AND run_at <= $1)"
+                " RETURNING id",
+            {TIMESTAMPTZOID, OIDOID}, {*next[0][0], std::to_string(role)});
+    r.wake_after_commit = !added.empty() && t.work_now;
   }
 
   r.result_json =
       "{\"sent\":" + std::to_string(t.sent) + ",\"completed\":" + std::to_string(t.completed) +
       ",\"in_progress\":" + std::to_string(t.in_progress) +
       ",\"retried\":" + std::to_string(t.retried) + ",\"failed\":" + std::to_string(t.failed) +
-      ",\"planned\":" + std::to_string(t.planned) + "}";
+      ",\"planned\":" + std::to_string(t.planned) +
+      ",\"misconfigured\":" + std::to_string(t.misconfigured) + "}";
   if (!errors.empty()) {
-    // The batches wait for the next run; retried like any failed task.
+    // An SQL error in a provider's run: its batches wait, the task is
+    // retried like any failed task.
     r.ok = false;
     r.retryable = true;
     r.sqlstate = "58000";

@@ -52,6 +52,7 @@ set_guc cachekit.cdn_cloudflare_endpoint "https://127.0.0.1:$cport"
 set_guc cachekit.cdn_cloudflare_zone_id zone1
 set_guc cachekit.cdn_cloudflare_api_token_file "$cdn_dir/cloudflare.token"
 set_guc cachekit.task_max_backoff 2
+set_guc cachekit.cdn_poll_interval 300
 setup_task_db
 wait_executors 1 30
 
@@ -105,6 +106,20 @@ cf_ms=$(($(now_ms) - t0))
 ((fastly_ms < 1800 && cf_ms >= 1900)) || fail "Fastly took $fastly_ms ms, Cloudflare $cf_ms ms (Retry-After: 2)"
 q "SELECT (cachekit.cdn_status() -> 'providers' -> 'cloudflare' ->> 'throttled')::int" | grep -qx '[1-9][0-9]*' || fail "no throttling counted"
 echo "ok - Cloudflare's 429 (Retry-After 2) delays Cloudflare by 2 s ($cf_ms ms), Fastly not ($fastly_ms ms)"
+
+# A provider that cannot be configured (its token file is gone): its purges
+# wait, cdn_status() says why, and they go out once the setting is fixed.
+reset
+set_guc cachekit.cdn_cloudflare_api_token_file "$cdn_dir/missing.token"
+id=$(q "SELECT cachekit.cdn_purge(ARRAY['/waits.html'])")
+wait_for 30 "Fastly to complete" bash -c "psql -X -At -d $db -c \"SELECT state FROM cachekit.cdn_requests WHERE request_id = $id AND provider = 'fastly'\" | grep -qx completed"
+wait_for 30 "cdn_status() to report the configuration error" bash -c "psql -X -At -d $db -c \"SELECT cachekit.cdn_status() -> 'providers' -> 'cloudflare' ->> 'last_error'\" | grep -q '^configuration: Cloudflare API token file cannot be used'"
+[ "$(q "SELECT state FROM cachekit.cdn_requests WHERE request_id = $id AND provider = 'cloudflare'")" = queued ] || fail "a misconfigured provider's purge is $(request_states "$id")"
+q "SELECT cachekit.cdn_status()::text" | grep -qF "$cdn_dir" && fail "cdn_status() shows the token file's path"
+set_guc cachekit.cdn_cloudflare_api_token_file "$cdn_dir/cloudflare.token"
+wait_request "$id" completed 30
+[ "$(purged "$cport")" = "files https://www.example.com/waits.html" ] || fail "after the fix Cloudflare got: $(purged "$cport")"
+echo "ok - a misconfigured provider's purges wait (cdn_status() says why) and go out once it is fixed"
 
 # A wrong token: the service's refusal, and no token anywhere.
 secret_file "$cdn_dir/fastly.token" "not-the-token"
