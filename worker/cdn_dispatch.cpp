@@ -358,7 +358,7 @@ class Dispatcher {
                 " next_attempt_at = now() + $5 * interval '1 second'"
                 " WHERE provider = $6 AND state = $7 AND (id = $1 OR next_attempt_at <= now())",
             {INT8OID, INT4OID, INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID},
-            {id, std::to_string(poll ? attempts : attempts), calls, res.error,
+            {id, std::to_string(attempts), calls, res.error,
              std::to_string(delay), name_, poll ? "in_progress" : "queued"});
         break;
       }
