@@ -1102,7 +1102,7 @@ CREATE TABLE cachekit._cdn_queue (
     batch_id pg_catalog.int8,
     PRIMARY KEY (request_id, provider, kind, item)
 );
-CREATE INDEX _cdn_queue_unplanned ON cachekit._cdn_queue (provider, request_id) WHERE batch_id IS NULL;
+CREATE INDEX _cdn_queue_unplanned ON cachekit._cdn_queue (provider, kind, item) WHERE batch_id IS NULL;
 CREATE INDEX _cdn_queue_batch ON cachekit._cdn_queue (batch_id);
 
 -- state: queued (waiting for next_attempt_at), in_progress (accepted,
