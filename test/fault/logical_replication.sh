@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Cached reads on a logical-replication subscriber stay fresh, and key rules
-# delete their keys there. The apply worker writes with
+# Cached reads on a logical-replication subscriber stay fresh, key rules
+# delete their keys there, and CDN purge rules queue their purges there. The apply worker writes with
 # session_replication_role = replica and fires row triggers only (statement
 # triggers only for TRUNCATE): the extension's row triggers (ENABLE REPLICA)
 # and its statement triggers (ENABLE ALWAYS) must cover every change.
@@ -37,6 +37,8 @@ cleanup() {
 	as_postgres "$bindir/pg_ctl" -D "$pdir/data" -m immediate stop >/dev/null 2>&1 || true
 	rm -rf "$pdir"
 	dropdb --if-exists "$db" >/dev/null 2>&1 || true
+	psql -X -q -d postgres -c "ALTER SYSTEM RESET cachekit.cdn_enabled" -c "ALTER SYSTEM RESET cachekit.cdn_provider" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -58,6 +60,12 @@ sq "CREATE EXTENSION pg_cachekit"
 sq "CREATE TABLE lr (id int PRIMARY KEY, v text)"
 sq "SELECT cachekit.watch('lr')" >/dev/null
 sq "SELECT cachekit.invalidate_key_on('lr', 'lr:{id}')" >/dev/null
+# A CDN purge rule; its purges stay queued (queue cdn paused) for the check.
+psql -X -q -d postgres -c "ALTER SYSTEM SET cachekit.cdn_enabled = on" -c "ALTER SYSTEM SET cachekit.cdn_provider = 'http'" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 100); do [ "$(sq "SHOW cachekit.cdn_enabled")" = on ] && break; sleep 0.1; done
+sq "SELECT cachekit.pause_queue('cdn')" >/dev/null
+sq "SELECT cachekit.cdn_purge_on('lr', '/lr/{v}.html', 'lr pages')" >/dev/null
 # After an unclean start (an earlier test crashed the server) a database's
 # relay flushes all its rules' keys once, when it first looks. Until then
 # commits leave their invalidation in the outbox: one commit and an empty
@@ -142,6 +150,11 @@ while ((SECONDS < deadline)) && [ -z "$(messages)" ]; do sleep 0.1; done
 kill "$sub_pid" 2>/dev/null; wait "$sub_pid" 2>/dev/null || true; sub_pid=
 [ "$(messages)" = "$(printf 'lr\tUPDATE\t2\tlr:1,lr:2')" ] || fail "the apply worker published: '$(messages)'"
 echo "ok - UPDATE on the publisher: fresh on the subscriber, lr:1 and lr:2 deleted, one message with rows = 2"
+# The purge rule fired in the apply worker: the old and new pages of both rows.
+[ "$(sq "SELECT paths FROM cachekit.cdn_requests WHERE source = 'lr pages' AND paths @> '{/lr/two%21.html}'")" = \
+	"{/lr/one%21.html,/lr/one.html,/lr/two%21.html,/lr/two.html}" ] ||
+	fail "the CDN purge rule on the subscriber queued: $(sq "SELECT string_agg(paths::text, ' ') FROM cachekit.cdn_requests WHERE source = 'lr pages'")"
+echo "ok - UPDATE on the publisher: the subscriber's CDN purge rule queued the old and new pages"
 
 cache_warm "1=one!,2=two!,3=three"
 rc mset lr:1 x lr:2 x lr:3 x >/dev/null
