@@ -38,6 +38,7 @@ AwsCredentials parse_aws_credentials(const std::string &text, const std::string 
     std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
     if (key == "aws_access_key_id") out.access_key_id = value;
     if (key == "aws_secret_access_key") out.secret_access_key = value;
+    if (key == "aws_session_token") out.session_token = value;
   }
   if (!found)
     throw Error(sqlstate::kConfigFileError,
