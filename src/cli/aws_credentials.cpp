@@ -36,12 +36,10 @@ std::optional<AwsCredentials> credentials_from_environment() {
 AwsCredentials parse_credentials(const std::string &text, const std::string &profile,
                                  const std::string &file) {
   try {
-    return parse_aws_credentials(text, profile);
+    return parse_aws_credentials(text, profile, file);
   } catch (const Error &e) {
-    // The parser names the profile and the key, never a value; the file is
-    // the tool's to name, as the user may keep several.
-    throw CliError(kExitUsage, e.what(), e.detail() + " The file read was \"" + file + "\".",
-                   "Check --credentials-file and --profile.");
+    // The parser names the file, the profile and the key, never a value.
+    throw CliError(kExitUsage, e.what(), e.detail(), "Check --credentials-file and --profile.");
   }
 }
 

@@ -25,7 +25,9 @@ struct AwsCredentials {
 // when the profile or one of its two keys is missing; the message names the
 // profile and key, never a value. Lines that are neither a section nor
 // key = value are skipped, so that no part of one can reach a message.
+// `file`, when given, is named in the messages.
 AwsCredentials parse_aws_credentials(const std::string &text,
-                                     const std::string &profile = "default");
+                                     const std::string &profile = "default",
+                                     const std::string &file = {});
 
 }  // namespace cachekit

@@ -68,3 +68,21 @@ TEST(AwsCredentials, MissingPiecesAreErrorsThatNeverShowTheSecret) {
   e = error_for("", "cdn");
   EXPECT_NE(std::string(e.what()).find("no profile \"cdn\""), std::string::npos) << e.what();
 }
+
+TEST(AwsCredentials, ErrorsNameTheFileWhenGivenOne) {
+  try {
+    parse_aws_credentials("[default]\naws_access_key_id=A\n", "default",
+                          "/home/u/.aws/credentials");
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(),
+                 "AWS credentials profile \"default\" of \"/home/u/.aws/credentials\" lacks "
+                 "aws_secret_access_key");
+  }
+  try {
+    parse_aws_credentials("", "cdn", "creds");
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(), "AWS credentials file \"creds\" has no profile \"cdn\"");
+  }
+}
