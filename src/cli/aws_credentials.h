@@ -1,18 +1,17 @@
 // AWS credentials for S3 requests: from the environment (AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or from a credentials file in the
-// AWS ini format. Nothing here ever prints or returns the secret in a message.
+// AWS ini format, read by the server's parser (core/aws_credentials.h).
+// Nothing here ever prints or returns the secret in a message.
 #pragma once
 
 #include <optional>
 #include <string>
 
+#include "core/aws_credentials.h"
+
 namespace cachekit::cli {
 
-struct AwsCredentials {
-  std::string access_key_id;
-  std::string secret_access_key;
-  std::string session_token;  // empty: none
-};
+using AwsCredentials = cachekit::AwsCredentials;
 
 // nullopt when neither variable is set; CliError(kExitUsage) when only one is.
 std::optional<AwsCredentials> credentials_from_environment();

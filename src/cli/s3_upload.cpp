@@ -14,6 +14,8 @@
 #include "cli/cli_error.h"
 #include "cli/file_hash.h"
 #include "cli/options.h"
+#include "core/curl_handle.h"
+#include "core/error.h"
 
 namespace cachekit::cli {
 
@@ -27,22 +29,13 @@ bool unreserved(unsigned char c) {
          c == '_' || c == '.' || c == '~';
 }
 
-struct CurlDeleter {
-  void operator()(CURL *h) const { curl_easy_cleanup(h); }
-  void operator()(CURLU *u) const { curl_url_cleanup(u); }
-  void operator()(curl_slist *l) const { curl_slist_free_all(l); }
+// CURLSH is void in curl.h, like CURL: CurlDeleter would take it for an easy handle.
+struct ShareDeleter {
+  void operator()(CURLSH *s) const { curl_share_cleanup(s); }
 };
 struct FileCloser {
   void operator()(std::FILE *f) const { std::fclose(f); }
 };
-
-std::string url_part(CURLU *u, CURLUPart part) {
-  char *v = nullptr;
-  if (curl_url_get(u, part, &v, 0) != CURLUE_OK || v == nullptr) return {};
-  std::string out(v);
-  curl_free(v);
-  return out;
-}
 
 [[noreturn]] void bad_endpoint(const std::string &endpoint, const std::string &why) {
   throw CliError(kExitUsage, "invalid S3 endpoint \"" + endpoint + "\"", why,
@@ -86,7 +79,7 @@ std::string xml_tag(const std::string &body, const std::string &tag) {
 
 struct Exchange {
   CURLcode rc = CURLE_OK;
-  std::string curl_error;
+  std::string curl_error;  // a sentence
   long status = 0;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -173,21 +166,25 @@ std::string normalize_s3_endpoint(const std::string &endpoint) {
       bad_endpoint(endpoint, "It contains white space or a non-ASCII byte.");
   std::string text = endpoint;
   if (text.find("://") == std::string::npos) text = "https://" + text;
-  std::unique_ptr<CURLU, CurlDeleter> u(curl_url());
-  if (!u) throw CliError(kExitUsage, "out of memory");
+  CurlUrl u;
+  try {
+    u = new_curl_url();
+  } catch (const Error &e) {
+    throw CliError(kExitUsage, e.what());
+  }
   if (CURLUcode uc = curl_url_set(u.get(), CURLUPART_URL, text.c_str(), 0); uc != CURLUE_OK)
     bad_endpoint(endpoint, std::string(curl_url_strerror(uc)) + ".");
-  if (ascii_lower(url_part(u.get(), CURLUPART_SCHEME)) != "https")
+  if (ascii_lower(curl_url_part(u.get(), CURLUPART_SCHEME)) != "https")
     bad_endpoint(endpoint, "Only https is allowed: uploads are signed and sent over TLS only.");
-  if (!url_part(u.get(), CURLUPART_USER).empty())
+  if (!curl_url_part(u.get(), CURLUPART_USER).empty())
     bad_endpoint(endpoint, "It must not contain user information.");
-  std::string path = url_part(u.get(), CURLUPART_PATH);
-  if (!(path.empty() || path == "/") || !url_part(u.get(), CURLUPART_QUERY).empty() ||
-      !url_part(u.get(), CURLUPART_FRAGMENT).empty())
+  std::string path = curl_url_part(u.get(), CURLUPART_PATH);
+  if (!(path.empty() || path == "/") || !curl_url_part(u.get(), CURLUPART_QUERY).empty() ||
+      !curl_url_part(u.get(), CURLUPART_FRAGMENT).empty())
     bad_endpoint(endpoint, "It must not have a path or query; the bucket goes in --bucket.");
-  std::string host = url_part(u.get(), CURLUPART_HOST);
+  std::string host = curl_url_part(u.get(), CURLUPART_HOST);
   if (host.empty()) bad_endpoint(endpoint, "It has no host.");
-  std::string port = url_part(u.get(), CURLUPART_PORT);
+  std::string port = curl_url_part(u.get(), CURLUPART_PORT);
   return "https://" + host + (port.empty() ? "" : ":" + port);
 }
 
@@ -242,7 +239,9 @@ std::string s3_object_url(const S3Location &loc, std::string_view key) {
 struct S3Client::Impl {
   AwsCredentials credentials;
   bool verbose = false;
-  std::unique_ptr<CURL, CurlDeleter> handle;  // kept: one connection for every request
+  // Each request gets a fresh handle; they share connections (and DNS and
+  // TLS sessions) through this, so that one connection serves every request.
+  std::unique_ptr<CURLSH, ShareDeleter> connections;
 
   Exchange perform(const S3Location &loc, const char *method, const std::string &url,
                    const std::string &content_sha256, const std::string &content_type,
@@ -254,66 +253,63 @@ Exchange S3Client::Impl::perform(const S3Location &loc, const char *method, cons
                                  std::FILE *body, std::uint64_t size,
                                  const UploadProgress *progress) {
   Exchange x;
-  CURL *h = handle.get();
-  curl_easy_reset(h);  // options only; the connection stays open for the next request
-  std::unique_ptr<curl_slist, CurlDeleter> headers;
-  auto add = [&headers](const std::string &line) {
-    curl_slist *next = curl_slist_append(headers.get(), line.c_str());
-    if (next == nullptr) throw CliError(kExitProvider, "out of memory");
-    (void)headers.release();
-    headers.reset(next);
-  };
-  // libcurl signs every header in this list; none may have an empty value
-  // (curl would sign it but not send it).
-  add("x-amz-content-sha256: " + content_sha256);
-  if (!content_type.empty()) add("Content-Type: " + content_type);
-  if (!credentials.session_token.empty()) add("x-amz-security-token: " + credentials.session_token);
-
-  std::string sigv4 = "aws:amz:" + loc.region + ":s3";
-  char errbuf[CURL_ERROR_SIZE] = "";
   Upload upload{body, progress};
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!loc.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, loc.ca_file.c_str());
-  curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4.c_str());
-  curl_easy_setopt(h, CURLOPT_USERNAME, credentials.access_key_id.c_str());
-  curl_easy_setopt(h, CURLOPT_PASSWORD, credentials.secret_access_key.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_USERAGENT, (std::string(kProgramName) + "/" + kVersion).c_str());
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-  // Large files may take long; a transfer that stalls for a minute has failed.
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-  if (std::strcmp(method, "HEAD") == 0) {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);  // PUT
-    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(h, CURLOPT_READDATA, &upload);
-    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
-    if (progress != nullptr && *progress) {
-      curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-      curl_easy_setopt(h, CURLOPT_XFERINFODATA, &upload);
+  CurlList headers;
+  // Only the setup throws cachekit::Error: out of memory, an option libcurl refuses.
+  try {
+    CurlEasy h("https", "could not configure the S3 request");
+    // Unlike the server's transfers, the tool honours https_proxy and
+    // no_proxy: it runs where its user does, and goes where it is told.
+    h.set(CURLOPT_PROXY, static_cast<const char *>(nullptr));
+    h.set(CURLOPT_NOPROXY, static_cast<const char *>(nullptr));
+    h.set(CURLOPT_SHARE, connections.get());
+    // libcurl signs every header in this list; none may have an empty value
+    // (curl would sign it but not send it).
+    curl_list_append(headers, "x-amz-content-sha256: " + content_sha256);
+    if (!content_type.empty()) curl_list_append(headers, "Content-Type: " + content_type);
+    if (!credentials.session_token.empty())
+      curl_list_append(headers, "x-amz-security-token: " + credentials.session_token);
+
+    h.set(CURLOPT_URL, url.c_str());
+    h.set(CURLOPT_SSL_VERIFYPEER, 1L);
+    h.set(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!loc.ca_file.empty()) h.set(CURLOPT_CAINFO, loc.ca_file.c_str());
+    h.set(CURLOPT_AWS_SIGV4, ("aws:amz:" + loc.region + ":s3").c_str());
+    h.set(CURLOPT_USERNAME, credentials.access_key_id.c_str());
+    h.set(CURLOPT_PASSWORD, credentials.secret_access_key.c_str());
+    h.set(CURLOPT_HTTPHEADER, headers.get());
+    h.set(CURLOPT_USERAGENT, (std::string(kProgramName) + "/" + kVersion).c_str());
+    h.set(CURLOPT_CONNECTTIMEOUT, 30L);
+    // Large files may take long; a transfer that stalls for a minute has failed.
+    h.set(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    h.set(CURLOPT_LOW_SPEED_TIME, 60L);
+    h.set(CURLOPT_HEADERFUNCTION, on_header);
+    h.set(CURLOPT_HEADERDATA, static_cast<void *>(&x));
+    h.set(CURLOPT_WRITEFUNCTION, on_body);
+    h.set(CURLOPT_WRITEDATA, static_cast<void *>(&x));
+    if (std::strcmp(method, "HEAD") == 0) {
+      h.set(CURLOPT_NOBODY, 1L);
+    } else {
+      h.set(CURLOPT_UPLOAD, 1L);  // PUT
+      h.set(CURLOPT_READFUNCTION, on_read);
+      h.set(CURLOPT_READDATA, static_cast<void *>(&upload));
+      h.set(CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
+      if (progress != nullptr && *progress) {
+        h.set(CURLOPT_NOPROGRESS, 0L);
+        h.set(CURLOPT_XFERINFOFUNCTION, on_progress);
+        h.set(CURLOPT_XFERINFODATA, static_cast<void *>(&upload));
+      }
     }
+    x.rc = curl_easy_perform(h.get());
+    if (x.rc != CURLE_OK) {
+      x.curl_error = h.error_text(x.rc);
+    } else {
+      curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &x.status);
+    }
+    curl_easy_getinfo(h.get(), CURLINFO_TOTAL_TIME, &x.seconds);
+  } catch (const Error &e) {
+    throw CliError(kExitProvider, e.what(), e.detail());
   }
-  x.rc = curl_easy_perform(h);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // errbuf dies with this frame
-  if (x.rc != CURLE_OK) {
-    x.curl_error = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(x.rc);
-  } else {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &x.status);
-  }
-  curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &x.seconds);
   if (verbose) {
     if (x.rc == CURLE_OK)
       std::fprintf(stderr, "pg_cachekit-cdn: %s %s -> %ld (%.3f s)\n", method, url.c_str(),
@@ -329,8 +325,14 @@ S3Client::S3Client(S3Location loc, AwsCredentials credentials, bool verbose)
     : loc_(std::move(loc)), impl_(std::make_unique<Impl>()) {
   impl_->credentials = std::move(credentials);
   impl_->verbose = verbose;
-  impl_->handle.reset(curl_easy_init());
-  if (!impl_->handle) throw CliError(kExitProvider, "could not initialise libcurl");
+  impl_->connections.reset(curl_share_init());
+  if (!impl_->connections) throw CliError(kExitProvider, "could not initialise libcurl");
+  for (curl_lock_data data :
+       {CURL_LOCK_DATA_CONNECT, CURL_LOCK_DATA_DNS, CURL_LOCK_DATA_SSL_SESSION})
+    if (CURLSHcode rc = curl_share_setopt(impl_->connections.get(), CURLSHOPT_SHARE, data);
+        rc != CURLSHE_OK)
+      throw CliError(kExitProvider, "could not initialise libcurl",
+                     std::string("curl_share_setopt failed: ") + curl_share_strerror(rc) + ".");
 }
 
 S3Client::~S3Client() = default;
@@ -350,8 +352,8 @@ std::string host_of(const std::string &url) {
   if (x.rc == CURLE_PEER_FAILED_VERIFICATION || x.rc == CURLE_SSL_CACERT_BADFILE ||
       x.rc == CURLE_SSL_CONNECT_ERROR)
     hint = "The server's certificate must be trusted: give its CA with --ca-file.";
-  throw CliError(kExitProvider, what,
-                 "Connecting to " + host_of(url) + " failed: " + x.curl_error + ".", hint);
+  throw CliError(kExitProvider, what, "Connecting to " + host_of(url) + " failed: " + x.curl_error,
+                 hint);
 }
 
 }  // namespace

@@ -16,7 +16,8 @@ std::string trim(const std::string &s) {
 
 }  // namespace
 
-AwsCredentials parse_aws_credentials(const std::string &text, const std::string &profile) {
+AwsCredentials parse_aws_credentials(const std::string &text, const std::string &profile,
+                                     const std::string &file) {
   AwsCredentials out;
   bool found = false, in_profile = false;
   std::istringstream in(text);
@@ -38,14 +39,17 @@ AwsCredentials parse_aws_credentials(const std::string &text, const std::string 
     std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
     if (key == "aws_access_key_id") out.access_key_id = value;
     if (key == "aws_secret_access_key") out.secret_access_key = value;
+    if (key == "aws_session_token") out.session_token = value;
   }
+  const std::string quoted_file = file.empty() ? std::string() : " \"" + file + "\"";
   if (!found)
     throw Error(sqlstate::kConfigFileError,
-                "AWS credentials file has no profile \"" + profile + "\"",
+                "AWS credentials file" + quoted_file + " has no profile \"" + profile + "\"",
                 "The file must have a [" + profile + "] section.");
   if (out.access_key_id.empty() || out.secret_access_key.empty())
     throw Error(sqlstate::kConfigFileError,
-                "AWS credentials profile \"" + profile + "\" lacks " +
+                "AWS credentials profile \"" + profile + "\"" +
+                    (file.empty() ? std::string() : " of" + quoted_file) + " lacks " +
                     (out.access_key_id.empty() ? "aws_access_key_id" : "aws_secret_access_key"),
                 "Both aws_access_key_id and aws_secret_access_key must be set.");
   return out;

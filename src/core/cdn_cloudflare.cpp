@@ -47,14 +47,11 @@ class Cloudflare final : public Provider {
   }
 
   SendResult send(const Batch &batch, const Transport &transport) const override {
-    std::vector<HttpRequest> requests;
-    std::vector<std::string> what;
+    rest::Requests requests;
     auto add = [&](const char *field, const std::vector<std::string> &values) {
-      for (auto &chunk : rest::chunks(values, kMaxPerRequest)) {
-        requests.push_back(
-            request("{\"" + std::string(field) + "\": " + json_string_array(chunk) + "}"));
-        what.push_back("purge of " + std::to_string(chunk.size()) + " " + field);
-      }
+      for (auto &chunk : rest::chunks(values, kMaxPerRequest))
+        requests.add(request("{\"" + std::string(field) + "\": " + json_string_array(chunk) + "}"),
+                     "purge of " + std::to_string(chunk.size()) + " " + field);
     };
     switch (batch.kind) {
       case PurgeKind::kPaths: {
@@ -74,75 +71,50 @@ class Cloudflare final : public Provider {
         break;
       }
       case PurgeKind::kTags:
-        for (const std::string &tag : batch.items)
-          if (!valid_tag(tag))
-            return rest::failed_without_sending(
-                "cloudflare cache tag \"" + rest::excerpt(tag, {}, 80) +
-                "\" is empty or contains a comma, white space or a control character");
+        // Cache-Tag headers are comma-separated lists.
+        if (std::string error =
+                rest::invalid_tag_error(batch.items, "cloudflare cache tag", ",", "a comma");
+            !error.empty())
+          return rest::failed_without_sending(error);
         add("tags", batch.items);
         break;
       case PurgeKind::kAll:
-        requests.push_back(request("{\"purge_everything\": true}"));
-        what.emplace_back("purge_everything");
+        requests.add(request("{\"purge_everything\": true}"), "purge_everything");
         break;
     }
-    if (requests.empty()) {
-      SendResult r;
-      r.outcome = Outcome::kCompleted;
-      return r;
-    }
-
-    std::string transport_error;
-    const std::vector<HttpExchange> exchanges =
-        rest::send_all(transport, requests, transport_error);
-    if (exchanges.empty()) {
-      SendResult r;
-      r.error = transport_error;
-      return r;  // kRetry
-    }
-    rest::ResultBuilder results;
-    for (std::size_t i = 0; i < exchanges.size(); ++i) {
-      std::string error;
-      rest::Verdict v = rest::judge_exchange(exchanges[i], error);
-      if (!exchanges[i].failed) {
-        const HttpResponse &resp = exchanges[i].response;
-        rest::Json body;
-        const bool json = rest::parse_json(resp.body, body);
-        const rest::Json *success = json ? body.get("success") : nullptr;
-        const bool succeeded =
-            success != nullptr && success->type == rest::Json::Type::kBool && success->boolean;
-        if (v == rest::Verdict::kOk && succeeded) {
-          if (results.provider_id.empty())
-            if (const rest::Json *result = body.get("result"))
-              if (const rest::Json *id = result->get("id");
-                  id && id->type == rest::Json::Type::kString)
-                results.provider_id = id->string;
-        } else {
+    return rest::send_and_judge(
+        transport, requests, ": ",
+        [this](const HttpResponse &resp, rest::Judgement &j, std::string &provider_id) {
+          rest::Json body;
+          const bool json = rest::parse_json(resp.body, body);
+          const rest::Json *success = json ? body.get("success") : nullptr;
+          const bool succeeded =
+              success != nullptr && success->type == rest::Json::Type::kBool && success->boolean;
+          if (j.verdict == rest::Verdict::kOk && succeeded) {
+            if (provider_id.empty())
+              if (const rest::Json *result = body.get("result"))
+                if (const rest::Json *id = result->get("id");
+                    id && id->type == rest::Json::Type::kString)
+                  provider_id = id->string;
+            return;
+          }
           // A 2xx that is not {"success": true} did not purge anything we know of.
-          if (v == rest::Verdict::kOk) v = rest::Verdict::kFailed;
+          if (j.verdict == rest::Verdict::kOk) j.verdict = rest::Verdict::kFailed;
           std::string why = json ? api_errors(body) : std::string();
           if (why.empty()) why = rest::excerpt(resp.body, {config_.api_token});
-          error = "cloudflare answered HTTP " + std::to_string(resp.status) +
-                  (why.empty() ? std::string() : ": " + why);
-        }
-      }
-      if (v != rest::Verdict::kOk) error = what[i] + ": " + error;
-      results.add(v, error, exchanges[i]);
-    }
-    return results.finish(static_cast<int>(requests.size()));
+          j.error = "cloudflare answered HTTP " + std::to_string(resp.status) +
+                    (why.empty() ? std::string() : ": " + why);
+        });
   }
 
  private:
   HttpRequest request(std::string body) const {
-    HttpRequest r;
-    r.method = "POST";
-    r.url = endpoint_.text() + "/zones/" + config_.zone_id + "/purge_cache";
+    HttpRequest r = rest::new_request(
+        "POST", endpoint_.text() + "/zones/" + config_.zone_id + "/purge_cache", config_.common);
     r.headers.emplace_back("Authorization", "Bearer " + config_.api_token);
     r.headers.emplace_back("Content-Type", "application/json");
     r.headers.emplace_back("Accept", "application/json");
     r.body = std::move(body);
-    r.timeout_ms = config_.common.timeout_ms;
-    r.ca_file = config_.common.ca_file;
     return r;
   }
 
@@ -163,14 +135,6 @@ class Cloudflare final : public Provider {
               " path separators: " + path;
       return false;
     }
-    return true;
-  }
-
-  // Cache-Tag headers are comma-separated lists.
-  static bool valid_tag(const std::string &tag) {
-    if (tag.empty()) return false;
-    for (unsigned char c : tag)
-      if (c <= 0x20 || c == 0x7f || c == ',') return false;
     return true;
   }
 

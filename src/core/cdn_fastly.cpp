@@ -56,8 +56,7 @@ class Fastly final : public Provider {
   }
 
   SendResult send(const Batch &batch, const Transport &transport) const override {
-    std::vector<HttpRequest> requests;
-    std::vector<std::string> what;  // per request, for error messages
+    rest::Requests requests;
     switch (batch.kind) {
       case PurgeKind::kPaths:
         for (const std::string &path : batch.items) {
@@ -68,82 +67,54 @@ class Fastly final : public Provider {
           HttpRequest r =
               base_request(endpoint_.text() + "/purge/" + site_.authority + site_.path + path);
           if (config_.soft_purge) r.headers.emplace_back("Fastly-Soft-Purge", "1");
-          requests.push_back(std::move(r));
-          what.push_back("purge of " + path);
+          requests.add(std::move(r), "purge of " + path);
         }
         break;
       case PurgeKind::kTags:
-        for (const std::string &key : batch.items)
-          if (!valid_key(key))
-            return rest::failed_without_sending(
-                "fastly surrogate key \"" + rest::excerpt(key, {}, 80) +
-                "\" is empty or contains white space or a control character");
+        // Keys are separated by spaces in Surrogate-Key headers.
+        if (std::string error = rest::invalid_tag_error(batch.items, "fastly surrogate key");
+            !error.empty())
+          return rest::failed_without_sending(error);
         for (auto &keys : rest::chunks(batch.items, kMaxKeysPerCall)) {
           HttpRequest r =
               base_request(endpoint_.text() + "/service/" + config_.service_id + "/purge");
           r.headers.emplace_back("Content-Type", "application/json");
           if (config_.soft_purge) r.headers.emplace_back("Fastly-Soft-Purge", "1");
           r.body = "{\"surrogate_keys\": " + json_string_array(keys) + "}";
-          what.push_back("purge of " + std::to_string(keys.size()) + " surrogate keys");
-          requests.push_back(std::move(r));
+          requests.add(std::move(r), "purge of " + std::to_string(keys.size()) + " surrogate keys");
         }
         break;
       case PurgeKind::kAll:
         // No Fastly-Soft-Purge: purge_all is always hard.
-        requests.push_back(
-            base_request(endpoint_.text() + "/service/" + config_.service_id + "/purge_all"));
-        what.emplace_back("purge_all");
+        requests.add(
+            base_request(endpoint_.text() + "/service/" + config_.service_id + "/purge_all"),
+            "purge_all");
         break;
     }
-    if (requests.empty()) {
-      SendResult r;
-      r.outcome = Outcome::kCompleted;
-      return r;
-    }
-
-    std::string transport_error;
-    const std::vector<HttpExchange> exchanges =
-        rest::send_all(transport, requests, transport_error);
-    if (exchanges.empty()) {
-      SendResult r;
-      r.error = transport_error;
-      return r;  // kRetry
-    }
-    rest::ResultBuilder results;
-    for (std::size_t i = 0; i < exchanges.size(); ++i) {
-      std::string error;
-      rest::Verdict v = rest::judge_exchange(exchanges[i], error);
-      const HttpResponse &resp = exchanges[i].response;
-      rest::Json body;
-      const bool json = !exchanges[i].failed && rest::parse_json(resp.body, body);
-      if (v == rest::Verdict::kOk) {
-        if (results.provider_id.empty() && json) results.provider_id = purge_id(body);
-      } else if (!exchanges[i].failed) {
-        const std::string why = message(resp, body, json);
-        error = "fastly answered HTTP " + std::to_string(resp.status) +
-                (why.empty() ? std::string() : ": " + why);
-      }
-      bool throttled = false;
-      double wait_s = -1;
-      if (v == rest::Verdict::kFailed && !exchanges[i].failed && rate_limited(resp, wait_s)) {
-        v = rest::Verdict::kRetry;
-        throttled = true;
-      }
-      if (v != rest::Verdict::kOk) error = what[i] + ": " + error;
-      results.add(v, error, exchanges[i], throttled, wait_s);
-    }
-    return results.finish(static_cast<int>(requests.size()));
+    return rest::send_and_judge(
+        transport, requests, ": ",
+        [this](const HttpResponse &resp, rest::Judgement &j, std::string &provider_id) {
+          rest::Json body;
+          const bool json = rest::parse_json(resp.body, body);
+          if (j.verdict == rest::Verdict::kOk) {
+            if (provider_id.empty() && json) provider_id = purge_id(body);
+            return;
+          }
+          const std::string why = message(resp, body, json);
+          j.error = "fastly answered HTTP " + std::to_string(resp.status) +
+                    (why.empty() ? std::string() : ": " + why);
+          if (j.verdict == rest::Verdict::kFailed && rate_limited(resp, j.retry_after_s)) {
+            j.verdict = rest::Verdict::kRetry;
+            j.throttled = true;
+          }
+        });
   }
 
  private:
   HttpRequest base_request(std::string url) const {
-    HttpRequest r;
-    r.method = "POST";
-    r.url = std::move(url);
+    HttpRequest r = rest::new_request("POST", std::move(url), config_.common);
     r.headers.emplace_back("Fastly-Key", config_.api_token);
     r.headers.emplace_back("Accept", "application/json");
-    r.timeout_ms = config_.common.timeout_ms;
-    r.ca_file = config_.common.ca_file;
     return r;
   }
 
@@ -155,15 +126,6 @@ class Fastly final : public Provider {
       const double now = static_cast<double>(std::time(nullptr));
       if (at > now) wait_s = at - now;
     }
-    return true;
-  }
-
-  // Keys are separated by spaces in Surrogate-Key headers, so a key with a
-  // space could never have been set on an object.
-  static bool valid_key(const std::string &key) {
-    if (key.empty()) return false;
-    for (unsigned char c : key)
-      if (c <= 0x20 || c == 0x7f) return false;
     return true;
   }
 

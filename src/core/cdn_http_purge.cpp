@@ -55,21 +55,19 @@ class HttpPurge final : public Provider {
   }
 
   SendResult send(const Batch &batch, const Transport &transport) const override {
-    std::vector<HttpRequest> requests;
-    std::vector<std::string> what;
+    rest::Requests requests;
     switch (batch.kind) {
       case PurgeKind::kPaths:
         for (const std::string &path : batch.items) {
           if (!is_wildcard(path)) {
-            requests.push_back(request(path, {}));
-            what.push_back(config_.method + " " + path);
+            requests.add(request(path, {}), config_.method + " " + path);
           } else if (!ban_) {
             return rest::failed_without_sending(
                 "PURGE cannot purge wildcard paths such as " + path +
                 "; set cachekit.cdn_http_method to BAN for prefix purges");
           } else {
-            requests.push_back(request(path.substr(0, path.size() - 1), {"X-Ban-Prefix", "1"}));
-            what.push_back("BAN " + path);
+            requests.add(request(path.substr(0, path.size() - 1), {"X-Ban-Prefix", "1"}),
+                         "BAN " + path);
           }
         }
         break;
@@ -77,74 +75,37 @@ class HttpPurge final : public Provider {
         if (!ban_)
           return rest::failed_without_sending(
               "PURGE cannot purge by tag; set cachekit.cdn_http_method to BAN for tag purges");
-        for (const std::string &tag : batch.items) {
-          if (!valid_tag(tag))
-            return rest::failed_without_sending(
-                "cache tag \"" + rest::excerpt(tag, {}, 80) +
-                "\" is empty or contains white space or a control character");
-          requests.push_back(request("/", {"X-Purge-Tag", tag}));
-          what.push_back("BAN of tag " + tag);
-        }
+        // The tag goes into a header and, in the VCL, into a ban regex (escaped there).
+        if (std::string error = rest::invalid_tag_error(batch.items, "cache tag"); !error.empty())
+          return rest::failed_without_sending(error);
+        for (const std::string &tag : batch.items)
+          requests.add(request("/", {"X-Purge-Tag", tag}), "BAN of tag " + tag);
         break;
       case PurgeKind::kAll:
         if (!ban_)
           return rest::failed_without_sending(
               "PURGE cannot purge everything; set cachekit.cdn_http_method to BAN to purge "
               "everything");
-        requests.push_back(request("/", {"X-Ban-Prefix", "1"}));
-        what.emplace_back("BAN of everything");
+        requests.add(request("/", {"X-Ban-Prefix", "1"}), "BAN of everything");
         break;
     }
-    if (requests.empty()) {
-      SendResult r;
-      r.outcome = Outcome::kCompleted;
-      return r;
-    }
-
-    std::string transport_error;
-    const std::vector<HttpExchange> exchanges =
-        rest::send_all(transport, requests, transport_error);
-    if (exchanges.empty()) {
-      SendResult r;
-      r.error = transport_error;
-      return r;  // kRetry
-    }
-    rest::ResultBuilder results;
-    for (std::size_t i = 0; i < exchanges.size(); ++i) {
-      std::string error;
-      rest::Verdict v = rest::judge_exchange(exchanges[i], error);
-      const HttpResponse &resp = exchanges[i].response;
-      if (!exchanges[i].failed && !ban_ && resp.status == 404) v = rest::Verdict::kOk;
-      if (v != rest::Verdict::kOk) {
-        if (!exchanges[i].failed) {
+    return rest::send_and_judge(
+        transport, requests, " ",
+        [this](const HttpResponse &resp, rest::Judgement &j, std::string &) {
+          if (!ban_ && resp.status == 404) j.verdict = rest::Verdict::kOk;
+          if (j.verdict == rest::Verdict::kOk) return;
           const std::string why = reason(resp.body);
-          error = "answered HTTP " + std::to_string(resp.status) + (why.empty() ? "" : ": " + why);
-        }
-        error = what[i] + " " + error;
-      }
-      results.add(v, error, exchanges[i]);
-    }
-    return results.finish(static_cast<int>(requests.size()));
+          j.error =
+              "answered HTTP " + std::to_string(resp.status) + (why.empty() ? "" : ": " + why);
+        });
   }
 
  private:
   HttpRequest request(const std::string &path, std::pair<std::string, std::string> header) const {
-    HttpRequest r;
-    r.method = config_.method;
-    r.url = base_.text() + path;
+    HttpRequest r = rest::new_request(config_.method, base_.text() + path, config_.common);
     r.headers = config_.headers;
     if (!header.first.empty()) r.headers.push_back(std::move(header));
-    r.timeout_ms = config_.common.timeout_ms;
-    r.ca_file = config_.common.ca_file;
     return r;
-  }
-
-  // The tag goes into a header and, in the VCL, into a ban regex (escaped there).
-  static bool valid_tag(const std::string &tag) {
-    if (tag.empty()) return false;
-    for (unsigned char c : tag)
-      if (c <= 0x20 || c == 0x7f) return false;
-    return true;
   }
 
   // Varnish's synthetic error pages are HTML whose <title> says it all

@@ -325,6 +325,30 @@ void check_id(const std::string &value, const char *setting) {
       bad_setting(setting, "may contain only letters, digits, '-' and '_'");
 }
 
+HttpRequest new_request(std::string method, std::string url, const Common &common) {
+  HttpRequest r;
+  r.method = std::move(method);
+  r.url = std::move(url);
+  r.timeout_ms = common.timeout_ms;
+  r.ca_file = common.ca_file;
+  return r;
+}
+
+std::string invalid_tag_error(const std::vector<std::string> &tags, const std::string &noun,
+                              std::string_view also_forbidden, const char *also_named) {
+  for (const std::string &tag : tags) {
+    bool ok = !tag.empty();
+    for (unsigned char c : tag)
+      ok = ok && c > 0x20 && c != 0x7f &&
+           also_forbidden.find(static_cast<char>(c)) == std::string_view::npos;
+    if (!ok)
+      return noun + " \"" + excerpt(tag, {}, 80) + "\" is empty or contains " +
+             (*also_named != '\0' ? std::string(also_named) + ", " : std::string()) +
+             "white space or a control character";
+  }
+  return {};
+}
+
 const Json *Json::get(std::string_view key) const {
   if (type != Type::kObject) return nullptr;
   for (const auto &kv : object)
@@ -449,6 +473,32 @@ std::vector<HttpExchange> send_all(const Transport &transport,
     return {};
   }
   return out;
+}
+
+SendResult send_and_judge(const Transport &transport, const Requests &requests,
+                          const char *separator, const ResponseJudge &judge) {
+  if (requests.requests.empty()) {
+    SendResult r;
+    r.outcome = Outcome::kCompleted;
+    return r;
+  }
+  std::string transport_error;
+  const std::vector<HttpExchange> exchanges =
+      send_all(transport, requests.requests, transport_error);
+  if (exchanges.empty()) {
+    SendResult r;
+    r.error = transport_error;
+    return r;  // kRetry
+  }
+  ResultBuilder results;
+  for (std::size_t i = 0; i < exchanges.size(); ++i) {
+    Judgement j;
+    j.verdict = judge_exchange(exchanges[i], j.error);
+    if (!exchanges[i].failed) judge(exchanges[i].response, j, results.provider_id);
+    if (j.verdict != Verdict::kOk) j.error = requests.labels[i] + separator + j.error;
+    results.add(j.verdict, j.error, exchanges[i], j.throttled, j.retry_after_s);
+  }
+  return results.finish(static_cast<int>(requests.requests.size()));
 }
 
 std::vector<std::vector<std::string>> chunks(const std::vector<std::string> &items, std::size_t n) {

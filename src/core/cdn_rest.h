@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +38,18 @@ void check_header_value(const std::string &value, const char *setting,
 // Throws 22023 naming `setting` unless `value` is 1-64 characters of
 // [A-Za-z0-9_-] (service and zone ids end up in a URL path).
 void check_id(const std::string &value, const char *setting);
+
+// A request to `url` with `common`'s timeout and CA file, so that no
+// provider can send one without them.
+HttpRequest new_request(std::string method, std::string url, const Common &common);
+
+// "" when every one of `tags` is non-empty and free of white space, control
+// characters and `also_forbidden` (named in the error as `also_named`, such
+// as "a comma"); else an error that quotes the first bad one as `noun`
+// ("cache tag"). Caches keep tags in headers as lists separated by blanks
+// (or commas), so such a tag could never have been set on an object.
+std::string invalid_tag_error(const std::vector<std::string> &tags, const std::string &noun,
+                              std::string_view also_forbidden = {}, const char *also_named = "");
 
 // A parsed JSON value: enough to read an API's answer, nothing more.
 struct Json {
@@ -105,6 +118,40 @@ SendResult failed_without_sending(std::string error);
 // throws, or answers with the wrong count, gives an empty vector and `error`.
 std::vector<HttpExchange> send_all(const Transport &transport,
                                    const std::vector<HttpRequest> &requests, std::string &error);
+
+// The requests of one send(), each with a label ("purge of /a.png") that
+// starts the errors about it.
+struct Requests {
+  std::vector<HttpRequest> requests;
+  std::vector<std::string> labels;
+
+  void add(HttpRequest request, std::string label) {
+    requests.push_back(std::move(request));
+    labels.push_back(std::move(label));
+  }
+};
+
+// One exchange as judge_exchange() saw it, for the provider to revise from
+// the response: a 2xx whose body says nothing was purged is kFailed, a
+// refusal that a provider knows to be throttling is kRetry.
+struct Judgement {
+  Verdict verdict = Verdict::kOk;
+  std::string error;  // judge_exchange()'s description; without the label
+  bool throttled = false;
+  double retry_after_s = -1;
+};
+
+// Looks at the response to one request; may set `provider_id` (empty until
+// a response sets it). Called only for exchanges that got a response.
+using ResponseJudge = std::function<void(const HttpResponse &response, Judgement &judgement,
+                                         std::string &provider_id)>;
+
+// What send() does once its requests are built: none is kCompleted without
+// calling the transport; a transport failure is kRetry; otherwise every
+// exchange is judged (judge_exchange, then `judge`), errors are prefixed
+// with the request's label and `separator`, and ResultBuilder folds them.
+SendResult send_and_judge(const Transport &transport, const Requests &requests,
+                          const char *separator, const ResponseJudge &judge);
 
 // The items of `items` in chunks of at most `n` (n >= 1).
 std::vector<std::vector<std::string>> chunks(const std::vector<std::string> &items, std::size_t n);
