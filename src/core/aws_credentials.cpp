@@ -25,8 +25,12 @@ AwsCredentials parse_aws_credentials(const std::string &text, const std::string 
   while (std::getline(in, line)) {
     line = trim(line);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
-    if (line.front() == '[' && line.back() == ']') {
-      std::string name = trim(line.substr(1, line.size() - 2));
+    if (line.front() == '[') {
+      // "[name]", maybe followed by a comment; an unclosed header names no
+      // profile, so the keys below it belong to none (never to the last one).
+      std::size_t close = line.find(']');
+      std::string name =
+          close == std::string::npos ? std::string() : trim(line.substr(1, close - 1));
       // The config file's spelling, "[profile name]", is accepted too.
       if (name.rfind("profile ", 0) == 0) name = trim(name.substr(8));
       in_profile = name == profile;

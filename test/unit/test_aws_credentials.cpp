@@ -86,3 +86,15 @@ TEST(AwsCredentials, ErrorsNameTheFileWhenGivenOne) {
     EXPECT_STREQ(e.what(), "AWS credentials file \"creds\" has no profile \"cdn\"");
   }
 }
+
+TEST(AwsCredentials, AHeaderWithACommentStillStartsItsProfile) {
+  auto c = cachekit::parse_aws_credentials(
+      "[default]\naws_access_key_id=DEF\naws_secret_access_key=defsecret\n"
+      "[prod] # production\naws_access_key_id=PROD\naws_secret_access_key=prodsecret\n");
+  EXPECT_EQ(c.access_key_id, "DEF");
+  EXPECT_EQ(c.secret_access_key, "defsecret");
+  // An unclosed header names no profile.
+  EXPECT_THROW(
+      cachekit::parse_aws_credentials("[default\naws_access_key_id=X\naws_secret_access_key=Y\n"),
+      cachekit::Error);
+}
