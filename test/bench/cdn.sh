@@ -18,7 +18,9 @@
 #   latency     one cdn_purge() of one path per transaction, one at a time
 #               (the next once the previous is completed, after a pause of
 #               5-15 ms): commit returned to the client -> the request
-#               received by the endpoint, p50/p99
+#               received by the endpoint, p50/p99; and when the dispatcher
+#               had committed the purge's batch (the run that plans it; the
+#               next run sends it)
 # Both clocks are CLOCK_REALTIME of this machine: clock_timestamp() in the
 # client's session, time.time() in the fakes, Varnish's own timestamps
 # (varnishncsa %{VSL:Timestamp:Req[1]}x: the request complete).
@@ -147,7 +149,7 @@ SAMPLES=$WORK/latency.csv
 NOTES=$WORK/notes.txt
 mkdir -p "$LOGS"
 echo "round,measure,provider,metric,value" >"$RUNS"
-echo "round,provider,seq,latency_ms,from_before_commit_ms" >"$SAMPLES"
+echo "round,provider,seq,latency_ms,from_before_commit_ms,planned_ms" >"$SAMPLES"
 : >"$NOTES"
 SANDBOX_UP=
 PIDS=() # fakes, origin, varnishncsa
@@ -438,7 +440,9 @@ latency() {
 				COMMIT;
 				SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
 				CALL bench.wait_idle('$p', 15, 0.002) \gset
-				\echo S $i :rid :t0 :t1 :done_at
+				SELECT coalesce(max(extract(epoch FROM b.created_at)), -1) AS planned
+				  FROM cachekit._cdn_queue q JOIN cachekit._cdn_batches b ON b.id = q.batch_id WHERE q.request_id = :rid \gset
+				\echo S $i :rid :t0 :t1 :done_at :planned
 				SELECT pg_sleep(0.005 + random() * 0.010);
 			SQL
 		done

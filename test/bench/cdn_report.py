@@ -5,10 +5,12 @@
                         --client OUT --log LOG --skip LINES --db "batches api_calls failed items"
                         --runs RUNS.csv --samples SAMPLES.csv [--warmup K]
       One measured run: the client's timestamps (psql output: "T t0 t1 done_at"
-      for a throughput run, "S seq request_id t0 t1 done_at" per latency
-      sample) against the endpoint's log from line SKIP on. Appends rows to
-      RUNS (round,measure,provider,metric,value) and, for latency, SAMPLES
-      (round,provider,seq,latency_ms,from_before_commit_ms); prints a summary
+      for a throughput run, "S seq request_id t0 t1 done_at planned" per latency
+      sample, planned being when its batch row was inserted) against the
+      endpoint's log from line SKIP on. Appends rows to RUNS
+      (round,measure,provider,metric,value) and, for latency, SAMPLES
+      (round,provider,seq,latency_ms,from_before_commit_ms,planned_ms),
+      all from t1 but the second; prints a summary
       on stderr and "ANOMALY: ..." lines on stdout.
 
   cdn_report.py report --runs RUNS.csv --samples SAMPLES.csv --notes NOTES.txt --out PREFIX
@@ -166,11 +168,11 @@ def analyse(args):
         samples = [c for c in client if c[0] == "S"]
         if len(samples) != args.paths:
             anomaly(f"{len(samples)} samples of {args.paths} in the client's output")
-        j, lat, lat0, lost, mismatched, timeouts = 0, [], [], 0, 0, 0
+        j, lat, lat0, planned, lost, mismatched, timeouts = 0, [], [], [], 0, 0, 0
         out = open(args.samples, "a", newline="")
         sw = csv.writer(out)
         for s in samples:
-            seq, t0, t1, done = int(s[1]), float(s[3]), float(s[4]), float(s[5])
+            seq, t0, t1, done, plan_t = int(s[1]), float(s[3]), float(s[4]), float(s[5]), float(s[6])
             if done < 0:
                 timeouts += 1
             # Runs are one at a time: the first purge request at or after
@@ -188,15 +190,20 @@ def analyse(args):
             if seq <= args.warmup:
                 continue
             ms, ms0 = (e.t - t1) * 1000, (e.t - t0) * 1000
+            pms = (plan_t - t1) * 1000 if plan_t > 0 else None
             lat.append(ms)
             lat0.append(ms0)
-            sw.writerow([args.round, args.provider, seq, round(ms, 4), round(ms0, 4)])
+            if pms is not None:
+                planned.append(pms)
+            sw.writerow([args.round, args.provider, seq, round(ms, 4), round(ms0, 4), "" if pms is None else round(pms, 4)])
         out.close()
         xs, xs0 = sorted(lat), sorted(lat0)
         for name, p in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
             row(name, percentile(xs, p))
         row("p50_from_before_commit_ms", percentile(xs0, 50))
         row("p99_from_before_commit_ms", percentile(xs0, 99))
+        row("planned_p50_ms", percentile(sorted(planned), 50))
+        row("planned_p99_ms", percentile(sorted(planned), 99))
         row("mean_ms", statistics.mean(xs) if xs else None)
         row("max_ms", xs[-1] if xs else None)
         row("min_ms", xs[0] if xs else None)
@@ -217,7 +224,8 @@ def analyse(args):
         if len(sends) != len(samples):
             anomaly(f"{len(sends)} purge requests at the endpoint for {len(samples)} purges (retries?)")
         summary = (f"p50 {fmt(percentile(xs, 50), 2)} ms, p99 {fmt(percentile(xs, 99), 2)} ms, "
-                   f"max {fmt(xs[-1] if xs else None, 2)} ms ({len(xs)} samples)")
+                   f"max {fmt(xs[-1] if xs else None, 2)} ms ({len(xs)} samples); batch planned: p50 "
+                   f"{fmt(percentile(sorted(planned), 50), 2)} ms")
 
     if db_failed:
         anomaly(f"{db_failed} batches failed")
@@ -247,11 +255,14 @@ def report(args):
             values[(r["measure"], r["provider"], r["metric"])].append(float(r["value"]))
     samples = defaultdict(list)
     samples0 = defaultdict(list)
+    planned = defaultdict(list)
     with open(args.samples) as f:
         for r in csv.DictReader(f):
             samples[r["provider"]].append(float(r["latency_ms"]))
             samples0[r["provider"]].append(float(r["from_before_commit_ms"]))
-    for xs in list(samples.values()) + list(samples0.values()):
+            if r.get("planned_ms"):
+                planned[r["provider"]].append(float(r["planned_ms"]))
+    for xs in list(samples.values()) + list(samples0.values()) + list(planned.values()):
         xs.sort()
     with open(args.notes) as f:
         notes = f.read().rstrip("\n")
@@ -291,9 +302,10 @@ def report(args):
     if any(k[0] == "latency" for k in values):
         lines += ["== Latency: commit of a one-path cdn_purge() (returned to the client) -> the purge request received by the endpoint",
                   "   one purge at a time on an idle queue; p50/p99: medians of the per-round values; pooled: all samples of all rounds;",
-                  "   'from COMMIT sent': pooled p50 measured from clock_timestamp() just before COMMIT instead", ""]
+                  "   'from COMMIT sent': pooled p50 measured from clock_timestamp() just before COMMIT instead;",
+                  "   'batch planned': pooled p50 of commit returned -> the dispatcher inserted the purge's batch (first run; the next run sends it)", ""]
         lines.append(f"{'provider':<18} {'p50 ms':>8} {'[min-max]':>13} {'p99 ms':>8} {'[min-max]':>13} "
-                     f"{'pooled p50':>10} {'pooled p99':>10} {'max ms':>8} {'from COMMIT sent':>16} {'samples':>8}")
+                     f"{'pooled p50':>10} {'pooled p99':>10} {'max ms':>8} {'from COMMIT sent':>16} {'batch planned':>13} {'samples':>8}")
         for p in providers:
             xs = samples.get(p, [])
             if not xs:
@@ -301,7 +313,7 @@ def report(args):
             lines.append(f"{TITLE[p]:<18} {fmt(med('latency', p, 'p50_ms'), 2):>8} {spread('latency', p, 'p50_ms', 2):>13} "
                          f"{fmt(med('latency', p, 'p99_ms'), 2):>8} {spread('latency', p, 'p99_ms', 2):>13} "
                          f"{fmt(percentile(xs, 50), 2):>10} {fmt(percentile(xs, 99), 2):>10} {fmt(xs[-1], 2):>8} "
-                         f"{fmt(percentile(samples0[p], 50), 2):>16} {len(xs):>8}")
+                         f"{fmt(percentile(samples0[p], 50), 2):>16} {fmt(percentile(planned[p], 50), 2):>13} {len(xs):>8}")
             csv_rows.append(["latency_pooled", p, "p50_ms", len(xs), round(percentile(xs, 50), 4), round(xs[0], 4), round(xs[-1], 4)])
             csv_rows.append(["latency_pooled", p, "p99_ms", len(xs), round(percentile(xs, 99), 4), round(xs[0], 4), round(xs[-1], 4)])
             csv_rows.append(["latency_pooled", p, "p50_from_before_commit_ms", len(xs), round(percentile(samples0[p], 50), 4),
@@ -337,10 +349,10 @@ def plot(png, providers, med, samples):
             for p in tp:
                 f.write(f"\"{TITLE[p]}\" {med('throughput', p, 'paths_per_s'):.3f} "
                         f"{med('throughput', p, 'api_calls_per_1000'):.3f}\n")
-        script += ["set title '(a) purge throughput: paths/s, medians (log scale; label: API calls per 1,000 paths)'",
-                   "set ylabel 'paths/s'", "set logscale y", "set yrange [1:*]",
+        script += ["set title '(a) purge throughput: paths/s, medians over the rounds (label: API calls per 1,000 paths)'",
+                   "set ylabel 'paths/s'", "set yrange [0:*]", "set offsets 0, 0, graph 0.08, 0",
                    f"plot '{dat}' using 2:xtic(1) notitle lc rgb '#4c72b0', "
-                   f"'' using ($0):($2*1.15):(sprintf('%.0f/s, %.4g calls/1k', $2, $3)) with labels notitle"]
+                   f"'' using ($0):2:(sprintf('%.0f/s, %.4g calls/1k', $2, $3)) with labels offset 0,0.8 notitle"]
     else:
         script.append("set multiplot next")
     if lt:
@@ -349,7 +361,7 @@ def plot(png, providers, med, samples):
             for p in lt:
                 xs = samples[p]
                 f.write(f"\"{TITLE[p]}\" {percentile(xs, 50):.4f} {percentile(xs, 90):.4f} {percentile(xs, 99):.4f}\n")
-        script += ["unset logscale y", "set yrange [0:*]",
+        script += ["set yrange [0:*]", "set offsets 0, 0, 0, 0",
                    "set title '(b) commit -> request at the endpoint, ms (all samples pooled)'", "set ylabel 'ms'",
                    f"plot '{dat}' using 2:xtic(1) title 'p50' lc rgb '#55a868', '' using 3 title 'p90' lc rgb '#dd8452', "
                    "'' using 4 title 'p99' lc rgb '#c44e52'"]
