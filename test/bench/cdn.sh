@@ -228,10 +228,10 @@ log "starting the sandbox in $SB (fsync $FSYNC)"
 # are commits). No checkpoint in the middle of a run: one before each
 # measured run instead.
 SANDBOX_CONF="checkpoint_timeout = '1h'
-max_wal_size = '8GB'${PG_CONF:+
-$PG_CONF}"
+max_wal_size = '8GB'"
 SANDBOX_ENV=$(CACHEKIT_SANDBOX_DIR=$SB CACHEKIT_SANDBOX_FSYNC=$FSYNC CACHEKIT_PG_BINDIR=$PG_BINDIR \
-	CACHEKIT_SANDBOX_EXTRA_CONF="$SANDBOX_CONF" "$SANDBOX" start)
+	CACHEKIT_SANDBOX_EXTRA_CONF="$SANDBOX_CONF${PG_CONF:+
+$PG_CONF}" "$SANDBOX" start)
 SANDBOX_UP=1
 eval "$SANDBOX_ENV"
 export PGDATABASE=$DB
@@ -476,7 +476,7 @@ rotate() {
 	echo "library: $lib, installed $(date -u -r "$lib" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?'), sha256 $(sha256sum "$lib" 2>/dev/null | cut -c1-12), extension $(psqlx -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_cachekit'")"
 	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); $(curl --version | head -n 1 | cut -d' ' -f1-2); Python $($PY -c 'import platform; print(platform.python_version())')"
 	echo "settings: $ROUNDS rounds (provider order rotated each round); throughput: $N paths (Varnish: $N_HTTP) in $REQUESTS cdn_purge() calls of one transaction; latency: $LATENCY_N samples per provider and round after $LATENCY_WARMUP unmeasured, one path per purge, one purge at a time, 5-15 ms apart"
-	echo "postgres: fsync and synchronous_commit $FSYNC, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g'); jit = $(psqlx -c 'SHOW jit'); cachekit.task_workers = $(psqlx -c "SHOW cachekit.task_workers") (queue cdn: concurrency $(psqlx -c "SELECT concurrency FROM cachekit._queues WHERE name = 'cdn'")); CHECKPOINT before each measured run; CDN and task tables emptied and vacuumed between runs; one provider in cachekit.cdn_provider at a time"
+	echo "postgres: fsync and synchronous_commit $FSYNC, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g'); jit = $(psqlx -c 'SHOW jit')${PG_CONF:+ (BENCH_PG_CONF: $(echo "$PG_CONF" | paste -sd, - | sed 's/,/, /g'))}; cachekit.task_workers = $(psqlx -c "SHOW cachekit.task_workers") (queue cdn: concurrency $(psqlx -c "SELECT concurrency FROM cachekit._queues WHERE name = 'cdn'")); CHECKPOINT before each measured run; CDN and task tables emptied and vacuumed between runs; one provider in cachekit.cdn_provider at a time"
 	echo "cloudfront: fake_cloudfront.py (SigV4 checked with botocore), --complete-after ${CF_COMPLETE_AFTER}s in throughput runs and 0 in latency runs, cachekit.cdn_poll_interval = ${CF_POLL_MS}ms. Real CloudFront takes minutes to complete an invalidation: its figure is pg_cachekit's overhead plus the fake's delay, not CloudFront's; at most 3,000 paths are in progress at once, so N paths take at least ceil(N/3000) x ${CF_COMPLETE_AFTER}s"
 	echo "fakes: run with TCP_NODELAY on their connections (socketserver's disable_nagle_algorithm, set by this script): without it every answer on a kept-alive connection waits ~40 ms for the client's delayed ACK"
 	echo "fastly, cloudflare: fake_cdn_api.py over TLS (test CA); Fastly purges one URL per request (POST /purge/{host}/{path}), Cloudflare up to 100 files per request; cachekit.cdn_base_url = $SITE"
