@@ -198,9 +198,10 @@ secret_file() { # PATH CONTENT
 # TCP_NODELAY: on a kept-alive connection each answer then waits for the
 # client's delayed ACK (~40 ms on Linux), which would be measured as if it
 # were pg_cachekit's. They run with socketserver's own switch for it
-# (StreamRequestHandler.disable_nagle_algorithm), set from outside.
+# (StreamRequestHandler.disable_nagle_algorithm), set from outside. exec:
+# the background job's pid is then the fake's own, for cleanup to stop.
 nodelay_py() { # SCRIPT ARGS...
-	"$PY" -c 'import runpy, socketserver, sys
+	exec "$PY" -c 'import runpy, socketserver, sys
 socketserver.StreamRequestHandler.disable_nagle_algorithm = True
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")' "$@"
