@@ -47,7 +47,10 @@ Control API (unsigned, not part of CloudFront):
   GET  /_fake/state     {"invalidations": [{id, caller_reference, paths, status,
                          created}], "counters": {...}, "in_progress": {...}}
 
-Every request is written to --log as one JSON line (never the signature).
+Every request is written to --log as one JSON line (never the signature):
+"time" (ISO, milliseconds) is when the line is written, after the checks;
+"received" (epoch seconds, float) is when the request's headers had arrived,
+for latency measurements (test/bench/cdn.sh).
 With --port 0 the first line on stdout is "PORT <n>".
 """
 
@@ -301,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def write_log(self, entry):
-        entry = {"time": iso(time.time()), "method": self.command, "path": self.path, **entry}
+        entry = {"time": iso(time.time()), "received": self.received, "method": self.command, "path": self.path, **entry}
         line = json.dumps(entry, sort_keys=True)
         with self.server.log_lock:
             if self.server.log:
@@ -321,6 +324,7 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch()
 
     def dispatch(self):
+        self.received = time.time()
         self.request_id = "".join(random.choice("0123456789abcdef") for _ in range(32))
         try:
             body = self.read_body()
