@@ -86,6 +86,10 @@ def cloudflare_error(status, code, message):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes: without TCP_NODELAY each
+    # answer on a kept-alive connection waits ~40 ms for the client's
+    # delayed ACK (measured by test/bench/cdn.sh).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "fake-cdn-api"
 
@@ -301,6 +305,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Server(http.server.ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: eight parallel connects then
+    # lose SYNs and wait out TCP's 1 s retransmission (test/bench/cdn.sh).
+    request_queue_size = 128
     daemon_threads = True
     ssl_context = None
 

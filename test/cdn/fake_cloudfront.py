@@ -260,7 +260,17 @@ def invalidation_xml(inv, status):
     )
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: eight parallel connects then
+    # lose SYNs and wait out TCP's 1 s retransmission (test/bench/cdn.sh).
+    request_queue_size = 128
+
+
 class Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes: without TCP_NODELAY each
+    # answer on a kept-alive connection waits ~40 ms for the client's
+    # delayed ACK (measured by test/bench/cdn.sh).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "CloudFront"
     sys_version = ""
@@ -658,7 +668,7 @@ def main():
     ap.add_argument("--complete-after", type=float, default=1.0)
     args = ap.parse_args()
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = Server(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
