@@ -559,14 +559,19 @@ TaskKindResult run_cdn_dispatch(Oid role) {
   n.batches_oid = o.cdn_batches;
   // The executor's claim settings (no sorts, no bitmap scans) would price
   // this run's GROUP BY and ORDER BY at 1e10 and so have them JIT-compiled:
-  // 200 ms of LLVM per run, measured with perf. Reverted with as_owner's
-  // nest level.
+  // 200 ms of LLVM per run, measured with perf. All are reverted with
+  // as_owner's nest level.
   pg_call([] {
     for (const char *name : {"enable_sort", "enable_bitmapscan"})
       (void)set_config_option(name, "on", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
                               false);
     (void)set_config_option("jit", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
                             false);
+    // The queue is often empty when its statistics are taken and then
+    // holds 10,000 rows: a nested loop over it per planned item took 40 s
+    // (test/bench/cdn.sh). Hash joins cost little when it is small.
+    (void)set_config_option("enable_nestloop", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                            true, 0, false);
   });
   sql("SELECT pg_catalog.pg_advisory_xact_lock($1)", {INT8OID}, {std::to_string(kLockKey)});
 
