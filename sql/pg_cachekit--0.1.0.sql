@@ -1069,6 +1069,9 @@ BEGIN
     LOOP
         PERFORM cachekit.invalidate(obj.objid::regclass);
         DELETE FROM cachekit._key_rules k WHERE k.table_name::oid = obj.objid;
+        -- Its purge rules went with its triggers; _cdn_rules is plpgsql-time
+        -- (created below), so the name is resolved when this runs.
+        DELETE FROM cachekit._cdn_rules c WHERE c.table_name::oid = obj.objid;
     END LOOP;
 END $$;
 
@@ -1244,7 +1247,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'CDN purge rule "%" does not exist', name USING ERRCODE = 'undefined_object';
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cachekit_cdn_' || left(md5(r.name), 16), r.table_name);
+    -- A table dropped meanwhile took its trigger with it.
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.table_name::oid) THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cachekit_cdn_' || left(md5(r.name), 16), r.table_name);
+    END IF;
     DELETE FROM cachekit._cdn_rules c WHERE c.name = r.name;
 END $$;
 
@@ -1254,9 +1260,12 @@ CREATE VIEW cachekit.cdn_rules AS
            r.created_at
     FROM cachekit._cdn_rules r;
 
--- One row per request and provider; paths holds the tags of a tag purge
--- and {*} for a purge-all; provider_id the provider's ids of its batches
--- (CloudFront invalidation ids), space-separated. state: queued (not all items batched
+-- One row per request and provider. paths (the tags of a tag purge, {*}
+-- for a purge-all) only of one's own requests, or for cachekit_admin: a
+-- purge rule writes column values into paths, and its creator's SELECT on
+-- them is no one else's (rule-made requests are the writer's). provider_id:
+-- the provider's ids of its batches (CloudFront invalidation ids),
+-- space-separated. state: queued (not all items batched
 -- yet), sent (batched, waiting to be sent or retried), in_progress,
 -- completed, failed (any batch failed for good).
 CREATE VIEW cachekit.cdn_requests AS
@@ -1267,7 +1276,7 @@ CREATE VIEW cachekit.cdn_requests AS
                 WHEN bool_or(b.state = 'queued') THEN 'sent'
                 WHEN bool_or(b.state = 'in_progress') THEN 'in_progress'
                 ELSE 'completed' END AS state,
-           array_agg(q.item ORDER BY q.item) AS paths,
+           CASE WHEN cachekit._may_manage(r.role) THEN array_agg(q.item ORDER BY q.item) END AS paths,
            string_agg(DISTINCT b.provider_id, ' ') AS provider_id,
            coalesce(max(b.attempts), 0) AS attempts,
            (array_agg(b.last_error ORDER BY b.id DESC) FILTER (WHERE b.last_error IS NOT NULL))[1] AS last_error,
@@ -1531,6 +1540,7 @@ GRANT EXECUTE ON FUNCTION
     cachekit.cdn_drop_asset(pg_catalog.text)
 TO cachekit_cdn, cachekit_admin;
 GRANT SELECT ON cachekit.cdn_requests, cachekit.cdn_rules TO cachekit_cdn, cachekit_admin;
+GRANT EXECUTE ON FUNCTION cachekit._may_manage(pg_catalog.oid) TO cachekit_cdn;
 GRANT EXECUTE ON FUNCTION
     cachekit.cdn_url(pg_catalog.text), cachekit.asset_url(pg_catalog.text),
     cachekit.preload_asset(pg_catalog.text, pg_catalog.text), cachekit.dns_prefetch(pg_catalog.text),

@@ -198,6 +198,12 @@ Configured configure(const std::string &name) {
                            ? creds.access_key_id
                            : str(settings.cdn_aws_access_key_id);
     cf.secret_access_key = creds.secret_access_key;
+    // Temporary credentials need X-Amz-Security-Token, which the CloudFront
+    // provider does not send yet: say so, instead of 403 on every batch.
+    if (!creds.session_token.empty())
+      throw Error(sqlstate::kFeatureNotSupported,
+                  "temporary AWS credentials (aws_session_token) are not supported for CloudFront",
+                  "Use a long-term access key in cachekit.cdn_aws_credentials_file.");
     c.provider = cdn::make_cloudfront(std::move(cf));
   } else if (name == "fastly") {
     cdn::FastlyConfig f;

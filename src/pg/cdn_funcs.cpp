@@ -252,16 +252,50 @@ std::optional<std::string> attr_text(TupleTableSlot *slot, Relation rel, const s
   });
 }
 
-void add_path(std::vector<std::string> &paths, const KeyTemplate &tmpl, TupleTableSlot *slot,
-              Relation rel) {
-  if (slot == nullptr) return;
-  std::vector<std::optional<std::string>> values;
-  for (const auto &c : tmpl.columns()) values.push_back(attr_text(slot, rel, c));
-  std::optional<std::string> path = tmpl.expand(values);
-  if (!path) return;  // a NULL column: no page to purge
-  std::string p = cdn::normalize_path(*path);
+// The template's literal text up to its first placeholder, as a prefix
+// purge ("/products/{slug}.html" -> "/products/*").
+std::string literal_prefix_purge(const std::string &tmpl) {
+  std::string prefix;
+  for (std::size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == '{' && (i + 1 >= tmpl.size() || tmpl[i + 1] != '{')) break;
+    if ((tmpl[i] == '{' || tmpl[i] == '}') && i + 1 < tmpl.size() && tmpl[i + 1] == tmpl[i]) ++i;
+    prefix += tmpl[i];
+  }
+  return prefix + "*";
+}
+
+void add_unique(std::vector<std::string> &paths, std::string p) {
   if (rule_paths->count(p) == 0 && std::find(paths.begin(), paths.end(), p) == paths.end())
     paths.push_back(std::move(p));
+}
+
+// The row's path. A row whose path cannot be built (a value that makes it
+// longer than a path may be, a column renamed or dropped since the rule was
+// made) must not fail the application's write, nor lose its purge: it
+// purges the template's literal prefix instead, with a WARNING.
+void add_path(std::vector<std::string> &paths, const std::string &rule, const std::string &text,
+              const KeyTemplate &tmpl, TupleTableSlot *slot, Relation rel) {
+  if (slot == nullptr) return;
+  std::string why;
+  try {
+    std::vector<std::optional<std::string>> values;
+    for (const auto &c : tmpl.columns()) values.push_back(attr_text(slot, rel, c));
+    std::optional<std::string> path = tmpl.expand(values);
+    if (!path) return;  // a NULL column: no page to purge
+    add_unique(paths, cdn::normalize_path(*path));
+    return;
+  } catch (const PgError &) {
+    throw;
+  } catch (const Error &e) {
+    why = e.what();
+  }
+  std::string prefix = literal_prefix_purge(text);
+  pg_call([&] {
+    ereport(WARNING, (errmsg("CDN purge rule \"%s\" purges %s instead of a row's path",
+                             rule.c_str(), prefix.c_str()),
+                      errdetail("The row's path could not be built: %s.", why.c_str())));
+  });
+  add_unique(paths, cdn::normalize_path(prefix));
 }
 
 void check_template(const std::string &tmpl) {
@@ -346,8 +380,9 @@ CK_SQL_FUNCTION(ck_cdn_capture) {
       old_slot = td->tg_trigslot;
     }
     std::vector<std::string> paths;
-    add_path(paths, tmpl, old_slot, td->tg_relation);
-    add_path(paths, tmpl, new_slot, td->tg_relation);
+    const std::string text = td->tg_trigger->tgargs[1];
+    add_path(paths, rule, text, tmpl, old_slot, td->tg_relation);
+    add_path(paths, rule, text, tmpl, new_slot, td->tg_relation);
     if (paths.empty()) return ret;
     const bool fresh = rule_request == 0;
     int64 id = request(rule_request, "paths", paths, providers, rule);

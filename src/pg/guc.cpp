@@ -787,11 +787,12 @@ void define_settings(bool preloading) {
   DefineCustomStringVariable(
       "cachekit.cdn_http_purge_url",
       "Base URL that the http provider sends PURGE or BAN requests to (Varnish, nginx).",
-      "A path /a/b is purged at this URL + /a/b. Its host must be in cachekit.http_allowed_hosts.",
+      "A path /a/b is purged at this URL + /a/b. Its host must be in cachekit.http_allowed_hosts. "
+      "Superuser-only to read: a URL may carry credentials.",
       &settings.cdn_http_purge_url,
       "",
       PGC_SIGHUP,
-      0,
+      GUC_SUPERUSER_ONLY,
       nullptr, nullptr, nullptr);
 
   DefineCustomEnumVariable(

@@ -149,6 +149,26 @@ SELECT count(*) AS disabled_requests FROM cachekit.cdn_requests WHERE paths @> '
 ALTER SYSTEM SET cachekit.cdn_enabled = on;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.3);
+-- A row whose path cannot be built (too long once percent-encoded) does not
+-- fail the write: the rule purges the template's literal prefix, with a
+-- WARNING.
+SET ROLE regress_cdn_app;
+UPDATE public.cdn_products SET slug = repeat('é', 1500) WHERE id = 1;
+RESET ROLE;
+SELECT paths FROM cachekit.cdn_requests WHERE source = 'product pages' AND provider = 'http'
+ ORDER BY request_id DESC LIMIT 1;
+-- Paths are column values: only the requesting role (here the writer) and
+-- admins see them; another cachekit_cdn member sees the rows without them.
+GRANT cachekit_cdn TO regress_cdn_app;
+SET ROLE regress_cdn_app;
+SELECT count(*) > 0 AS own_rows_with_paths FROM cachekit.cdn_requests WHERE paths IS NOT NULL;
+RESET ROLE;
+REVOKE cachekit_cdn FROM regress_cdn_app;
+GRANT cachekit_cdn TO regress_cdn_none;
+SET ROLE regress_cdn_none;
+SELECT count(*) > 0 AS rows_seen, count(paths) AS paths_seen FROM cachekit.cdn_requests;
+RESET ROLE;
+REVOKE cachekit_cdn FROM regress_cdn_none;
 SET ROLE regress_cdn_none;
 SELECT regress.error_of($$SELECT cachekit.drop_cdn_rule('product pages')$$);
 SET ROLE regress_cdn_admin;
@@ -156,6 +176,11 @@ SELECT cachekit.drop_cdn_rule('product pages');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'public.cdn_products'::regclass;
 RESET ROLE;
 DROP TABLE public.cdn_products;
+-- Dropping a table drops its purge rules.
+CREATE TABLE public.cdn_gone (id int);
+SELECT cachekit.cdn_purge_on('public.cdn_gone', '/g/{id}', 'gone rule');
+DROP TABLE public.cdn_gone;
+SELECT count(*) AS rules_left FROM cachekit.cdn_rules WHERE name = 'gone rule';
 
 -- cdn_status(): providers listed, nothing sent yet; configured once their
 -- ids are set.
