@@ -2,6 +2,8 @@
 // the path relative to the directory, '/'-separated, not percent-encoded.
 #pragma once
 
+#include "core/utf8.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +22,6 @@ struct LocalFile {
 // readable directory or a file name is not valid UTF-8 (the manifest is text).
 std::vector<LocalFile> scan_directory(const std::string &dir);
 
-bool valid_utf8(const std::string &s);
+using cachekit::valid_utf8;  // core/utf8.h
 
 }  // namespace cachekit::cli

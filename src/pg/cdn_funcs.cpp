@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -95,8 +96,25 @@ void install_callbacks() {
 
 // ---- configuration -------------------------------------------------------------------
 
-std::vector<std::string> configured_providers() {
-  return cdn::provider_list(settings.cdn_provider ? settings.cdn_provider : "");
+// Parsed once per value of the setting: the rules' trigger asks for every row.
+const std::vector<std::string> &configured_providers() {
+  static std::string seen;
+  static std::vector<std::string> list;
+  const char *now = settings.cdn_provider ? settings.cdn_provider : "";
+  if (list.empty() || seen != now) {
+    list = cdn::provider_list(now);
+    seen = now;
+  }
+  return list;
+}
+
+// A rule's template, parsed once per backend: the trigger's argument never
+// changes (a new rule is a new trigger with its own text).
+const KeyTemplate &parsed_template(const char *text) {
+  static std::unordered_map<std::string, KeyTemplate> parsed;
+  auto it = parsed.find(text);
+  if (it == parsed.end()) it = parsed.emplace(text, KeyTemplate::parse(text)).first;
+  return it->second;
 }
 
 bool takes_tags(const std::string &provider) {
@@ -110,7 +128,8 @@ std::vector<std::string> providers_for(const std::string &kind) {
     throw Error(sqlstate::kObjectNotInPrerequisiteState, "CDN purges are disabled",
                 "cachekit.cdn_enabled is off.",
                 "Set cachekit.cdn_enabled and cachekit.cdn_provider in postgresql.conf.");
-  std::vector<std::string> all = configured_providers(), out;
+  const std::vector<std::string> &all = configured_providers();
+  std::vector<std::string> out;
   if (all.empty())
     throw Error(sqlstate::kObjectNotInPrerequisiteState, "no CDN provider is configured",
                 "cachekit.cdn_provider is empty.",
@@ -365,11 +384,11 @@ CK_SQL_FUNCTION(ck_cdn_capture) {
                   "a rule name and a template");
     // Disabled or unconfigured: a write must not fail for the CDN's sake.
     if (!settings.cdn_enabled) return ret;
-    std::vector<std::string> providers = configured_providers();
+    const std::vector<std::string> &providers = configured_providers();
     if (providers.empty()) return ret;
     install_callbacks();
     std::string rule = td->tg_trigger->tgargs[0];
-    KeyTemplate tmpl = KeyTemplate::parse(td->tg_trigger->tgargs[1]);
+    const KeyTemplate &tmpl = parsed_template(td->tg_trigger->tgargs[1]);
     TupleTableSlot *old_slot = nullptr, *new_slot = nullptr;
     if (TRIGGER_FIRED_BY_INSERT(ev)) {
       new_slot = td->tg_trigslot;
