@@ -284,6 +284,11 @@ class Dispatcher {
                         " ORDER BY id LIMIT " +
                         std::to_string(kBatchesPerRun),
                     {TEXTOID}, {name_});
+    // The batches were committed by an earlier run, but maybe asynchronously
+    // (synchronous_commit = off, or the executor's own claim commits): a
+    // crash could still lose them and the next plan would give the same
+    // paths a new CallerReference. Flushed first, a sent batch is durable.
+    if (!rows.empty()) pg_call([] { XLogFlush(GetXLogInsertRecPtr()); });
     for (const SpiRow &r : rows) {
       check_for_interrupts();
       cdn::Batch b = batch_of(r);

@@ -10,6 +10,8 @@
 #   - a lost response (invalidation created, answer never arrived) is resent
 #     with the same CallerReference: one invalidation, not two;
 #   - the endpoint down, then back: every request delivered exactly once;
+#   - fast and immediate shutdown right after purges commit: delivered once
+#     each after the restart;
 #   - 10,000 paths: batches of at most 3,000, at most 15 wildcards in
 #     progress, no path twice;
 #   - the secret never appears in cdn_requests, cdn_status() or the log.
@@ -134,6 +136,31 @@ import json, sys
 paths = [p for i in json.load(sys.stdin)["invalidations"] for p in i["paths"]]
 assert sorted(paths) == ["/down-1", "/down-2", "/down-3"], paths' || fail "after the outage the paths were not sent exactly once"
 echo "ok - endpoint down, then back: every request delivered exactly once"
+
+# Shutdowns right after purges commit (fast, then immediate: a crash): after
+# the restart every purge is delivered, each path in exactly one invalidation.
+before=$(invalidations)
+for mode in fast immediate; do
+	# Committed durably (the sandbox runs with synchronous_commit = off,
+	# under which a crash may take back a commit, purge included).
+	for i in 1 2 3; do q "SET synchronous_commit = on; SELECT cachekit.cdn_purge(ARRAY['/$mode-$i'])" >/dev/null; done
+	restart "$mode"
+	wait_for 30 "the server after a $mode shutdown" server_up
+done
+wait_executors 1 60
+for mode in fast immediate; do
+	for i in 1 2 3; do
+		id=$(q "SELECT request_id FROM cachekit.cdn_requests WHERE paths = '{/$mode-$i}'")
+		wait_request "$id" completed 90
+	done
+done
+api GET /_fake/state | $PY -c '
+import json, sys
+invs = json.load(sys.stdin)["invalidations"][int(sys.argv[1]):]
+paths = sorted(p for i in invs for p in i["paths"])
+want = sorted("/%s-%d" % (m, i) for m in ("fast", "immediate") for i in (1, 2, 3))
+assert paths == want, paths' "$before" || fail "after the shutdowns the paths were not sent exactly once"
+echo "ok - fast and immediate shutdown right after the commits: every purge delivered once after the restart"
 
 # 10,000 paths (20 wildcards): within CloudFront's limits, none twice.
 api POST /_fake/config '{"complete_after": 0.3}' >/dev/null
