@@ -1,0 +1,473 @@
+#include "core/metrics_text.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/utf8.h"
+
+namespace cachekit {
+
+namespace {
+
+constexpr MetricType kCounter = MetricType::kCounter;
+constexpr MetricType kGauge = MetricType::kGauge;
+constexpr MetricType kHistogram = MetricType::kHistogram;
+constexpr MetricType kSummary = MetricType::kSummary;
+
+}  // namespace
+
+const std::vector<MetricFamily> &metric_catalog() {
+  // Help texts are METRICS.md's "meaning" column; where that column is empty or only a note
+  // to implementers, the text says what the table's row implies (promtool's lint wants help).
+  static const std::vector<MetricFamily> catalog = {
+      {"cachekit_up", kGauge, "1 (the producer answered)"},
+      {"cachekit_query_cache_operations_total", kCounter, "cached_query calls by outcome"},
+      {"cachekit_query_cache_bypasses_total", kCounter,
+       "bypasses by reason (write_in_transaction, isolation_level, redis_unavailable, "
+       "uncacheable, too_large, hot_standby, prepared_transaction, plan_changed)"},
+      {"cachekit_query_cache_duration_seconds", kHistogram,
+       "cached_query call time; buckets 0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 "
+       "0.05 0.1 0.25 0.5 1 2.5 5 +Inf"},
+      {"cachekit_query_cache_bytes_total", kCounter,
+       "bytes of results returned by cached_query (hits and misses)"},
+      {"cachekit_query_hits_total", kCounter, "per query (top N / visible)"},
+      {"cachekit_query_misses_total", kCounter, "per query"},
+      {"cachekit_query_time_saved_seconds", kGauge, "hits \u00d7 (mean miss \u2212 mean hit time)"},
+      {"cachekit_kv_operations_total", kCounter, "key/value + session calls"},
+      {"cachekit_kv_errors_total", kCounter, "key/value calls that failed on Redis"},
+      {"cachekit_kv_bytes_total", kCounter, "value bytes read from / written to Redis"},
+      {"cachekit_table_invalidations_total", kCounter,
+       "invalidations per watched table (table = schema-qualified name)"},
+      {"cachekit_database_invalidations_total", kCounter,
+       "database-wide invalidations (invalidate_all)"},
+      {"cachekit_pubsub_messages_total", kCounter, "invalidation messages published"},
+      {"cachekit_keys_deleted_total", kCounter, "keys deleted by key rules"},
+      {"cachekit_key_patterns_flushed_total", kCounter, "key patterns flushed"},
+      {"cachekit_invalidations_delivered_total", kCounter,
+       "invalidations delivered, by who delivered them (commit or relay)"},
+      {"cachekit_invalidation_delivery_failures_total", kCounter,
+       "invalidation deliveries that failed"},
+      {"cachekit_outbox_written_total", kCounter, "invalidations written to the outbox"},
+      {"cachekit_outbox_depth", kGauge, "undelivered outbox rows"},
+      {"cachekit_outbox_oldest_age_seconds", kGauge,
+       "age of the oldest undelivered row (0 when empty)"},
+      {"cachekit_redis_up", kGauge, "1 reachable"},
+      {"cachekit_redis_rtt_seconds", kGauge, "PING round trip"},
+      {"cachekit_redis_used_memory_bytes", kGauge, "INFO used_memory"},
+      {"cachekit_redis_maxmemory_bytes", kGauge, "INFO maxmemory (0 = no limit)"},
+      {"cachekit_redis_evicted_keys_total", kCounter, "INFO evicted_keys"},
+      {"cachekit_redis_expired_keys_total", kCounter, "INFO expired_keys"},
+      {"cachekit_tasks_enqueued_total", kCounter, "tasks enqueued (committed)"},
+      {"cachekit_tasks_succeeded_total", kCounter, "task attempts that succeeded"},
+      {"cachekit_tasks_failed_total", kCounter, "failed attempts (retried or not)"},
+      {"cachekit_tasks_retried_total", kCounter, "failed attempts scheduled again"},
+      {"cachekit_tasks_dead_total", kCounter, "tasks that used up their attempts"},
+      {"cachekit_task_run_seconds", kSummary, "run time of attempts (_sum, _count)"},
+      {"cachekit_task_wait_seconds", kSummary,
+       "due \u2192 started of first attempts (_sum, _count)"},
+      {"cachekit_queue_depth", kGauge, "runnable now"},
+      {"cachekit_queue_running", kGauge, "tasks running now"},
+      {"cachekit_queue_waiting_retry", kGauge, "tasks waiting for a retry"},
+      {"cachekit_queue_dead", kGauge, "dead tasks kept (task_retention)"},
+      {"cachekit_queue_oldest_age_seconds", kGauge, "oldest runnable (0 none)"},
+      {"cachekit_queue_paused", kGauge, "1 paused"},
+      {"cachekit_cdn_requests", kGauge, "purge requests kept, by state"},
+      {"cachekit_cdn_api_calls_total", kCounter, "calls to the provider's purge API"},
+      {"cachekit_cdn_throttled_total", kCounter, "429 / rate limited answers"},
+      {"cachekit_cdn_retries_total", kCounter, "purge calls retried"},
+      {"cachekit_cdn_batches_completed_total", kCounter, "purge batches completed"},
+      {"cachekit_cdn_batches_failed_total", kCounter, "purge batches failed"},
+      {"cachekit_cdn_purged_items_total", kCounter, "items purged"},
+      {"cachekit_cdn_provider_reachable", kGauge, "1 / 0 (absent: never tried)"},
+      {"cachekit_cdn_queued_items", kGauge, "items not yet in a batch"},
+      {"cachekit_launcher_up", kGauge, "1 when the launcher runs"},
+      {"cachekit_worker_up", kGauge, "running workers"},
+      {"cachekit_worker_starts_total", kCounter,
+       "starts by the launcher (restarts show as increases)"},
+      {"cachekit_component_status", kGauge,
+       "0 ok, 1 degraded, 2 down (components: redis, session_redis, launcher, relay, "
+       "executors, outbox, queue:NAME\u2192 component=\"queue\", queue=NAME; cdn \u2192 "
+       "component=\"cdn\", provider=NAME)"},
+      {"cachekit_metrics_snapshot_age_seconds", kGauge,
+       "HTTP only: age of the database's published snapshot"},
+  };
+  return catalog;
+}
+
+namespace {
+
+const std::unordered_map<std::string, size_t> &catalog_index() {
+  static const std::unordered_map<std::string, size_t> index = [] {
+    std::unordered_map<std::string, size_t> m;
+    const auto &c = metric_catalog();
+    for (size_t i = 0; i < c.size(); ++i) m.emplace(c[i].name, i);
+    return m;
+  }();
+  return index;
+}
+
+}  // namespace
+
+const MetricFamily *find_metric_family(const std::string &name) {
+  const auto &index = catalog_index();
+  auto it = index.find(name);
+  return it == index.end() ? nullptr : &metric_catalog()[it->second];
+}
+
+const char *metric_type_name(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+    case MetricType::kSummary:
+      return "summary";
+  }
+  return "untyped";
+}
+
+// ---- samples ----------------------------------------------------------------------------------
+
+void MetricSamples::add(const std::string &family, Labels labels, double value) {
+  samples_.push_back(MetricSample{family, std::string(), std::move(labels), value});
+}
+
+void MetricSamples::add(const std::string &family, const std::string &suffix, Labels labels,
+                        double value) {
+  samples_.push_back(MetricSample{family, suffix, std::move(labels), value});
+}
+
+void MetricSamples::add_histogram(const std::string &family, const Labels &labels,
+                                  const std::vector<double> &bounds,
+                                  const std::vector<uint64_t> &counts, double sum) {
+  const bool inf_last = !bounds.empty() && std::isinf(bounds.back()) && bounds.back() > 0;
+  const size_t finite = inf_last ? bounds.size() - 1 : bounds.size();
+  if (counts.size() != bounds.size() && !(counts.size() == bounds.size() + 1 && !inf_last))
+    throw Error(sqlstate::kInternalError,
+                "histogram " + family + " has " + std::to_string(counts.size()) +
+                    " bucket counts for " + std::to_string(bounds.size()) + " bounds");
+  for (size_t i = 0; i < finite; ++i) {
+    if (!std::isfinite(bounds[i]) || (i > 0 && !(bounds[i - 1] < bounds[i])))
+      throw Error(sqlstate::kInternalError,
+                  "histogram " + family + " has bounds that are not finite and ascending");
+  }
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < finite; ++i) {
+    cumulative += counts[i];
+    Labels l = labels;
+    l.emplace_back("le", format_metric_value(bounds[i]));
+    add(family, "_bucket", std::move(l), static_cast<double>(cumulative));
+  }
+  uint64_t total = cumulative;
+  for (size_t i = finite; i < counts.size(); ++i) total += counts[i];
+  Labels l = labels;
+  l.emplace_back("le", "+Inf");
+  add(family, "_bucket", std::move(l), static_cast<double>(total));
+  add(family, "_sum", labels, sum);
+  add(family, "_count", labels, static_cast<double>(total));
+}
+
+void MetricSamples::add_summary(const std::string &family, const Labels &labels, double sum,
+                                uint64_t count) {
+  add(family, "_sum", labels, sum);
+  add(family, "_count", labels, static_cast<double>(count));
+}
+
+void MetricSamples::append(const MetricSamples &other) {
+  samples_.insert(samples_.end(), other.samples_.begin(), other.samples_.end());
+}
+
+const std::vector<MetricSample> &MetricSamples::samples() const { return samples_; }
+
+// ---- transport --------------------------------------------------------------------------------
+
+namespace {
+
+void append_field(std::string &out, const std::string &s) {
+  for (char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+std::string transport_value(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+[[noreturn]] void malformed(size_t line, const std::string &why) {
+  throw Error(sqlstate::kInvalidTextRepresentation,
+              "malformed metric samples at line " + std::to_string(line) + ": " + why);
+}
+
+std::string unescape_field(const char *begin, const char *end, size_t line) {
+  std::string out;
+  out.reserve(end - begin);
+  for (const char *p = begin; p < end; ++p) {
+    if (*p != '\\') {
+      out += *p;
+      continue;
+    }
+    if (++p == end) malformed(line, "backslash at the end of a field");
+    switch (*p) {
+      case '\\':
+        out += '\\';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      default:
+        malformed(line, "unknown escape");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string MetricSamples::serialize() const {
+  std::string out;
+  for (const MetricSample &s : samples_) {
+    append_field(out, s.family);
+    out += '\t';
+    append_field(out, s.suffix);
+    out += '\t';
+    out += transport_value(s.value);
+    for (const auto &[name, value] : s.labels) {
+      out += '\t';
+      append_field(out, name);
+      out += '\t';
+      append_field(out, value);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+MetricSamples MetricSamples::parse(const std::string &text) {
+  MetricSamples result;
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    ++line;
+    const size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) malformed(line, "no newline at the end");
+    std::vector<std::string> fields;
+    size_t start = pos;
+    while (true) {
+      size_t tab = text.find('\t', start);
+      if (tab == std::string::npos || tab > eol) tab = eol;
+      fields.push_back(unescape_field(text.data() + start, text.data() + tab, line));
+      if (tab == eol) break;
+      start = tab + 1;
+    }
+    pos = eol + 1;
+    if (fields.size() < 3 || fields.size() % 2 == 0)
+      malformed(line, std::to_string(fields.size()) + " fields");
+    MetricSample s;
+    s.family = std::move(fields[0]);
+    s.suffix = std::move(fields[1]);
+    if (s.family.empty()) malformed(line, "empty family name");
+    if (!s.suffix.empty() && s.suffix != "_bucket" && s.suffix != "_sum" && s.suffix != "_count")
+      malformed(line, "unknown suffix");
+    const std::string &v = fields[2];
+    const char *vb = v.data(), *ve = v.data() + v.size();
+    // from_chars takes no '+' sign; the writer never produces one.
+    auto r = std::from_chars(vb, ve, s.value);
+    if (v.empty() || r.ec != std::errc() || r.ptr != ve) malformed(line, "bad value");
+    for (size_t i = 3; i < fields.size(); i += 2)
+      s.labels.emplace_back(std::move(fields[i]), std::move(fields[i + 1]));
+    result.samples_.push_back(std::move(s));
+  }
+  return result;
+}
+
+// ---- exposition -------------------------------------------------------------------------------
+
+std::string format_metric_value(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0)
+    return std::to_string(static_cast<int64_t>(v));
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+namespace {
+
+bool valid_label_name(const std::string &n) {
+  if (n.empty() || (n.size() >= 2 && n[0] == '_' && n[1] == '_')) return false;
+  for (size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
+}
+
+// Whether the sample can be written under its family's TYPE without making the document
+// invalid (or failing promtool's lint).
+bool renderable(const MetricFamily &f, const MetricSample &s) {
+  bool has_le = false, has_quantile = false;
+  for (size_t i = 0; i < s.labels.size(); ++i) {
+    const std::string &name = s.labels[i].first;
+    if (!valid_label_name(name)) return false;
+    for (size_t j = 0; j < i; ++j)
+      if (s.labels[j].first == name) return false;
+    has_le |= name == "le";
+    has_quantile |= name == "quantile";
+  }
+  switch (f.type) {
+    case MetricType::kCounter:
+    case MetricType::kGauge:
+      return s.suffix.empty() && !has_le && !has_quantile;
+    case MetricType::kHistogram:
+      if (s.suffix == "_bucket") return has_le && !has_quantile;
+      return (s.suffix == "_sum" || s.suffix == "_count") && !has_le && !has_quantile;
+    case MetricType::kSummary:
+      if (s.suffix.empty()) return has_quantile && !has_le;
+      return (s.suffix == "_sum" || s.suffix == "_count") && !has_le && !has_quantile;
+  }
+  return false;
+}
+
+// Valid UTF-8 as is; otherwise each byte that does not start a valid sequence becomes U+FFFD.
+std::string utf8_or_replaced(const std::string &s) {
+  if (valid_utf8(s)) return s;
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 0;
+    if (len > 0 && i + len <= s.size() && valid_utf8(std::string_view(s).substr(i, len))) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+void append_label_value(std::string &out, const std::string &raw) {
+  for (char c : utf8_or_replaced(raw)) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+void append_help(std::string &out, const char *help) {
+  for (const char *p = help; *p; ++p) {
+    if (*p == '\\')
+      out += "\\\\";
+    else if (*p == '\n')
+      out += "\\n";
+    else
+      out += *p;
+  }
+}
+
+}  // namespace
+
+std::string render_exposition(const MetricSamples &samples) {
+  const auto &catalog = metric_catalog();
+  const auto &index = catalog_index();
+  std::vector<std::vector<const MetricSample *>> by_family(catalog.size());
+  for (const MetricSample &s : samples.samples()) {
+    auto it = index.find(s.family);
+    if (it == index.end()) continue;
+    if (!renderable(catalog[it->second], s)) continue;
+    by_family[it->second].push_back(&s);
+  }
+  std::string out;
+  for (size_t i = 0; i < catalog.size(); ++i) {
+    if (by_family[i].empty()) continue;
+    const MetricFamily &f = catalog[i];
+    out += "# HELP ";
+    out += f.name;
+    out += ' ';
+    append_help(out, f.help);
+    out += "\n# TYPE ";
+    out += f.name;
+    out += ' ';
+    out += metric_type_name(f.type);
+    out += '\n';
+    for (const MetricSample *s : by_family[i]) {
+      out += f.name;
+      out += s->suffix;
+      if (!s->labels.empty()) {
+        out += '{';
+        for (size_t j = 0; j < s->labels.size(); ++j) {
+          if (j > 0) out += ',';
+          out += s->labels[j].first;
+          out += "=\"";
+          append_label_value(out, s->labels[j].second);
+          out += '"';
+        }
+        out += '}';
+      }
+      out += ' ';
+      out += format_metric_value(s->value);
+      out += '\n';
+    }
+  }
+  return out;
+}
+
+const std::vector<double> &latency_buckets() {
+  static const std::vector<double> buckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  return buckets;
+}
+
+size_t bucket_index(const std::vector<double> &bounds, double value) {
+  if (std::isnan(value)) return bounds.size();
+  return static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), value) -
+                             bounds.begin());
+}
+
+}  // namespace cachekit
