@@ -75,6 +75,11 @@ void check_header_line(const std::string &line) {
 }  // namespace
 
 std::optional<HttpRequestHead> parse_http_request_head(const std::string &buffer) {
+  return parse_http_request_head(buffer, nullptr);
+}
+
+std::optional<HttpRequestHead> parse_http_request_head(const std::string &buffer,
+                                                       size_t *head_length) {
   size_t pos = 0;
   // RFC 9112 2.2: ignore empty lines before the request line.
   while (pos < buffer.size()) {
@@ -100,6 +105,7 @@ std::optional<HttpRequestHead> parse_http_request_head(const std::string &buffer
     if (!head) {
       head = parse_request_line(line);
     } else if (line.empty()) {
+      if (head_length) *head_length = pos;
       return head;
     } else {
       check_header_line(line);
@@ -377,7 +383,10 @@ void HttpEndpoint::on_readable(Client &c, int64_t now,
   std::optional<HttpRequestHead> head;
   try {
     // Request-line bytes are checked as they come; the head only once a line ends.
-    if (newline || c.in.find('\n') == std::string::npos) head = parse_http_request_head(c.in);
+    size_t head_length = 0;
+    if (newline || c.in.find('\n') == std::string::npos)
+      head = parse_http_request_head(c.in, &head_length);
+    if (head && head_length > limits_.max_request_bytes) head.reset();
   } catch (const Error &) {
     queue_reply(c, text_reply(400, "bad request\n"), false, now);
     return;

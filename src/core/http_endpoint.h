@@ -43,6 +43,9 @@ struct HttpReply {
 // a version other than HTTP/1.0 or 1.1, a header line without a token and colon, an
 // obsolete folded header line, control characters.
 std::optional<HttpRequestHead> parse_http_request_head(const std::string &buffer);
+// The same, also setting *head_length to the bytes of the head (blank line included).
+std::optional<HttpRequestHead> parse_http_request_head(const std::string &buffer,
+                                                       size_t *head_length);
 
 // "host:port" as the cachekit.metrics_listen setting takes it.
 struct ListenAddress {

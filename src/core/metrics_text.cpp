@@ -316,9 +316,14 @@ std::string format_metric_value(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0)
     return std::to_string(static_cast<int64_t>(v));
+  // %g's look (0.0001, not 1e-04) at the least precision that reads back exactly.
   char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
+  for (int precision = 1;; ++precision) {
+    auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, precision);
+    double back = 0;
+    std::from_chars(buf, r.ptr, back);
+    if (back == v || precision >= 17) return std::string(buf, r.ptr);
+  }
 }
 
 namespace {
@@ -400,18 +405,30 @@ void append_label_value(std::string &out, const std::string &raw) {
   }
 }
 
-void append_help(std::string &out, const char *help) {
-  for (const char *p = help; *p; ++p) {
-    if (*p == '\\')
+void append_help(std::string &out, std::string_view help) {
+  for (char c : help) {
+    if (c == '\\')
       out += "\\\\";
-    else if (*p == '\n')
+    else if (c == '\n')
       out += "\\n";
     else
-      out += *p;
+      out += c;
   }
 }
 
 }  // namespace
+
+std::string escape_label_value(const std::string &value) {
+  std::string out;
+  append_label_value(out, value);
+  return out;
+}
+
+std::string escape_metric_help(const std::string &help) {
+  std::string out;
+  append_help(out, help);
+  return out;
+}
 
 std::string render_exposition(const MetricSamples &samples) {
   const auto &catalog = metric_catalog();

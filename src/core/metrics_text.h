@@ -82,6 +82,11 @@ class MetricSamples {
 // U+FFFD (Prometheus rejects a whole scrape over one bad byte).
 std::string render_exposition(const MetricSamples &samples);
 
+// The escapes of the format, for the renderer and its tests: a HELP text (\\, \n), a label
+// value (\\, \", \n; invalid UTF-8 becomes U+FFFD).
+std::string escape_metric_help(const std::string &help);
+std::string escape_label_value(const std::string &value);
+
 // A sample value or "le" bound as the format wants it: integers (|v| < 2^53) without
 // exponent or decimals, otherwise the shortest form that reads back exactly; "NaN", "+Inf",
 // "-Inf".
