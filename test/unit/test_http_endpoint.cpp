@@ -131,8 +131,9 @@ TEST(ListenAddress, Parses) {
 // Runs poll_once in a loop on its own thread, like the worker's main loop.
 class Server {
  public:
-  explicit Server(HttpEndpointLimits limits = {}, const std::string &listen = "127.0.0.1:0")
-      : endpoint_(listen, limits) {
+  // big: the body of /big, fixed before the server thread starts.
+  explicit Server(HttpEndpointLimits limits = {}, std::string big = {})
+      : big_body(std::move(big)), endpoint_("127.0.0.1:0", limits) {
     thread_ = std::thread([this] {
       while (!stop_.load())
         endpoint_.poll_once(20, [this](const HttpRequestHead &h) { return handle(h); });
@@ -145,7 +146,7 @@ class Server {
   uint16_t port() const { return endpoint_.port(); }
   size_t open_clients() const { return endpoint_.open_clients(); }
   int calls() const { return calls_.load(); }
-  std::string big_body;
+  const std::string big_body;
 
  private:
   HttpReply handle(const HttpRequestHead &h) {
@@ -407,9 +408,9 @@ TEST(HttpEndpoint, HandlerExceptionGives500AndTheEndpointGoesOn) {
 }
 
 TEST(HttpEndpoint, LargeRepliesArriveWhole) {
-  Server s;
-  s.big_body.resize(8 << 20);
-  for (size_t i = 0; i < s.big_body.size(); ++i) s.big_body[i] = static_cast<char>('a' + i % 26);
+  std::string big(8 << 20, ' ');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  Server s({}, big);
   const std::string r = get(s.port(), "/big");
   EXPECT_NE(r.find("\r\nContent-Length: 8388608\r\n"), std::string::npos);
   EXPECT_TRUE(body_of(r) == s.big_body) << "body of " << body_of(r).size() << " bytes";
@@ -418,8 +419,7 @@ TEST(HttpEndpoint, LargeRepliesArriveWhole) {
 TEST(HttpEndpoint, AReaderThatNeverReadsIsCutOffWithoutBlockingOthers) {
   HttpEndpointLimits limits;
   limits.write_timeout_ms = 700;
-  Server s(limits);
-  s.big_body.assign(16 << 20, 'z');
+  Server s(limits, std::string(16 << 20, 'z'));
   Client stuck(s.port(), 4096);
   stuck.send("GET /big HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(eventually([&] { return s.calls() == 1; }));
