@@ -74,7 +74,9 @@ const std::vector<MetricFamily> &metric_catalog() {
       {"cachekit_queue_dead", kGauge, "dead tasks kept (task_retention)"},
       {"cachekit_queue_oldest_age_seconds", kGauge, "oldest runnable (0 none)"},
       {"cachekit_queue_paused", kGauge, "1 paused"},
-      {"cachekit_cdn_requests", kGauge, "purge requests kept, by state"},
+      {"cachekit_cdn_batches", kGauge,
+       "purge batches kept (until prune_tasks), by state; queued = planned, not yet accepted by "
+       "the provider"},
       {"cachekit_cdn_api_calls_total", kCounter, "calls to the provider's purge API"},
       {"cachekit_cdn_throttled_total", kCounter, "429 / rate limited answers"},
       {"cachekit_cdn_retries_total", kCounter, "purge calls retried"},

@@ -51,7 +51,7 @@ TEST(MetricCatalog, FollowsTheNamingRules) {
             MetricType::kHistogram);
   EXPECT_EQ(find_metric_family("cachekit_task_run_seconds")->type, MetricType::kSummary);
   EXPECT_EQ(find_metric_family("cachekit_task_wait_seconds")->type, MetricType::kSummary);
-  EXPECT_EQ(find_metric_family("cachekit_cdn_requests")->type, MetricType::kGauge);
+  EXPECT_EQ(find_metric_family("cachekit_cdn_batches")->type, MetricType::kGauge);
 }
 
 TEST(MetricText, FormatsValues) {
