@@ -182,6 +182,20 @@ bool check_cdn_providers(char **newval, void **, GucSource) {
   return false;
 }
 
+bool check_metrics_listen(char **newval, void **, GucSource) {
+  std::string v = *newval ? *newval : "";
+  if (v.empty()) return true;
+  size_t colon = v.rfind(':');
+  bool ok = colon != std::string::npos && colon > 0 && colon + 1 < v.size() &&
+            v.size() - colon - 1 <= 5 &&
+            v.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+            std::stol(v.substr(colon + 1)) <= 65535;
+  if (ok) return true;
+  GUC_check_errdetail("\"%s\" is not host:port.", v.c_str());
+  GUC_check_errhint("For example 127.0.0.1:9187, localhost:9187 or [::1]:9187.");
+  return false;
+}
+
 void define_settings(bool preloading) {
   DefineCustomStringVariable(
       "cachekit.redis_url",
@@ -814,6 +828,32 @@ void define_settings(bool preloading) {
       "",
       PGC_SIGHUP,
       GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  // Monitoring (README "Monitoring").
+  if (preloading) {
+    DefineCustomStringVariable(
+        "cachekit.metrics_listen",
+        "Address (host:port) of the HTTP endpoint serving /metrics and /health; empty: no endpoint.",
+        "A background worker answers Prometheus scrapes from shared memory, without a database "
+        "connection of its own. Anyone who can reach the address can read the metrics: keep it on "
+        "loopback (e.g. 127.0.0.1:9187) unless a firewall guards it.",
+        &settings.metrics_listen,
+        "",
+        PGC_POSTMASTER,
+        0,
+        check_metrics_listen, nullptr, nullptr);
+  }
+
+  DefineCustomIntVariable(
+      "cachekit.metrics_top_queries",
+      "Per-query series (by fingerprint, never query text) the HTTP endpoint shows per database.",
+      "The queries that saved the most time; 0 shows none. cachekit.metrics() shows every query the "
+      "caller may see in cachekit.query_stats.",
+      &settings.metrics_top_queries,
+      20, 0, 1000,
+      PGC_SIGHUP,
+      0,
       nullptr, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");
