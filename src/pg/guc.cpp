@@ -10,6 +10,7 @@
 
 #include "core/cdn_settings.h"
 #include "core/error.h"
+#include "core/http_endpoint.h"
 #include "core/keys.h"
 #include "core/redis_url.h"
 #include "pg/guc.h"
@@ -185,15 +186,14 @@ bool check_cdn_providers(char **newval, void **, GucSource) {
 bool check_metrics_listen(char **newval, void **, GucSource) {
   std::string v = *newval ? *newval : "";
   if (v.empty()) return true;
-  size_t colon = v.rfind(':');
-  bool ok = colon != std::string::npos && colon > 0 && colon + 1 < v.size() &&
-            v.size() - colon - 1 <= 5 &&
-            v.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
-            std::stol(v.substr(colon + 1)) <= 65535;
-  if (ok) return true;
-  GUC_check_errdetail("\"%s\" is not host:port.", v.c_str());
-  GUC_check_errhint("For example 127.0.0.1:9187, localhost:9187 or [::1]:9187.");
-  return false;
+  try {
+    (void)parse_listen_address(v);
+    return true;
+  } catch (const Error &e) {
+    GUC_check_errdetail("%s", e.what());
+    GUC_check_errhint("For example 127.0.0.1:9187, localhost:9187 or [::1]:9187.");
+    return false;
+  }
 }
 
 void define_settings(bool preloading) {

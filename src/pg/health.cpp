@@ -10,6 +10,7 @@
 #include "core/redis_client.h"
 #include "core/redis_info.h"
 #include "pg/db_metrics.h"
+#include "pg/owner_query.h"
 #include "pg/redis_probe.h"
 #include "pg/datum.h"
 #include "pg/query_plan.h"
@@ -129,34 +130,15 @@ std::string relay_health() {
   return out + "]}";
 }
 
-// One row of `sql_for(extension objects)` (empty: nothing to ask), run as
-// the extension owner in a security-restricted operation: health() is
-// granted to cachekit_user, the extension's tables are not. Every name and
-// operator in the SQL is schema-qualified: the caller's search_path stays in
-// force. Column values as text ("" for NULL); no row: empty.
-template <typename F>
-std::vector<std::string> owner_row(F sql_for) {
+// The first row of sql_for(extension objects), read as the extension owner
+// (owner_query.h): health() is granted to cachekit_user, the extension's
+// tables are not. Column values as text ("" for NULL); no row: empty.
+std::vector<std::string> owner_row(
+    const std::function<std::string(const ExtensionObjects &)> &sql_for) {
   std::vector<std::string> out;
-  pg_call([&] {
-    ExtensionObjects ext = find_extension_objects();
-    if (!OidIsValid(ext.owner)) return;
-    std::string sql = sql_for(ext);
-    if (sql.empty()) return;
-    Oid save_user;
-    int save_sec;
-    GetUserIdAndSecContext(&save_user, &save_sec);
-    SetUserIdAndSecContext(ext.owner,
-                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    if (SPI_connect() == SPI_OK_CONNECT) {
-      if (SPI_execute(sql.c_str(), true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-        for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-          char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c);
-          out.push_back(v ? v : "");
-        }
-      SPI_finish();
-    }
-    SetUserIdAndSecContext(save_user, save_sec);
-  });
+  std::vector<OwnerRow> rows = owner_rows(sql_for);
+  if (rows.empty()) return out;
+  for (const auto &v : rows[0]) out.push_back(v.value_or(""));
   return out;
 }
 
