@@ -1,10 +1,11 @@
 // Two fixed-size shared hashes, as query_stats.cpp keeps its own: one entry
 // per database (cachekit.max_databases of them, and a few more for databases
 // that come and go) and one per (database, queue) (kMaxQueues). One LWLock
-// guards their structure, each entry's spinlock its counters, so the hot
-// path (a cached_query hit) takes the lock shared and a spinlock for a few
-// additions. A full hash counts nothing more for new entries: statistics,
-// not bookkeeping.
+// guards their structure. Entries are never removed, so a backend keeps a
+// pointer to its own database's entry and counts a cached_query call (the
+// hot path) with a few atomic additions and no lock. Queue entries are
+// counted once per task, under the entry's spinlock. A full hash counts
+// nothing more for new entries: statistics, not bookkeeping.
 #include "pg/metric_counters.h"
 
 #include <cstring>
@@ -14,6 +15,7 @@ extern "C" {
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "port/atomics.h"
 #include "utils/hsearch.h"
 }
 
@@ -26,10 +28,25 @@ namespace {
 
 constexpr long kMaxQueues = 1024;
 
+// The words of a database's entry.
+enum DbWord : int {
+  kHits,
+  kMisses,
+  kBypassesTotal,
+  kBypass0,
+  kHitBucket0 = kBypass0 + static_cast<int>(Bypass::kCount),
+  kMissBucket0 = kHitBucket0 + kLatencyBucketCount,
+  kHitUs = kMissBucket0 + kLatencyBucketCount,
+  kMissUs,
+  kBytes,
+  kRelayStarts,
+  kExecutorStarts,
+  kDbWords
+};
+
 struct DbEntry {
   Oid dbid;  // key
-  slock_t mutex;
-  DatabaseCounters c;
+  pg_atomic_uint64 w[kDbWords];
 };
 
 struct QueueKey {
@@ -56,6 +73,14 @@ long max_db_entries() { return settings.max_databases + 16; }
 // The entry, created if there is room; nullptr when the hash is full or
 // shared memory is missing. Returns with the lock held (shared) when not
 // nullptr; the caller releases it.
+void init_entry(QueueEntry *e) {
+  SpinLockInit(&e->mutex);
+  e->c = TaskCounters{};
+}
+void init_entry(DbEntry *e) {
+  for (auto &w : e->w) pg_atomic_init_u64(&w, 0);
+}
+
 template <typename Entry, typename Key>
 Entry *find_or_enter(HTAB *hash, const Key &key, long max_entries) {
   if (hash == nullptr) return nullptr;
@@ -69,10 +94,7 @@ Entry *find_or_enter(HTAB *hash, const Key &key, long max_entries) {
     e = static_cast<Entry *>(hash_search(hash, &key, HASH_ENTER_NULL, &found));
   else
     e = static_cast<Entry *>(hash_search(hash, &key, HASH_FIND, nullptr)), found = true;
-  if (e != nullptr && !found) {
-    SpinLockInit(&e->mutex);
-    e->c = decltype(e->c){};
-  }
+  if (e != nullptr && !found) init_entry(e);
   // Downgrading is not possible; keeping the exclusive lock for the caller's
   // few additions is as good (it is released right after).
   if (e == nullptr) LWLockRelease(shared->lock);
@@ -98,15 +120,17 @@ void with_queue(Oid dbid, const std::string &queue, F f) {
   LWLockRelease(shared->lock);
 }
 
-template <typename F>
-void with_database(Oid dbid, F f) {
+// The entry of a database, created if there is room (nullptr: no room or
+// no shared memory). Never removed, so a backend may keep the pointer.
+DbEntry *db_entry(Oid dbid) {
   auto *e = find_or_enter<DbEntry>(db_hash, dbid, max_db_entries());
-  if (e == nullptr) return;
-  SpinLockAcquire(&e->mutex);
-  f(e->c);
-  SpinLockRelease(&e->mutex);
-  LWLockRelease(shared->lock);
+  if (e != nullptr) LWLockRelease(shared->lock);
+  return e;
 }
+
+DbEntry *my_entry = nullptr;  // of MyDatabaseId, once found
+
+void add(DbEntry *e, int word, uint64_t n = 1) { pg_atomic_fetch_add_u64(&e->w[word], n); }
 
 }  // namespace
 
@@ -137,36 +161,33 @@ void metric_counters_shmem_startup() {
 }
 
 void count_query_call(Outcome outcome, Bypass bypass, double ms, uint64_t bytes) {
+  if (my_entry == nullptr) my_entry = db_entry(MyDatabaseId);
+  DbEntry *e = my_entry;
+  if (e == nullptr) return;
   size_t bucket = outcome == Outcome::kBypass ? 0 : bucket_index(latency_buckets(), ms / 1000.0);
   if (bucket >= static_cast<size_t>(kLatencyBucketCount)) bucket = kLatencyBucketCount - 1;
-  with_database(MyDatabaseId, [&](DatabaseCounters &c) {
-    switch (outcome) {
-      case Outcome::kHit:
-        c.hits++;
-        c.hit_buckets[bucket]++;
-        c.hit_seconds += ms / 1000.0;
-        break;
-      case Outcome::kMiss:
-        c.misses++;
-        c.miss_buckets[bucket]++;
-        c.miss_seconds += ms / 1000.0;
-        break;
-      case Outcome::kBypass:
-        c.bypasses_total++;
-        c.bypasses[static_cast<int>(bypass)]++;
-        break;
-    }
-    c.bytes += bytes;
-  });
+  const uint64_t us = static_cast<uint64_t>(ms * 1000.0 + 0.5);
+  switch (outcome) {
+    case Outcome::kHit:
+      add(e, kHits);
+      add(e, kHitBucket0 + static_cast<int>(bucket));
+      add(e, kHitUs, us);
+      break;
+    case Outcome::kMiss:
+      add(e, kMisses);
+      add(e, kMissBucket0 + static_cast<int>(bucket));
+      add(e, kMissUs, us);
+      break;
+    case Outcome::kBypass:
+      add(e, kBypassesTotal);
+      add(e, kBypass0 + static_cast<int>(bypass));
+      break;
+  }
+  if (bytes) add(e, kBytes, bytes);
 }
 
 void count_worker_start(Oid dbid, bool executor) {
-  with_database(dbid, [&](DatabaseCounters &c) {
-    if (executor)
-      c.executor_starts++;
-    else
-      c.relay_starts++;
-  });
+  if (DbEntry *e = db_entry(dbid)) add(e, executor ? kExecutorStarts : kRelayStarts);
 }
 
 void count_tasks_enqueued(Oid dbid, const std::string &queue, uint64_t n) {
@@ -198,9 +219,20 @@ DatabaseCounters database_counters(Oid dbid) {
   LWLockAcquire(shared->lock, LW_SHARED);
   auto *e = static_cast<DbEntry *>(hash_search(db_hash, &dbid, HASH_FIND, nullptr));
   if (e != nullptr) {
-    SpinLockAcquire(&e->mutex);
-    out = e->c;
-    SpinLockRelease(&e->mutex);
+    auto r = [&](int w) { return pg_atomic_read_u64(&e->w[w]); };
+    out.hits = r(kHits);
+    out.misses = r(kMisses);
+    out.bypasses_total = r(kBypassesTotal);
+    for (int i = 0; i < static_cast<int>(Bypass::kCount); ++i) out.bypasses[i] = r(kBypass0 + i);
+    for (int i = 0; i < kLatencyBucketCount; ++i) {
+      out.hit_buckets[i] = r(kHitBucket0 + i);
+      out.miss_buckets[i] = r(kMissBucket0 + i);
+    }
+    out.hit_seconds = r(kHitUs) / 1e6;
+    out.miss_seconds = r(kMissUs) / 1e6;
+    out.bytes = r(kBytes);
+    out.relay_starts = r(kRelayStarts);
+    out.executor_starts = r(kExecutorStarts);
   }
   LWLockRelease(shared->lock);
   return out;
