@@ -17,6 +17,9 @@
   into a temporary rules file as recording rules for `promtool check rules`
   (without promtool that part is skipped and the script exits 77 once the rest
   passed);
+- promtool check rules alerts.yml, promtool test rules alerts_test.yml (each
+  alert fires on a synthetic unhealthy series, stays quiet on healthy ones)
+  and promtool check config prometheus.yml;
 - with --exposition FILE (Prometheus text, e.g. `psql -Atc 'SELECT
   cachekit.metrics()'`): its # TYPE lines name exactly the families of
   metric_names.txt with the same types, in the same order (names in
@@ -296,6 +299,13 @@ def promtool_check(exprs):
         for n, (where, expr) in enumerate(exprs):
             text = text.replace(f"dashboard:expr_{n}", f"{where} ({expr})")
         problem("promtool check rules (dashboard expressions)", text.strip())
+    # The alert rules, their unit tests and the example scrape config.
+    prom = os.path.dirname(ALERTS)
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"],
+                 ["check", "config", "prometheus.yml"]):
+        out = subprocess.run([promtool] + args, cwd=prom, capture_output=True, text=True)
+        if out.returncode != 0:
+            problem(f"promtool {' '.join(args)} (in monitoring/prometheus)", (out.stdout + out.stderr).strip())
     return True
 
 
@@ -350,6 +360,7 @@ def main():
         print("skip - promtool not installed: dashboard expressions not parsed")
         return 77
     print("ok - promtool check rules parses every dashboard expression")
+    print("ok - promtool: check rules alerts.yml, test rules alerts_test.yml, check config prometheus.yml")
     return 0
 
 
