@@ -3,6 +3,7 @@
 #   make installcheck        pg_regress suites against a running server (PGHOST/PGPORT)
 #   make test                the whole suite on a throwaway cluster + Redis (tools/run-tests)
 #   make demo                set up everything and show what the extension does (tools/demo)
+#   make report              a short demo workload drawn to a PNG with gnuplot (tools/report)
 #   make deps                install missing Debian packages (tools/deps)
 #   make bench               long consistency run and the benchmarks (test/bench/run-all)
 #   make mutation            plant known bugs one at a time, check the tests catch each (test/mutation/run)
@@ -43,7 +44,7 @@ include $(PGXS)
 BITCODE_CXXFLAGS += -std=c++17 -Wno-register -I$(srcdir)/src
 
 installcheck: | build-dirs
-.PHONY: build-dirs test demo deps format bench mutation
+.PHONY: build-dirs test demo report deps format bench mutation
 build-dirs:
 	@mkdir -p build/regress build/isolation
 
@@ -52,6 +53,9 @@ test:
 
 demo:
 	tools/demo
+
+report:
+	tools/report
 
 bench:
 	test/bench/run-all
