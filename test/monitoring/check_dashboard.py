@@ -356,6 +356,8 @@ def main():
         return 1
     print(f"ok - dashboard: {len(exprs)} expressions, alerts: {len(alert_rules())} rules, "
           f"only catalogue metrics and labels ({len(families)} families)")
+    if args.exposition:
+        print(f"ok - {args.exposition}: the catalogue's families, types and order")
     if not ran_promtool:
         print("skip - promtool not installed: dashboard expressions not parsed")
         return 77
