@@ -1562,6 +1562,18 @@ GRANT EXECUTE ON FUNCTION
     cachekit.drop_cdn_rule(pg_catalog.text)
 TO cachekit_admin;
 
+-- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
+-- connects as): the statistics and status, nothing that changes state or
+-- shows task arguments, results or purge paths. Query text as query_stats
+-- shows it to pg_read_all_stats, which pg_monitor includes.
+GRANT EXECUTE ON FUNCTION
+    cachekit.cache_stats(), cachekit.query_stats(), cachekit.table_stats(),
+    cachekit.app_invalidation_stats(), cachekit.cdn_status()
+TO pg_monitor;
+GRANT SELECT ON cachekit.cache_stats, cachekit.query_stats, cachekit.table_stats,
+                cachekit.invalidation_stats, cachekit.queue_stats
+TO pg_monitor;
+
 -- Last, so that the script's own DDL above does not fire them.
 CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
