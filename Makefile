@@ -3,6 +3,7 @@
 #   make installcheck        pg_regress suites against a running server (PGHOST/PGPORT)
 #   make test                the whole suite on a throwaway cluster + Redis (tools/run-tests)
 #   make demo                set up everything and show what the extension does (tools/demo)
+#   make report              a short demo workload drawn to a PNG with gnuplot (tools/report)
 #   make deps                install missing Debian packages (tools/deps)
 #   make bench               long consistency run and the benchmarks (test/bench/run-all)
 #   make mutation            plant known bugs one at a time, check the tests catch each (test/mutation/run)
@@ -20,7 +21,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o) $(WORKER_SRCS:.cpp=.o)
 MODULEDIR = extension
 DATA = extension/pg_cachekit.control $(wildcard sql/pg_cachekit--*.sql)
 
-REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits cdn
+REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits cdn monitoring
 REGRESS_OPTS = --inputdir=test/regress --outputdir=build/regress
 ISOLATION := $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=build/isolation
@@ -43,7 +44,7 @@ include $(PGXS)
 BITCODE_CXXFLAGS += -std=c++17 -Wno-register -I$(srcdir)/src
 
 installcheck: | build-dirs
-.PHONY: build-dirs test demo deps format bench mutation
+.PHONY: build-dirs test demo report deps format bench mutation
 build-dirs:
 	@mkdir -p build/regress build/isolation
 
@@ -52,6 +53,9 @@ test:
 
 demo:
 	tools/demo
+
+report:
+	tools/report
 
 bench:
 	test/bench/run-all

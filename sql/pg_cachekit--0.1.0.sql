@@ -151,6 +151,11 @@ RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_health' LANGUAGE C VOLATILE P
 COMMENT ON FUNCTION cachekit.health() IS
     'Redis reachability, round trip, version, memory, eviction policy and circuit-breaker state';
 
+CREATE FUNCTION cachekit.metrics()
+RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_metrics' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION cachekit.metrics() IS
+    'Prometheus text exposition: the cluster''s and this database''s metrics (README "Monitoring")';
+
 CREATE FUNCTION cachekit.cache_stats(
     OUT gets pg_catalog.int8, OUT hits pg_catalog.int8, OUT misses pg_catalog.int8,
     OUT sets pg_catalog.int8, OUT deletes pg_catalog.int8, OUT errors pg_catalog.int8,
@@ -1464,7 +1469,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA cachekit FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA cachekit FROM PUBLIC;
 
-GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin, cachekit_tasks, cachekit_cdn;
+GRANT USAGE ON SCHEMA cachekit TO cachekit_user, cachekit_session, cachekit_admin, cachekit_tasks, cachekit_cdn, pg_monitor;
 
 -- cachekit_user: the key/value cache, cached queries, watching own tables, stats.
 GRANT EXECUTE ON FUNCTION
@@ -1478,6 +1483,10 @@ GRANT EXECUTE ON FUNCTION
     cachekit.cache_incr(pg_catalog.text, pg_catalog.int8, pg_catalog.int4),
     cachekit.health(), cachekit.cache_stats()
 TO cachekit_user;
+-- Monitoring: per-query series follow query_stats' rule (the caller's own
+-- queries; all of them for pg_read_all_stats and cachekit_admin).
+GRANT EXECUTE ON FUNCTION cachekit.metrics(), cachekit.health()
+TO cachekit_user, cachekit_admin, pg_monitor;
 GRANT SELECT ON cachekit.cache_stats TO cachekit_user;
 
 -- cachekit_user and cachekit_admin
@@ -1552,6 +1561,18 @@ GRANT EXECUTE ON FUNCTION
     cachekit.cdn_purge_on(pg_catalog.regclass, pg_catalog.text, pg_catalog.text),
     cachekit.drop_cdn_rule(pg_catalog.text)
 TO cachekit_admin;
+
+-- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
+-- connects as): the statistics and status, nothing that changes state or
+-- shows task arguments, results or purge paths. Query text as query_stats
+-- shows it to pg_read_all_stats, which pg_monitor includes.
+GRANT EXECUTE ON FUNCTION
+    cachekit.cache_stats(), cachekit.query_stats(), cachekit.table_stats(),
+    cachekit.app_invalidation_stats(), cachekit.cdn_status()
+TO pg_monitor;
+GRANT SELECT ON cachekit.cache_stats, cachekit.query_stats, cachekit.table_stats,
+                cachekit.invalidation_stats, cachekit.queue_stats
+TO pg_monitor;
 
 -- Last, so that the script's own DDL above does not fire them.
 CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end

@@ -36,6 +36,9 @@
 #include "pg/boundary.h"
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
+#include "pg/metric_counters.h"
+#include "pg/metrics.h"
+#include "pg/metrics_board.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
 #include "worker/task_maintenance.h"
@@ -548,11 +551,14 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   // twice (a launcher restart) and leaves without touching anything.
   if (!register_relay(relay_db)) proc_exit(0);
   before_shmem_exit(on_exit_unregister, 0);
+  count_worker_start(relay_db, false);
   // Should this relay die on an error, the launcher waits this long before
   // starting another (no restart loop).
   pause_worker(relay_db, GetCurrentTimestamp() + 5 * USECS_PER_SEC);
 
   TimestampTz last_full_cycle = 0;
+  uint64_t metrics_answered = 0;
+  TimestampTz metrics_published_at = 0;
   for (;;) {
     if (ShutdownRequestPending) {
       shut_down();
@@ -589,6 +595,17 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
       if (!extension_seen) set_extension_present(relay_db, true);
       extension_seen = true;
       if (runnable > 0) wake_executors(relay_db, runnable);
+    }
+    // A scrape of the HTTP endpoint asked for this database's metrics
+    // (answered at most once a second; the endpoint waits only briefly).
+    if (extension_seen && !ShutdownRequestPending && metrics_board_enabled()) {
+      uint64_t wanted = metrics_request_seq();
+      TimestampTz at = GetCurrentTimestamp();
+      if (wanted > metrics_answered && at - metrics_published_at >= USECS_PER_SEC) {
+        metrics_answered = wanted;
+        metrics_published_at = at;
+        publish_database_metrics(wanted);
+      }
     }
     if (ShutdownRequestPending) continue;
     // Background workers report table statistics themselves (autovacuum

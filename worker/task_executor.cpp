@@ -45,6 +45,7 @@
 // is the safety net. SIGTERM (shutdown, pg_terminate_backend, DROP DATABASE)
 // cancels the running task, which goes back to the queue as a failed attempt
 // to be retried at once, and the executor exits; a second SIGTERM is die().
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,7 @@
 #include "pg/datum.h"
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
+#include "pg/metric_counters.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
@@ -279,6 +281,7 @@ struct Claimed {
   int attempts = 0;
   int max_attempts = 1;
   int64 timeout_ms = 0;
+  double wait_s = -1;  // first attempts: due -> started (cachekit_task_wait_seconds)
 };
 
 enum class ClaimResult { kClaimed, kNothing, kRetry, kNoExtension };
@@ -315,7 +318,9 @@ ClaimResult claim(const Tables &t, Claimed *out) {
           "ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1 FOR UPDATE SKIP LOCKED) "
           "RETURNING t.id, t.queue, t.kind, t.task, t.func, t.args, t.next, t.role, "
           "t.role_could_login, t.attempts, t.max_attempts, "
-          "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8",
+          "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8, "
+          "CASE WHEN t.attempts = 1 THEN extract(epoch FROM t.started_at - "
+          "greatest(t.created_at, t.run_at))::float8 END",
       {TEXTARRAYOID, INT8OID, FLOAT8OID},
       {eligible, std::to_string(claim_token), std::to_string(settings.task_default_timeout_s)});
   if (rows.empty()) {
@@ -343,6 +348,7 @@ ClaimResult claim(const Tables &t, Claimed *out) {
   c.attempts = std::stoi(*r[9]);
   c.max_attempts = std::stoi(*r[10]);
   c.timeout_ms = std::stoll(*r[11]);
+  c.wait_s = r[12] ? std::max(0.0, strtod(r[12]->c_str(), nullptr)) : -1;
   const Queue *q = queue_named(c.queue);
   if (!q || !reserve_queue(exec_db, exec_index, c.id, c.queue.c_str(), q->concurrency, q->rate,
                            GetCurrentTimestamp())) {
@@ -594,7 +600,8 @@ std::string error_json(const Claimed &c, const Outcome &o) {
 // One statement records the outcome; a cancel_task() that came while the
 // task ran wins (the caller then rolls back an SQL task's effects). Returns
 // the state recorded ("" when the row was no longer this executor's).
-std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) {
+std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained,
+                   std::string *chained_queue) {
   *chained = false;
   if (o.kind == Outcome::kFailed && c.attempts >= c.max_attempts) o.kind = Outcome::kDead;
   const char *state = o.kind == Outcome::kSucceeded   ? "succeeded"
@@ -631,7 +638,9 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) 
   if (recorded == "succeeded" && rows[0][1]) {
     // The chained task, in this transaction: it exists exactly when this
     // one's success is committed.
-    sql("SELECT cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', (n->>'func')::oid, "
+    std::vector<Row> q = sql(
+        "SELECT n->>'queue', cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', "
+        "(n->>'func')::oid, "
         "coalesce(n->'args', '{}'), NULL, coalesce((n->>'priority')::int4, 0), "
         "coalesce((n->>'max_attempts')::int4, 25), NULL, (n->>'timeout')::interval, n->'then', "
         "$2, $3, NULL, $4) FROM (SELECT $1::jsonb AS n) s",
@@ -639,6 +648,7 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained) 
         {*rows[0][1], std::to_string(c.role), std::to_string(c.id),
          std::string(c.role_could_login ? "t" : "f")});
     *chained = true;
+    if (!q.empty() && q[0][0]) *chained_queue = *q[0][0];
   }
   return recorded;
 }
@@ -716,9 +726,12 @@ bool run_claimed(const Claimed &c) {
                          ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
   Outcome o;
   bool chained = false;
-  std::string recorded;
+  std::string recorded, chained_queue;
+  double run_s = -1;
   transaction([&] {
+    auto started = std::chrono::steady_clock::now();
     o = run_task(c, task_cxt);
+    run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     running_task = 0;
     if (ShutdownRequestPending && o.kind == Outcome::kFailed && o.sqlstate == "57014") {
       o.message = "the task executor was stopped while the task ran";
@@ -728,7 +741,7 @@ bool run_claimed(const Claimed &c) {
     }
     std::optional<Tables> t = find_tables();
     if (!t) return;
-    recorded = as_owner(*t, [&] { return record(*t, c, o, &chained); });
+    recorded = as_owner(*t, [&] { return record(*t, c, o, &chained, &chained_queue); });
     if (recorded.empty() || (recorded == "cancelled" && c.kind == "function")) return;
     if (ShutdownRequestPending || exec_index >= settings.task_workers) return;
     // This task's place in its queue is free now; the next one takes one.
@@ -763,6 +776,8 @@ bool run_claimed(const Claimed &c) {
     });
   }
   end_transaction(true);
+  count_task_outcome(exec_db, c.queue, recorded, run_s, c.wait_s);
+  if (chained) count_tasks_enqueued(exec_db, chained_queue, 1);
   if (!claimed_next) release_queue(exec_db, exec_index);
   // A chained task, or one given back by a shutdown of this executor, is for
   // another executor now.
@@ -828,6 +843,7 @@ extern "C" void ck_task_executor_main(Datum arg) {
     proc_exit(0);
   }
   before_shmem_exit(on_exit_unregister, 0);
+  count_worker_start(exec_db, true);
   cancel_flag = executor_cancel_flag(exec_db, exec_index);
   task_cxt = AllocSetContextCreate(TopMemoryContext, "pg_cachekit task", ALLOCSET_DEFAULT_SIZES);
   CacheRegisterRelcacheCallback(on_relcache_inval, 0);

@@ -18,6 +18,7 @@
 #include "core/cron.h"
 #include "pg/boundary.h"
 #include "pg/extension_objects.h"
+#include "pg/metric_counters.h"
 #include "pg/pg_zone.h"
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
@@ -25,6 +26,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "miscadmin.h"
 #include "catalog/pg_type.h"
 #include "access/xact.h"
 #include "executor/spi.h"
@@ -120,6 +122,7 @@ int run_schedules(const std::string &schedules, const std::string &tasks) {
             {TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, OIDOID},
             {name, r[3], r[4], r[5], r[6], r[7], r[9]});
       ++enqueued;
+      count_tasks_enqueued(MyDatabaseId, *r[3], 1);
     } else if (is_due && !first) {
       query("UPDATE " + schedules +
                 " SET skipped = skipped + CASE WHEN $2 THEN 0 ELSE 1 END, pending = $2 "

@@ -229,7 +229,7 @@ int64 request(int64 request_id, const std::string &kind, const std::vector<std::
       {fresh ? Value{} : val(Int64GetDatum(request_id)), text_val(kind),
        val(text_array_datum(items)), val(text_array_datum(providers)), text_val(source),
        val(ObjectIdGetDatum(GetUserId())), val(BoolGetDatum(fresh))});
-  if (fresh) note_enqueued_in_xact(1);
+  if (fresh) note_enqueued_in_xact("cdn", 1);
   return DatumGetInt64(v.d);
 }
 

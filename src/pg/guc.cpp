@@ -10,6 +10,7 @@
 
 #include "core/cdn_settings.h"
 #include "core/error.h"
+#include "core/http_endpoint.h"
 #include "core/keys.h"
 #include "core/redis_url.h"
 #include "pg/guc.h"
@@ -180,6 +181,19 @@ bool check_cdn_providers(char **newval, void **, GucSource) {
   GUC_check_errdetail("%s", msg);
   GUC_check_errhint("The providers are cloudfront, fastly, cloudflare and http.");
   return false;
+}
+
+bool check_metrics_listen(char **newval, void **, GucSource) {
+  std::string v = *newval ? *newval : "";
+  if (v.empty()) return true;
+  try {
+    (void)parse_listen_address(v);
+    return true;
+  } catch (const Error &e) {
+    GUC_check_errdetail("%s", e.what());
+    GUC_check_errhint("For example 127.0.0.1:9187, localhost:9187 or [::1]:9187.");
+    return false;
+  }
 }
 
 void define_settings(bool preloading) {
@@ -814,6 +828,32 @@ void define_settings(bool preloading) {
       "",
       PGC_SIGHUP,
       GUC_SUPERUSER_ONLY,
+      nullptr, nullptr, nullptr);
+
+  // Monitoring (README "Monitoring").
+  if (preloading) {
+    DefineCustomStringVariable(
+        "cachekit.metrics_listen",
+        "Address (host:port) of the HTTP endpoint serving /metrics and /health; empty: no endpoint.",
+        "A background worker answers Prometheus scrapes from shared memory, without a database "
+        "connection of its own. Anyone who can reach the address can read the metrics: keep it on "
+        "loopback (e.g. 127.0.0.1:9187) unless a firewall guards it.",
+        &settings.metrics_listen,
+        "",
+        PGC_POSTMASTER,
+        0,
+        check_metrics_listen, nullptr, nullptr);
+  }
+
+  DefineCustomIntVariable(
+      "cachekit.metrics_top_queries",
+      "Per-query series (by fingerprint, never query text) the HTTP endpoint shows per database.",
+      "The queries that saved the most time; 0 shows none. cachekit.metrics() shows every query the "
+      "caller may see in cachekit.query_stats.",
+      &settings.metrics_top_queries,
+      20, 0, 1000,
+      PGC_SIGHUP,
+      0,
       nullptr, nullptr, nullptr);
 
   MarkGUCPrefixReserved("cachekit");

@@ -72,6 +72,9 @@ struct Settings {
   char *cdn_http_purge_url;
   int cdn_http_method;  // CdnHttpMethod
   char *cdn_http_headers;
+  // Monitoring.
+  char *metrics_listen = nullptr;  // empty/NULL: no HTTP endpoint
+  int metrics_top_queries = 20;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

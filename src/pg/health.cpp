@@ -6,7 +6,12 @@
 #include <vector>
 
 #include "core/json.h"
+#include "core/health_rules.h"
 #include "core/redis_client.h"
+#include "core/redis_info.h"
+#include "pg/db_metrics.h"
+#include "pg/owner_query.h"
+#include "pg/redis_probe.h"
 #include "pg/datum.h"
 #include "pg/query_plan.h"
 #include "pg/extension_objects.h"
@@ -34,55 +39,31 @@ using namespace cachekit::pg;
 
 namespace {
 
-// Value of `field` in the text of INFO ("field:value\r\n" lines).
-std::string info_field(const std::string &info, const std::string &field) {
-  std::string needle = field + ":";
-  size_t pos = 0;
-  while ((pos = info.find(needle, pos)) != std::string::npos) {
-    if (pos == 0 || info[pos - 1] == '\n') {
-      size_t start = pos + needle.size();
-      size_t end = info.find_first_of("\r\n", start);
-      return info.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    }
-    pos += needle.size();
-  }
-  return {};
-}
-
 std::string json_number_or_null(const std::string &s) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) return "null";
   return s;
 }
 
-std::string endpoint_health(RedisTarget target, bool *reachable) {
-  ResilientRedis &redis = redis_for(target);
-  auto start = std::chrono::steady_clock::now();
-  auto pong = redis.probe({"PING"});
-  double rtt_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::string out = "{\"address\": " + json_quote(redis.endpoint().address()) +
-                    ", \"db\": " + std::to_string(redis.endpoint().db);
-  bool ok = pong && !pong->is_error();
-  *reachable = ok;
-  out += ", \"reachable\": " + std::string(ok ? "true" : "false");
-  if (ok) {
+std::string endpoint_health(const RedisProbe &p) {
+  std::string out = "{\"status\": " + json_quote(health_status_name(p.status)) +
+                    ", \"address\": " + json_quote(p.address) + ", \"db\": " + std::to_string(p.db);
+  out += ", \"reachable\": " + std::string(p.reachable ? "true" : "false");
+  if (p.reachable) {
     char rtt[32];
-    snprintf(rtt, sizeof rtt, "%.3f", rtt_ms);
+    snprintf(rtt, sizeof rtt, "%.3f", p.rtt_ms);
     out += ", \"rtt_ms\": " + std::string(rtt);
-    auto info = redis.probe({"INFO"});
-    std::string text = info && !info->is_error() ? info->str : std::string();
-    out += ", \"server_version\": " + json_quote(info_field(text, "redis_version"));
-    out += ", \"used_memory\": " + json_number_or_null(info_field(text, "used_memory"));
-    out += ", \"maxmemory\": " + json_number_or_null(info_field(text, "maxmemory"));
-    out += ", \"maxmemory_policy\": " + json_quote(info_field(text, "maxmemory_policy"));
+    out += ", \"server_version\": " + json_quote(redis_info_field(p.info, "redis_version"));
+    out += ", \"used_memory\": " + json_number_or_null(redis_info_field(p.info, "used_memory"));
+    out += ", \"maxmemory\": " + json_number_or_null(redis_info_field(p.info, "maxmemory"));
+    out += ", \"maxmemory_policy\": " + json_quote(redis_info_field(p.info, "maxmemory_policy"));
+    out += ", \"evicted_keys\": " + json_number_or_null(redis_info_field(p.info, "evicted_keys"));
   } else {
-    out += ", \"error\": " + json_quote(pong ? pong->str : redis.last_error());
+    out += ", \"error\": " + json_quote(p.error);
   }
-  const CircuitBreaker &b = redis.breaker();
-  out += ", \"circuit_breaker\": {\"state\": " + json_quote(CircuitBreaker::state_name(b.state())) +
-         ", \"consecutive_failures\": " + std::to_string(b.consecutive_failures()) +
-         ", \"outages\": " + std::to_string(b.outages()) +
-         ", \"retry_interval_ms\": " + std::to_string(b.retry_interval()) + "}}";
+  out += ", \"circuit_breaker\": {\"state\": " + json_quote(CircuitBreaker::state_name(p.breaker)) +
+         ", \"consecutive_failures\": " + std::to_string(p.consecutive_failures) +
+         ", \"outages\": " + std::to_string(p.outages) +
+         ", \"retry_interval_ms\": " + std::to_string(p.retry_interval_ms) + "}}";
   return out;
 }
 
@@ -149,34 +130,15 @@ std::string relay_health() {
   return out + "]}";
 }
 
-// One row of `sql_for(extension objects)` (empty: nothing to ask), run as
-// the extension owner in a security-restricted operation: health() is
-// granted to cachekit_user, the extension's tables are not. Every name and
-// operator in the SQL is schema-qualified: the caller's search_path stays in
-// force. Column values as text ("" for NULL); no row: empty.
-template <typename F>
-std::vector<std::string> owner_row(F sql_for) {
+// The first row of sql_for(extension objects), read as the extension owner
+// (owner_query.h): health() is granted to cachekit_user, the extension's
+// tables are not. Column values as text ("" for NULL); no row: empty.
+std::vector<std::string> owner_row(
+    const std::function<std::string(const ExtensionObjects &)> &sql_for) {
   std::vector<std::string> out;
-  pg_call([&] {
-    ExtensionObjects ext = find_extension_objects();
-    if (!OidIsValid(ext.owner)) return;
-    std::string sql = sql_for(ext);
-    if (sql.empty()) return;
-    Oid save_user;
-    int save_sec;
-    GetUserIdAndSecContext(&save_user, &save_sec);
-    SetUserIdAndSecContext(ext.owner,
-                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    if (SPI_connect() == SPI_OK_CONNECT) {
-      if (SPI_execute(sql.c_str(), true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-        for (int c = 1; c <= SPI_tuptable->tupdesc->natts; ++c) {
-          char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, c);
-          out.push_back(v ? v : "");
-        }
-      SPI_finish();
-    }
-    SetUserIdAndSecContext(save_user, save_sec);
-  });
+  std::vector<OwnerRow> rows = owner_rows(sql_for);
+  if (rows.empty()) return out;
+  for (const auto &v : rows[0]) out.push_back(v.value_or(""));
   return out;
 }
 
@@ -250,12 +212,26 @@ std::string tasks_health() {
 
 CK_SQL_FUNCTION(ck_health) {
   return cpp_entry([&]() -> Datum {
-    bool cache_ok = false, session_ok = false;
-    std::string cache = endpoint_health(RedisTarget::kCache, &cache_ok);
-    std::string session = endpoint_health(RedisTarget::kSession, &session_ok);
-    bool healthy = cache_ok && session_ok;
-    std::string doc = "{\"healthy\": " + std::string(healthy ? "true" : "false") +
-                      ", \"redis\": " + cache + ", \"session_redis\": " + session +
+    RedisProbe cache = probe_redis(RedisTarget::kCache);
+    RedisProbe session = probe_redis(RedisTarget::kSession);
+    bool healthy = cache.reachable && session.reachable;
+    // Every component's status ("off": not configured), and the worst of
+    // them overall; the database's own components (workers, outbox, queues,
+    // CDN providers) come from the same code as the metrics.
+    DatabaseState db;
+    std::string db_doc = "null";
+    HealthStatus db_status = HealthStatus::kDown;
+    if (shmem_available()) {
+      db = collect_database_state();
+      db_doc = database_health_json(db);
+      db_status = db.overall;
+    }
+    HealthStatus overall = worst_status({cache.status, session.status, db_status});
+    std::string doc = "{\"status\": " + json_quote(health_status_name(overall)) +
+                      ", \"healthy\": " + std::string(healthy ? "true" : "false") +
+                      ", \"redis\": " + endpoint_health(cache) +
+                      ", \"session_redis\": " + endpoint_health(session) +
+                      ", \"database\": " + db_doc +
                       ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
                       ", \"invalidation\": " + invalidation_health() +
                       ", \"tasks\": " + tasks_health() +

@@ -30,5 +30,6 @@ extern "C" void _PG_init(void) {
   if (process_shared_preload_libraries_in_progress) {
     cachekit::pg::install_shmem_hooks();
     cachekit::pg::register_launcher();
+    cachekit::pg::register_metrics_endpoint();
   }
 }

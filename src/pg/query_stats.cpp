@@ -19,6 +19,7 @@ extern "C" {
 }
 
 #include "pg/guc.h"
+#include "pg/metric_counters.h"
 
 namespace cachekit::pg {
 
@@ -112,6 +113,9 @@ void query_stats_shmem_startup() {
 void record_query_call(uint64_t fingerprint, const std::string &ns, const std::string &query,
                        const QueryCall &call) {
   if (stats_hash == nullptr) return;
+  // The per-database counters count every call, also of queries the full
+  // hash below no longer tracks.
+  count_query_call(call.outcome, call.bypass, call.ms, call.bytes);
   StatsKey key;
   memset(&key, 0, sizeof key);  // padding is part of a HASH_BLOBS key
   key.dbid = MyDatabaseId;

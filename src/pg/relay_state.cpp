@@ -509,6 +509,17 @@ void wake_worker(Oid dbid) {
   if (latch) SetLatch(latch);
 }
 
+void wake_all_relays() {
+  if (!rs) return;
+  std::vector<Latch *> latches;
+  {
+    Locked lock(rs->registry_lock, LW_SHARED);
+    for (int i = 0; i < rs->nslots; ++i)
+      if (slots[i].dbid != InvalidOid && slots[i].pid != 0) latches.push_back(slots[i].latch);
+  }
+  for (Latch *l : latches) SetLatch(l);
+}
+
 int worker_pid(Oid dbid) {
   if (!rs) return 0;
   Locked lock(rs->registry_lock, LW_SHARED);

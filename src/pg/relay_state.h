@@ -91,6 +91,8 @@ void flush_done(Oid dbid, const FlushRequest &seen);
 bool register_relay(Oid dbid);
 void unregister_relay(Oid dbid);
 void wake_worker(Oid dbid);
+// Sets the latch of every running relay (a metrics scrape wants snapshots).
+void wake_all_relays();
 // pid of the running relay of a database (0: none).
 int worker_pid(Oid dbid);
 // A database whose relay was stopped for DROP DATABASE etc., or that had no

@@ -34,6 +34,6 @@ void install_task_callbacks();
 
 // A task was queued in this transaction (outside enqueue(), e.g. a CDN
 // purge's dispatch task): the executors are woken when it commits.
-void note_enqueued_in_xact(int n);
+void note_enqueued_in_xact(const std::string &queue, int n);
 
 }  // namespace cachekit::pg

@@ -8,6 +8,7 @@
 // checks no EXECUTE privilege, passing the caller's role. So no granted
 // function reaches the task tables without these checks, and a task names a
 // function by OID: a later CREATE FUNCTION elsewhere cannot redirect it.
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 #include <string>
@@ -23,6 +24,7 @@
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
 #include "pg/sql_function.h"
+#include "pg/metric_counters.h"
 #include "pg/task_common.h"
 
 extern "C" {
@@ -57,6 +59,33 @@ namespace {
 int enqueued_in_xact = 0;
 bool queues_changed_in_xact = false;
 std::vector<int64_t> *cancels_in_xact = nullptr;  // TopMemoryContext-free: new/delete
+// Enqueues of this transaction by queue, counted in cachekit_tasks_enqueued
+// at commit; those of a subtransaction that rolls back are dropped.
+struct PendingEnqueue {
+  SubTransactionId subxact;
+  std::string queue;
+  int n;
+};
+std::vector<PendingEnqueue> *pending_enqueues = nullptr;
+
+void note_pending_enqueue(const std::string &queue, int n) {
+  if (!pending_enqueues) pending_enqueues = new std::vector<PendingEnqueue>();
+  pending_enqueues->push_back({GetCurrentSubTransactionId(), queue, n});
+}
+
+void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+                void *) {
+  if (!pending_enqueues) return;
+  if (event == SUBXACT_EVENT_ABORT_SUB) {
+    auto &v = *pending_enqueues;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const PendingEnqueue &p) { return p.subxact == mySubid; }),
+            v.end());
+  } else if (event == SUBXACT_EVENT_COMMIT_SUB) {
+    for (PendingEnqueue &p : *pending_enqueues)
+      if (p.subxact == mySubid) p.subxact = parentSubid;
+  }
+}
 
 void on_xact(XactEvent event, void *) {
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) {
@@ -65,6 +94,9 @@ void on_xact(XactEvent event, void *) {
     if (enqueued_in_xact > 0) wake_executors(MyDatabaseId, enqueued_in_xact);
     if (cancels_in_xact)
       for (int64_t id : *cancels_in_xact) cancel_running_task(MyDatabaseId, id);
+    if (pending_enqueues)
+      for (const PendingEnqueue &p : *pending_enqueues)
+        count_tasks_enqueued(MyDatabaseId, p.queue, p.n);
   }
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
       event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -74,6 +106,9 @@ void on_xact(XactEvent event, void *) {
     enqueued_in_xact = 0;
     queues_changed_in_xact = false;
     if (cancels_in_xact) cancels_in_xact->clear();
+    // A prepared transaction's enqueues are not counted (its COMMIT
+    // PREPARED runs in another session).
+    if (pending_enqueues) pending_enqueues->clear();
   }
 }
 
@@ -291,9 +326,15 @@ TaskRow managed_task(int64_t id) {
 
 namespace cachekit::pg {
 
-void note_enqueued_in_xact(int n) { enqueued_in_xact += n; }
+void note_enqueued_in_xact(const std::string &queue, int n) {
+  enqueued_in_xact += n;
+  note_pending_enqueue(queue, n);
+}
 
-void install_task_callbacks() { RegisterXactCallback(on_xact, nullptr); }
+void install_task_callbacks() {
+  RegisterXactCallback(on_xact, nullptr);
+  RegisterSubXactCallback(on_subxact, nullptr);
+}
 
 }  // namespace cachekit::pg
 
@@ -314,6 +355,7 @@ CK_SQL_FUNCTION(ck_enqueue) {
     Value id =
         enqueue_row(queue, r, args, run_at, priority, max_attempts, unique_key, timeout, next);
     ++enqueued_in_xact;
+    note_pending_enqueue(queue, 1);
     return id.d;
   });
 }
