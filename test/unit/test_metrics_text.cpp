@@ -54,6 +54,28 @@ TEST(MetricCatalog, FollowsTheNamingRules) {
   EXPECT_EQ(find_metric_family("cachekit_cdn_batches")->type, MetricType::kGauge);
 }
 
+// monitoring/metric_names.txt (read by the dashboard and alert checks) is written from the
+// same catalogue: the two must not drift apart.
+TEST(MetricCatalog, MatchesMonitoringMetricNames) {
+  std::string path = __FILE__;
+  path = path.substr(0, path.rfind("test/unit/")) + "monitoring/metric_names.txt";
+  std::ifstream f(path);
+  if (!f) GTEST_SKIP() << "no " << path;
+  std::vector<std::pair<std::string, std::string>> listed;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp1 = line.find(' ');
+    const size_t sp2 = line.find(' ', sp1 + 1);
+    ASSERT_NE(sp2, std::string::npos) << line;
+    listed.emplace_back(line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1));
+  }
+  std::vector<std::pair<std::string, std::string>> catalog;
+  for (const MetricFamily &fam : metric_catalog())
+    catalog.emplace_back(fam.name, metric_type_name(fam.type));
+  EXPECT_EQ(catalog, listed);
+}
+
 TEST(MetricText, FormatsValues) {
   EXPECT_EQ(format_metric_value(0), "0");
   EXPECT_EQ(format_metric_value(-0.0), "0");
