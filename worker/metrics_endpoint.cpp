@@ -89,7 +89,8 @@ std::vector<MetricsSnapshot> fresh_snapshots() {
     for (const RelayStatus &r : reg.databases) {
       if (r.pid == 0 || !r.extension_present) continue;
       bool answered = false;
-      for (const MetricsSnapshot &s : snaps) answered = answered || (s.dbid == r.dbid && s.seq >= seq);
+      for (const MetricsSnapshot &s : snaps)
+        answered = answered || (s.dbid == r.dbid && s.seq >= seq);
       all = all && answered;
     }
     if (all || std::chrono::steady_clock::now() >= deadline || ShutdownRequestPending) break;

@@ -638,15 +638,15 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained,
   if (recorded == "succeeded" && rows[0][1]) {
     // The chained task, in this transaction: it exists exactly when this
     // one's success is committed.
-    std::vector<Row> q = sql(
-        "SELECT n->>'queue', cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', "
-        "(n->>'func')::oid, "
-        "coalesce(n->'args', '{}'), NULL, coalesce((n->>'priority')::int4, 0), "
-        "coalesce((n->>'max_attempts')::int4, 25), NULL, (n->>'timeout')::interval, n->'then', "
-        "$2, $3, NULL, $4) FROM (SELECT $1::jsonb AS n) s",
-        {JSONBOID, OIDOID, INT8OID, BOOLOID},
-        {*rows[0][1], std::to_string(c.role), std::to_string(c.id),
-         std::string(c.role_could_login ? "t" : "f")});
+    std::vector<Row> q =
+        sql("SELECT n->>'queue', cachekit._enqueue(n->>'queue', n->>'kind', n->>'task', "
+            "(n->>'func')::oid, "
+            "coalesce(n->'args', '{}'), NULL, coalesce((n->>'priority')::int4, 0), "
+            "coalesce((n->>'max_attempts')::int4, 25), NULL, (n->>'timeout')::interval, n->'then', "
+            "$2, $3, NULL, $4) FROM (SELECT $1::jsonb AS n) s",
+            {JSONBOID, OIDOID, INT8OID, BOOLOID},
+            {*rows[0][1], std::to_string(c.role), std::to_string(c.id),
+             std::string(c.role_could_login ? "t" : "f")});
     *chained = true;
     if (!q.empty() && q[0][0]) *chained_queue = *q[0][0];
   }

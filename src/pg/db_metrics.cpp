@@ -47,8 +47,9 @@ void read_tables(DatabaseState &s) {
   // extension's members, quoted.
   auto outbox = owner_rows([](const ExtensionObjects &ext) -> std::string {
     if (!OidIsValid(ext.outbox)) return "";
-    return std::string("SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))"
-                       "::float8 FROM ") +
+    return std::string(
+               "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))"
+               "::float8 FROM ") +
            qualified_name(ext.outbox);
   });
   if (!outbox.empty()) {
@@ -111,11 +112,13 @@ void read_tables(DatabaseState &s) {
            "count(*) FILTER (WHERE state = 'failed') AS failed, "
            "count(*) FILTER (WHERE state = 'failed' AND coalesce(completed_at, next_attempt_at) > "
            "clock_timestamp() - interval '15 minutes') AS failed_recent, "
-           "count(*) FILTER (WHERE state IN ('queued', 'in_progress') AND attempts > 1) AS retrying "
+           "count(*) FILTER (WHERE state IN ('queued', 'in_progress') AND attempts > 1) AS "
+           "retrying "
            "FROM " +
            batches + " x WHERE x.provider = n.provider) b ORDER BY n.provider";
   });
-  std::vector<std::string> listed = cdn::provider_list(settings.cdn_provider ? settings.cdn_provider : "");
+  std::vector<std::string> listed =
+      cdn::provider_list(settings.cdn_provider ? settings.cdn_provider : "");
   for (const OwnerRow &r : cdn) {
     CdnProviderGauges g;
     g.name = r[0].value_or("");
@@ -254,7 +257,8 @@ void add_database_samples(MetricSamples &out, const DatabaseState &s, const Quer
   });
   if (qs.top >= 0 && ranked.size() > static_cast<size_t>(qs.top)) ranked.resize(qs.top);
   for (const auto &[key, a] : ranked) {
-    Labels l = with({{"namespace", key.first}, {"fingerprint", std::to_string(static_cast<int64_t>(key.second))}});
+    Labels l = with({{"namespace", key.first},
+                     {"fingerprint", std::to_string(static_cast<int64_t>(key.second))}});
     out.add("cachekit_query_hits_total", l, a.hits);
     out.add("cachekit_query_misses_total", l, a.misses);
     out.add("cachekit_query_time_saved_seconds", l, a.saved_s());
@@ -348,16 +352,15 @@ std::string database_health_json(const DatabaseState &s) {
     out += std::string(i ? ", " : "") + json_quote(q.name) + ": {\"status\": " + st(q.status) +
            ", \"paused\": " + (q.paused ? "true" : "false") +
            ", \"runnable\": " + std::to_string(q.depth) +
-           ", \"running\": " + std::to_string(q.running) +
-           ", \"dead\": " + std::to_string(q.dead) + ", \"oldest_runnable_s\": " + fmt(q.oldest_s) +
-           "}";
+           ", \"running\": " + std::to_string(q.running) + ", \"dead\": " + std::to_string(q.dead) +
+           ", \"oldest_runnable_s\": " + fmt(q.oldest_s) + "}";
   }
   out += "}, \"cdn\": {";
   for (size_t i = 0; i < s.cdn.size(); ++i) {
     const CdnProviderGauges &g = s.cdn[i];
     out += std::string(i ? ", " : "") + json_quote(g.name) + ": {\"status\": " + st(g.status) +
-           ", \"configured\": " + (g.configured ? "true" : "false") + ", \"reachable\": " +
-           (g.reachable ? (*g.reachable ? "true" : "false") : "null") +
+           ", \"configured\": " + (g.configured ? "true" : "false") +
+           ", \"reachable\": " + (g.reachable ? (*g.reachable ? "true" : "false") : "null") +
            ", \"queued_items\": " + std::to_string(g.queued_items) +
            ", \"open_batches\": " + std::to_string(g.batches_queued + g.batches_in_progress) +
            ", \"failed_batches_15m\": " + std::to_string(g.failed_recent) + "}";

@@ -227,15 +227,14 @@ CK_SQL_FUNCTION(ck_health) {
       db_status = db.overall;
     }
     HealthStatus overall = worst_status({cache.status, session.status, db_status});
-    std::string doc = "{\"status\": " + json_quote(health_status_name(overall)) +
-                      ", \"healthy\": " + std::string(healthy ? "true" : "false") +
-                      ", \"redis\": " + endpoint_health(cache) +
-                      ", \"session_redis\": " + endpoint_health(session) +
-                      ", \"database\": " + db_doc +
-                      ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
-                      ", \"invalidation\": " + invalidation_health() +
-                      ", \"tasks\": " + tasks_health() +
-                      ", \"prepared_queries\": " + prepared_queries_health() + "}";
+    std::string doc =
+        "{\"status\": " + json_quote(health_status_name(overall)) +
+        ", \"healthy\": " + std::string(healthy ? "true" : "false") +
+        ", \"redis\": " + endpoint_health(cache) +
+        ", \"session_redis\": " + endpoint_health(session) + ", \"database\": " + db_doc +
+        ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
+        ", \"invalidation\": " + invalidation_health() + ", \"tasks\": " + tasks_health() +
+        ", \"prepared_queries\": " + prepared_queries_health() + "}";
     return jsonb_datum(doc);
   });
 }

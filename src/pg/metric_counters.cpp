@@ -194,8 +194,8 @@ void count_tasks_enqueued(Oid dbid, const std::string &queue, uint64_t n) {
   with_queue(dbid, queue, [&](TaskCounters &c) { c.enqueued += n; });
 }
 
-void count_task_outcome(Oid dbid, const std::string &queue, const std::string &state,
-                        double run_s, double wait_s) {
+void count_task_outcome(Oid dbid, const std::string &queue, const std::string &state, double run_s,
+                        double wait_s) {
   with_queue(dbid, queue, [&](TaskCounters &c) {
     if (state == "succeeded") {
       c.succeeded++;

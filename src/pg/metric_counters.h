@@ -50,8 +50,8 @@ void count_tasks_enqueued(Oid dbid, const std::string &queue, uint64_t n);
 // An attempt's recorded outcome: state is succeeded, failed (to be retried),
 // dead or cancelled. run_s: the attempt's run time; wait_s < 0: not a first
 // attempt (the wait of first attempts only, as queue_stats shows it).
-void count_task_outcome(Oid dbid, const std::string &queue, const std::string &state,
-                        double run_s, double wait_s);
+void count_task_outcome(Oid dbid, const std::string &queue, const std::string &state, double run_s,
+                        double wait_s);
 
 DatabaseCounters database_counters(Oid dbid);
 struct QueueCounters {

@@ -46,8 +46,7 @@ void add_cluster_samples(MetricSamples &out) {
           app(AppCounter::kDeliveredAtCommit));
   out.add("cachekit_invalidations_delivered_total", {{"by", "relay"}},
           app(AppCounter::kDeliveredByWorker));
-  out.add("cachekit_invalidation_delivery_failures_total", {},
-          app(AppCounter::kDeliveryFailures));
+  out.add("cachekit_invalidation_delivery_failures_total", {}, app(AppCounter::kDeliveryFailures));
   out.add("cachekit_outbox_written_total", {}, app(AppCounter::kOutboxWritten));
   RegistryStatus reg = registry_status();
   if (reg.shared_memory) {
@@ -122,6 +121,7 @@ CK_SQL_FUNCTION(ck_metrics) {
     });
     add_database_samples(m, s, qs);
     std::string text = render_exposition(m);
-    return pg_call([&] { return PointerGetDatum(cstring_to_text_with_len(text.data(), text.size())); });
+    return pg_call(
+        [&] { return PointerGetDatum(cstring_to_text_with_len(text.data(), text.size())); });
   });
 }

@@ -73,9 +73,7 @@ void metrics_board_shmem_startup() {
 
 bool metrics_board_enabled() { return board != nullptr; }
 
-uint64_t request_metrics() {
-  return board ? pg_atomic_add_fetch_u64(&board->request_seq, 1) : 0;
-}
+uint64_t request_metrics() { return board ? pg_atomic_add_fetch_u64(&board->request_seq, 1) : 0; }
 
 uint64_t metrics_request_seq() { return board ? pg_atomic_read_u64(&board->request_seq) : 0; }
 

@@ -30,13 +30,13 @@ uint64_t metrics_request_seq();  // the relays: the newest request
 
 struct MetricsSnapshot {
   Oid dbid = InvalidOid;
-  std::string name;             // the database's
-  uint64_t seq = 0;             // the request it answered
-  int64_t published_at = 0;     // TimestampTz
-  std::string samples;          // MetricSamples::serialize()
-  std::string health;           // database_health_json()
-  int status = 0;               // the database's overall HealthStatus
-  bool truncated = false;       // the samples did not fit; the rest is missing
+  std::string name;          // the database's
+  uint64_t seq = 0;          // the request it answered
+  int64_t published_at = 0;  // TimestampTz
+  std::string samples;       // MetricSamples::serialize()
+  std::string health;        // database_health_json()
+  int status = 0;            // the database's overall HealthStatus
+  bool truncated = false;    // the samples did not fit; the rest is missing
 };
 void publish_metrics(const MetricsSnapshot &snapshot);
 std::vector<MetricsSnapshot> metrics_snapshots();

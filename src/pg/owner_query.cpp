@@ -59,7 +59,8 @@ std::vector<OwnerRow> owner_rows(
       OwnerRow row;
       int natts = SPI_tuptable->tupdesc->natts;
       for (int c = 1; c <= natts; ++c) {
-        char *v = pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c); });
+        char *v =
+            pg_call([&] { return SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c); });
         row.push_back(v ? std::optional<std::string>(v) : std::nullopt);
       }
       out.push_back(std::move(row));
