@@ -108,14 +108,16 @@ TEST(MetricText, RendersHelpTypeAndSamples) {
   s.add("cachekit_up", {}, 1);
   s.add("cachekit_query_cache_operations_total", {{"database", "app"}, {"result", "hit"}}, 12);
   s.add("cachekit_query_cache_operations_total", {{"database", "app"}, {"result", "miss"}}, 3);
-  EXPECT_EQ(render_exposition(s),
-            "# HELP cachekit_up 1 (the producer answered)\n"
-            "# TYPE cachekit_up gauge\n"
-            "cachekit_up 1\n"
-            "# HELP cachekit_query_cache_operations_total cached_query calls by outcome\n"
-            "# TYPE cachekit_query_cache_operations_total counter\n"
-            "cachekit_query_cache_operations_total{database=\"app\",result=\"hit\"} 12\n"
-            "cachekit_query_cache_operations_total{database=\"app\",result=\"miss\"} 3\n");
+  EXPECT_EQ(
+      render_exposition(s),
+      "# HELP cachekit_up Always 1: pg_cachekit answered this scrape.\n"
+      "# TYPE cachekit_up gauge\n"
+      "cachekit_up 1\n"
+      "# HELP cachekit_query_cache_operations_total cached_query calls by outcome (result: hit, "
+      "miss, bypass).\n"
+      "# TYPE cachekit_query_cache_operations_total counter\n"
+      "cachekit_query_cache_operations_total{database=\"app\",result=\"hit\"} 12\n"
+      "cachekit_query_cache_operations_total{database=\"app\",result=\"miss\"} 3\n");
   EXPECT_EQ(render_exposition(MetricSamples()), "");
 }
 
@@ -157,10 +159,8 @@ TEST(MetricText, EscapesHelp) {
   MetricSamples s;
   s.add("cachekit_component_status", {{"component", "relay"}, {"database", "d"}}, 0);
   const std::string doc = render_exposition(s);
-  EXPECT_NE(doc.find("# HELP cachekit_component_status 0 ok, 1 degraded, 2 down (components: "
-                     "redis, session_redis, launcher, relay, executors, outbox, queue:NAME\u2192 "
-                     "component=\"queue\", queue=NAME; cdn \u2192 component=\"cdn\", "
-                     "provider=NAME)\n"),
+  EXPECT_NE(doc.find("# HELP cachekit_component_status Health of a component as "
+                     "cachekit.health() judges it: 0 ok, 1 degraded, 2 down.\n"),
             std::string::npos)
       << doc;
 }
@@ -177,14 +177,14 @@ TEST(MetricText, OrdersFamiliesByCatalogueAndKeepsSampleOrder) {
   s.append(other);
   const auto lines = lines_of(render_exposition(s));
   const std::vector<std::string> want = {
-      "# HELP cachekit_up 1 (the producer answered)",
+      "# HELP cachekit_up Always 1: pg_cachekit answered this scrape.",
       "# TYPE cachekit_up gauge",
       "cachekit_up 1",
-      "# HELP cachekit_outbox_depth undelivered outbox rows",
+      "# HELP cachekit_outbox_depth Outbox rows not yet delivered.",
       "# TYPE cachekit_outbox_depth gauge",
       "cachekit_outbox_depth{database=\"z\"} 5",
       "cachekit_outbox_depth{database=\"a\"} 7",
-      "# HELP cachekit_worker_up running workers",
+      "# HELP cachekit_worker_up Background workers running (worker: relay, executor).",
       "# TYPE cachekit_worker_up gauge",
       "cachekit_worker_up{database=\"b\",worker=\"relay\"} 1",
       "cachekit_worker_up{database=\"a\",worker=\"relay\"} 0",
@@ -225,8 +225,7 @@ TEST(MetricText, HistogramBucketsAreCumulativeWithInfEqualToCount) {
                   bounds, {3, 0, 2, 4}, 1.25);
   const auto lines = lines_of(render_exposition(s));
   const std::vector<std::string> want = {
-      "# HELP cachekit_query_cache_duration_seconds cached_query call time; buckets 0.0001 "
-      "0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf",
+      "# HELP cachekit_query_cache_duration_seconds Time of cached_query calls that hit or missed.",
       "# TYPE cachekit_query_cache_duration_seconds histogram",
       "cachekit_query_cache_duration_seconds_bucket{database=\"d\",result=\"hit\",le=\"0.001\"} 3",
       "cachekit_query_cache_duration_seconds_bucket{database=\"d\",result=\"hit\",le=\"0.01\"} 3",
@@ -307,7 +306,7 @@ TEST(MetricText, Summary) {
   s.add_summary("cachekit_task_run_seconds", {{"database", "d"}, {"queue", "mail"}}, 0.75, 3);
   const auto lines = lines_of(render_exposition(s));
   const std::vector<std::string> want = {
-      "# HELP cachekit_task_run_seconds run time of attempts (_sum, _count)",
+      "# HELP cachekit_task_run_seconds Run time of task attempts.",
       "# TYPE cachekit_task_run_seconds summary",
       "cachekit_task_run_seconds_sum{database=\"d\",queue=\"mail\"} 0.75",
       "cachekit_task_run_seconds_count{database=\"d\",queue=\"mail\"} 3",
@@ -330,7 +329,7 @@ TEST(MetricText, SkipsWhatWouldBreakTheDocument) {
   EXPECT_EQ(render_exposition(s), "") << "no HELP/TYPE for families with nothing to show";
   s.add("cachekit_kv_errors_total", {{"a1", "x"}}, 4);
   EXPECT_EQ(render_exposition(s),
-            "# HELP cachekit_kv_errors_total key/value calls that failed on Redis\n"
+            "# HELP cachekit_kv_errors_total Key/value and session calls that failed on Redis.\n"
             "# TYPE cachekit_kv_errors_total counter\n"
             "cachekit_kv_errors_total{a1=\"x\"} 4\n");
 }
