@@ -129,8 +129,9 @@ void note_delivery(const DeliveryResult &r, int64_t row) {
     redis_failing_since = GetCurrentTimestamp();
     // The error names the server (host and port), never the password.
     worker_log(LOG, LogComponent::kRelay, row ? outbox_row_subject(row) : std::string(), "08006",
-               "cannot deliver invalidations to Redis, they wait in the outbox: " + r.error,
-               "Logged once per outage; the relay retries every cycle.");
+               "cannot deliver invalidations to Redis: " + r.error,
+               "Logged once per outage. The relay keeps what it could not deliver (its queue, "
+               "the outbox) and retries every cycle.");
   }
 }
 
