@@ -50,6 +50,7 @@
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
 #include "pg/spi_text.h"
+#include "pg/worker_log.h"
 #include "worker/cdn_dispatch.h"
 
 extern "C" {
@@ -317,6 +318,22 @@ class Dispatcher {
     }
   }
 
+  // A batch that failed, for good or for now: its id, the requests it
+  // serves (the first few: cachekit.cdn_requests.request_id), the provider
+  // and what the provider said (res.error, the text last_error stores: no
+  // token, no credentials). Completed batches are not logged.
+  void log_batch(const std::string &id, const std::string &what) {
+    auto req =
+        sql("SELECT pg_catalog.string_agg(r::pg_catalog.text, ', '), pg_catalog.count(*)"
+            " FROM (SELECT DISTINCT request_id AS r FROM " +
+                n_.queue + " WHERE batch_id = $1 ORDER BY 1 LIMIT 6) s",
+            {INT8OID}, {id});
+    std::string requests = req.empty() || !req[0][0] ? "" : *req[0][0];
+    if (!req.empty() && req[0][1] && *req[0][1] == "6") requests += ", ...";
+    worker_log(LOG, LogComponent::kCdn, cdn_batch_subject(std::stoll(id)), nullptr,
+               name_ + " " + what + (requests.empty() ? "" : " (cdn requests " + requests + ")"));
+  }
+
   void record(const cdn::Batch &b, int attempts, const cdn::SendResult &res, bool poll, Tally &t) {
     const std::string id = std::to_string(b.id);
     const std::string calls = std::to_string(res.api_calls);
@@ -358,6 +375,8 @@ class Dispatcher {
               {INT8OID, INT4OID, INT4OID, TEXTOID},
               {id, std::to_string(attempts), calls,
                "gave up after " + std::to_string(attempts) + " attempts; last: " + res.error});
+          log_batch(id, "purge failed, gave up after " + std::to_string(attempts) +
+                            " attempts: " + res.error);
           break;
         }
         // Everything of this provider that is due waits as long: a provider
@@ -372,6 +391,13 @@ class Dispatcher {
             {INT8OID, INT4OID, INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID},
             {id, std::to_string(attempts), calls, res.error, std::to_string(delay), name_,
              poll ? "in_progress" : "queued"});
+        {
+          char in[32];
+          snprintf(in, sizeof in, "%.1f", delay);
+          log_batch(id, std::string(poll ? "status poll" : "purge") + " attempt " +
+                            std::to_string(attempts) + " failed, retry in " + in +
+                            " s: " + res.error);
+        }
         break;
       }
       case cdn::Outcome::kFailed:
@@ -380,6 +406,7 @@ class Dispatcher {
                 " SET state = 'failed', attempts = $2, api_calls = api_calls + $3,"
                 " last_error = $4 WHERE id = $1",
             {INT8OID, INT4OID, INT4OID, TEXTOID}, {id, std::to_string(attempts), calls, res.error});
+        log_batch(id, "purge failed: " + res.error);
         break;
     }
     const bool ok =
@@ -478,6 +505,7 @@ class Dispatcher {
       items_out.push_back(item);
       ids_out.push_back(w->second);
     }
+    std::string rejected_id, rejected_why;
     if (!p.rejected.empty()) {
       std::string why = kind == "tag"
                             ? std::string(name_) + " cannot purge by tag"
@@ -488,8 +516,12 @@ class Dispatcher {
         items_out.push_back(i);
         ids_out.push_back(id);
       }
+      rejected_id = id;
+      rejected_why = why;
     }
     assign(kind, items_out, ids_out);
+    if (!rejected_id.empty())
+      log_batch(rejected_id, "purge failed without sending: " + rejected_why);
   }
 
   void plan(Tally &t) {

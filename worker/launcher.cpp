@@ -24,6 +24,7 @@
 #include "pg/boundary.h"
 #include "pg/guc.h"
 #include "pg/relay_state.h"
+#include "pg/worker_log.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -127,24 +128,25 @@ void tidy_known(const Oid *dbs, int n) {
 void warn_no_slot(Known *k, const char *dbname) {
   if (k->warned_slot || ++k->slot_misses < kWarnAfterScans) return;
   k->warned_slot = true;
-  ereport(WARNING, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-                    errmsg("pg_cachekit has no outbox relay for database \"%s\"", dbname),
-                    errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
-                              "invalidations wait in its outbox until a relay serves it.",
-                              settings.max_databases),
-                    errhint("Raise cachekit.max_databases and restart the server.")));
+  ereport(WARNING,
+          (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+           worker_errmsg(LogComponent::kLauncher, "no outbox relay for database \"%s\"", dbname),
+           errdetail("All %d relay registry slots (cachekit.max_databases) are taken. Its "
+                     "invalidations wait in its outbox until a relay serves it.",
+                     settings.max_databases),
+           errhint("Raise cachekit.max_databases and restart the server.")));
 }
 
 void warn_no_worker(Known *k, const char *dbname) {
   if (k->warned_worker || ++k->worker_misses < kWarnAfterScans) return;
   k->warned_worker = true;
-  ereport(WARNING,
-          (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-           errmsg("pg_cachekit could not start an outbox relay for database \"%s\"", dbname),
-           errdetail("No background worker slot is free (max_worker_processes is %d). Its "
-                     "invalidations wait in its outbox until a relay can start.",
-                     max_worker_processes),
-           errhint("Raise max_worker_processes and restart the server.")));
+  ereport(WARNING, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                    worker_errmsg(LogComponent::kLauncher,
+                                  "could not start an outbox relay for database \"%s\"", dbname),
+                    errdetail("No background worker slot is free (max_worker_processes is %d). Its "
+                              "invalidations wait in its outbox until a relay can start.",
+                              max_worker_processes),
+                    errhint("Raise max_worker_processes and restart the server.")));
 }
 
 // One design for every per-database worker: started here with the
@@ -197,15 +199,15 @@ void start_executors(Known *k, const char *dbname) {
     k->executors[i] = start_worker(k->dbid, i);
     if (!k->executors[i]) {
       if (++k->executor_misses == kWarnAfterScans)
-        ereport(
-            WARNING,
-            (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-             errmsg("pg_cachekit could not start task executor %d for database \"%s\"", i, dbname),
-             errdetail("No background worker slot is free (max_worker_processes is %d). "
-                       "Its tasks wait until an executor can start.",
-                       max_worker_processes),
-             errhint("Raise max_worker_processes (the launcher, plus per database one relay "
-                     "and cachekit.task_workers executors) and restart the server.")));
+        ereport(WARNING,
+                (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                 worker_errmsg(LogComponent::kLauncher,
+                               "could not start task executor %d for database \"%s\"", i, dbname),
+                 errdetail("No background worker slot is free (max_worker_processes is %d). "
+                           "Its tasks wait until an executor can start.",
+                           max_worker_processes),
+                 errhint("Raise max_worker_processes (the launcher, plus per database one relay "
+                         "and cachekit.task_workers executors) and restart the server.")));
       return;
     }
   }
@@ -292,6 +294,10 @@ extern "C" void ck_launcher_main(Datum) {
   // No database: pg_database is a shared catalog.
   BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
   pgstat_report_appname("pg_cachekit launcher");
+  set_log_component(LogComponent::kLauncher);
+  // Once per server start (and after a restart of the launcher alone): LOG,
+  // so the server log shows when pg_cachekit's workers came up.
+  ereport(LOG, (worker_errmsg(LogComponent::kLauncher, "started")));
   scan_cxt =
       AllocSetContextCreate(TopMemoryContext, "pg_cachekit launcher scan", ALLOCSET_DEFAULT_SIZES);
   register_launcher_latch();

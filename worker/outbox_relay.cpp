@@ -41,6 +41,7 @@
 #include "pg/metrics_board.h"
 #include "pg/redis_conn.h"
 #include "pg/relay_state.h"
+#include "pg/worker_log.h"
 #include "worker/task_maintenance.h"
 
 extern "C" {
@@ -113,10 +114,36 @@ void between_steps() {
   if (stop_on_shutdown && ShutdownRequestPending) throw ShutdownRequested{};
 }
 
+// Since when deliveries to Redis fail (0: they do not): the outage is
+// logged once when it starts and once when it ends, not every cycle.
+TimestampTz redis_failing_since = 0;
+
+// A delivery's outcome, for the outage log lines. `row`: the outbox row it
+// was for (0: the queue or a flush).
+void note_delivery(const DeliveryResult &r, int64_t row) {
+  if (r.ok && redis_failing_since != 0) {
+    long secs;
+    int usecs;
+    TimestampDifference(redis_failing_since, GetCurrentTimestamp(), &secs, &usecs);
+    redis_failing_since = 0;
+    worker_log(LOG, LogComponent::kRelay, {}, nullptr,
+               "delivering invalidations to Redis again after " + std::to_string(secs) + " s");
+  } else if (!r.ok && redis_failing_since == 0) {
+    redis_failing_since = GetCurrentTimestamp();
+    // The error names the server (host and port), never the password.
+    worker_log(LOG, LogComponent::kRelay, row ? outbox_row_subject(row) : std::string(), "08006",
+               "cannot deliver invalidations to Redis: " + r.error,
+               "Logged once per outage. The relay keeps what it could not deliver (its queue, "
+               "the outbox) and retries every cycle.");
+  }
+}
+
 // deliver(), but a shutdown request abandons it (as a failure, not counted).
-DeliveryResult deliver_now(const Invalidation &inv) {
+DeliveryResult deliver_now(const Invalidation &inv, int64_t row = 0) {
   try {
-    return deliver(redis_for(RedisTarget::kCache), inv, true, between_steps);
+    DeliveryResult r = deliver(redis_for(RedisTarget::kCache), inv, true, between_steps);
+    note_delivery(r, row);
+    return r;
   } catch (const ShutdownRequested &) {
     DeliveryResult r;
     r.error = "the relay is shutting down";
@@ -124,11 +151,10 @@ DeliveryResult deliver_now(const Invalidation &inv) {
   }
 }
 
-void warn(const std::string &message, const char *detail, const std::string &hint) {
-  pg_call([&] {
-    ereport(WARNING, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", message.c_str()),
-                      errdetail("%s", detail), errhint("%s", hint.c_str())));
-  });
+// Never the pattern itself in the line: it is (part of) a key name.
+void warn(const std::string &subject, const std::string &message, const char *detail,
+          const std::string &hint) {
+  worker_log(WARNING, LogComponent::kRelay, subject, "22023", message, detail, hint);
 }
 
 constexpr const char *kUnboundedDetail =
@@ -285,15 +311,16 @@ bool deliver_rows(std::vector<Row> &rows, bool patterns_only, std::vector<int64_
       row.inv.messages.clear();
       row.inv.keys.clear();
     }
-    DeliveryResult r = deliver_now(row.inv);
+    DeliveryResult r = deliver_now(row.inv, row.id);
     if (!r.ok) {
       if (!ShutdownRequestPending) count_app(AppCounter::kDeliveryFailures);
       return false;
     }
     count_delivery(r, row.inv.patterns.size());
-    for (const std::string &p : r.rejected_patterns)
-      warn("pg_cachekit outbox row " + std::to_string(row.id) + " has key pattern " +
-               json_quote(p) + " without a literal prefix",
+    if (!r.rejected_patterns.empty())
+      warn(outbox_row_subject(row.id),
+           std::to_string(r.rejected_patterns.size()) +
+               " key pattern(s) without a literal prefix not used",
            kUnboundedDetail,
            "Find out who wrote the row: only the extension's owner can write the outbox.");
     if (!patterns_only) count_app(AppCounter::kDeliveredByWorker);
@@ -347,8 +374,9 @@ bool flush_everything(const Target &t) {
       }
       count_app(AppCounter::kPatternsRejected);
       count_app(AppCounter::kDeliveryFailures);
-      warn("pg_cachekit key rule " + json_quote(rule) + " of database " + json_quote(db) +
-               " has key pattern " + json_quote(pattern) + " without a literal prefix",
+      warn({},
+           "key rule " + json_quote(rule) + " of database " + json_quote(db) +
+               " has a key pattern without a literal prefix",
            kUnboundedDetail,
            "Drop it with SELECT cachekit.drop_key_rule(" + json_quote(rule) +
                ") and create it again with a template that starts with literal text.");
@@ -402,9 +430,10 @@ bool deliver_queue() {
       return false;
     }
     count_delivery(r, g.inv.patterns.size());
-    for (const std::string &p : r.rejected_patterns)
-      warn("pg_cachekit queued invalidation has key pattern " + json_quote(p) +
-               " without a literal prefix",
+    if (!r.rejected_patterns.empty())
+      warn({},
+           std::to_string(r.rejected_patterns.size()) +
+               " key pattern(s) of queued invalidations without a literal prefix not used",
            kUnboundedDetail, "Report this as a bug of pg_cachekit.");
     count_app(AppCounter::kDeliveredByWorker, g.end - begin);
     for (size_t i = begin; i < g.end; ++i) queue_remove(relay_db, d.seqs[i]);
@@ -521,12 +550,17 @@ void shut_down() {
   // relay until one has caught up with them.
   for (uint64_t seq : written) queue_remove(relay_db, seq);
   set_backlog(relay_db);
+  ereport(LOG, (worker_errmsg(LogComponent::kRelay,
+                              "%zu queued invalidations written to the outbox at shutdown",
+                              written.size()),
+                errdetail("Redis did not take them; the next relay delivers them.")));
 }
 
 }  // namespace
 
 extern "C" void ck_outbox_relay_main(Datum arg) {
   relay_db = DatumGetObjectId(arg);
+  set_log_component(LogComponent::kRelay);
   // A flag, not die(): the relay must not leave with invalidations only it
   // holds (see shut_down()).
   pqsignal(SIGTERM, on_sigterm);
@@ -549,7 +583,11 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   pgstat_report_appname("pg_cachekit outbox relay");
   // One relay per database: if another serves it, this one was started
   // twice (a launcher restart) and leaves without touching anything.
-  if (!register_relay(relay_db)) proc_exit(0);
+  if (!register_relay(relay_db)) {
+    ereport(DEBUG1,
+            (worker_errmsg(LogComponent::kRelay, "another relay serves database %u", relay_db)));
+    proc_exit(0);
+  }
   before_shmem_exit(on_exit_unregister, 0);
   count_worker_start(relay_db, false);
   // Should this relay die on an error, the launcher waits this long before
@@ -561,6 +599,9 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
   TimestampTz metrics_published_at = 0;
   for (;;) {
     if (ShutdownRequestPending) {
+      // DEBUG1: Postgres logs the shutdown itself; a relay stopped alone
+      // (DROP DATABASE, pg_terminate_backend) is the launcher's to restart.
+      ereport(DEBUG1, (worker_errmsg(LogComponent::kRelay, "stopping")));
       shut_down();
       proc_exit(0);
     }
@@ -579,7 +620,12 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
     if (full && !ShutdownRequestPending) {
       last_full_cycle = now;
       int runnable = 0;
+      std::string dbname;
       if (!in_transaction([&](const Target &t) {
+            if (!extension_seen) {
+              char *name = pg_call([] { return get_database_name(MyDatabaseId); });
+              dbname = name ? name : "";
+            }
             // First: the tasks need no Redis, and a cycle that finds Redis
             // down ends early.
             runnable = task_maintenance(relay_db, t.objects);
@@ -587,12 +633,20 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
           })) {
         // No extension in this database: nothing to flush here either. The
         // launcher looks again later, or when a backend here wakes it.
+        // DEBUG1: in a database without the extension this happens every
+        // pause (30 s), for as long as the server runs.
+        ereport(DEBUG1, (worker_errmsg(LogComponent::kRelay, "no pg_cachekit in this database")));
         cpp_entry([] { flush_done(relay_db, flush_request(relay_db)); });
         set_extension_present(relay_db, false);
         pause_worker(relay_db, GetCurrentTimestamp() + kNoExtensionPauseUs, true);
         proc_exit(0);
       }
-      if (!extension_seen) set_extension_present(relay_db, true);
+      if (!extension_seen) {
+        set_extension_present(relay_db, true);
+        // LOG: once per relay (server start, or a relay that had to restart).
+        ereport(LOG,
+                (worker_errmsg(LogComponent::kRelay, "serving database \"%s\"", dbname.c_str())));
+      }
       extension_seen = true;
       if (runnable > 0) wake_executors(relay_db, runnable);
     }

@@ -61,6 +61,7 @@
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
 #include "pg/task_common.h"
+#include "pg/worker_log.h"
 #include "worker/cdn_dispatch.h"
 #include "worker/task_kinds.h"
 
@@ -597,6 +598,30 @@ std::string error_json(const Claimed &c, const Outcome &o) {
   return j;
 }
 
+// An attempt that did not succeed, for the operator: the task's id, name
+// and queue, the attempt, what happens next and the error message as stored
+// in last_error (never the task's arguments). Successes are not logged:
+// cachekit.tasks and the metrics have them.
+void log_outcome(const Claimed &c, const Outcome &o, const std::string &state, double delay) {
+  std::string attempt =
+      "attempt " + std::to_string(c.attempts) + " of " + std::to_string(c.max_attempts);
+  std::string what = " (" + c.task + " on queue " + json_quote(c.queue) + ")";
+  std::string text;
+  if (state == "failed") {
+    char in[32];
+    snprintf(in, sizeof in, "%.1f", delay);
+    text = attempt + " failed" + what + ", retry in " + in + " s: " + o.message;
+  } else if (state == "dead") {
+    text = attempt + " failed" + what + ", the task is dead: " + o.message;
+  } else if (state == "cancelled") {
+    text = "cancelled while running" + what + ", " + attempt;
+  } else {
+    return;
+  }
+  worker_log(LOG, LogComponent::kExecutor, task_subject(c.id),
+             state == "cancelled" ? nullptr : o.sqlstate.c_str(), text);
+}
+
 // One statement records the outcome; a cancel_task() that came while the
 // task ran wins (the caller then rolls back an SQL task's effects). Returns
 // the state recorded ("" when the row was no longer this executor's).
@@ -635,6 +660,7 @@ std::string record(const Tables &t, const Claimed &c, Outcome o, bool *chained,
        result, error});
   if (rows.empty()) return "";
   std::string recorded = *rows[0][0];
+  log_outcome(c, o, recorded, delay);
   if (recorded == "succeeded" && rows[0][1]) {
     // The chained task, in this transaction: it exists exactly when this
     // one's success is committed.
@@ -828,6 +854,7 @@ bool run_one() {
 extern "C" void ck_task_executor_main(Datum arg) {
   exec_db = DatumGetObjectId(arg);
   memcpy(&exec_index, MyBgworkerEntry->bgw_extra, sizeof exec_index);
+  set_log_component(LogComponent::kExecutor);
   pqsignal(SIGTERM, on_sigterm);
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
   pqsignal(SIGINT, on_sigint);
@@ -845,6 +872,9 @@ extern "C" void ck_task_executor_main(Datum arg) {
   before_shmem_exit(on_exit_unregister, 0);
   count_worker_start(exec_db, true);
   cancel_flag = executor_cancel_flag(exec_db, exec_index);
+  // DEBUG1, start and stop: cachekit.task_workers of them per database; the
+  // relay's LOG line says the database is served.
+  ereport(DEBUG1, (worker_errmsg(LogComponent::kExecutor, "executor %d started", exec_index)));
   task_cxt = AllocSetContextCreate(TopMemoryContext, "pg_cachekit task", ALLOCSET_DEFAULT_SIZES);
   CacheRegisterRelcacheCallback(on_relcache_inval, 0);
 
@@ -857,6 +887,7 @@ extern "C" void ck_task_executor_main(Datum arg) {
     if (ShutdownRequestPending || exec_index >= settings.task_workers ||
         executors_paused(exec_db)) {
       give_back_claimed_next();
+      ereport(DEBUG1, (worker_errmsg(LogComponent::kExecutor, "executor %d stopping", exec_index)));
       proc_exit(0);
     }
     if (run_one()) {

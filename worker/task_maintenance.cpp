@@ -16,12 +16,14 @@
 #include <vector>
 
 #include "core/cron.h"
+#include "core/json.h"
 #include "pg/boundary.h"
 #include "pg/extension_objects.h"
 #include "pg/metric_counters.h"
 #include "pg/pg_zone.h"
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
+#include "pg/worker_log.h"
 #include "worker/task_maintenance.h"
 
 extern "C" {
@@ -69,9 +71,15 @@ int reclaim(Oid dbid, const std::string &tasks) {
           "'The executor exited or the server restarted before the task finished.', "
           "'attempt', t.attempts) "
           "WHERE t.state = 'running' AND t.claim IS NOT NULL AND ((t.claim >> 32) <> $1 OR "
-          "((t.claim & 4294967295) <= $2 AND t.claim <> ALL ($3))) RETURNING t.id",
+          "((t.claim & 4294967295) <= $2 AND t.claim <> ALL ($3))) "
+          "RETURNING t.id, t.state, t.attempts, t.max_attempts, t.queue",
       {INT8OID, INT8OID, INT8ARRAYOID},
       {std::to_string(incarnation), std::to_string(c.issued), int8_array(c.live)});
+  for (const Row &r : rows)
+    worker_log(LOG, LogComponent::kMaintenance, task_subject(std::stoll(*r[0])), "57P01",
+               "attempt " + *r[2] + " of " + *r[3] + " on queue " + json_quote(*r[4]) +
+                   " ended with its executor, " +
+                   (*r[1] == "dead" ? "the task is dead" : "retry at once"));
   return static_cast<int>(rows.size());
 }
 
@@ -179,7 +187,7 @@ int task_maintenance(Oid dbid, const ExtensionObjects &objects) {
   CurrentResourceOwner = owner;
   if (!failure.empty()) {
     pg_call([&] {
-      ereport(WARNING, (errmsg("pg_cachekit task maintenance failed: %s", failure.c_str()),
+      ereport(WARNING, (worker_errmsg(LogComponent::kMaintenance, "failed: %s", failure.c_str()),
                         errdetail("Tasks of dead executors are reclaimed and due schedules started "
                                   "at the relay's next cycle.")));
     });

@@ -9,6 +9,7 @@
 #include "pg/guc.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
+#include "pg/worker_log.h"
 
 namespace cachekit::pg {
 
@@ -26,11 +27,10 @@ RedisTimeouts current_timeouts() {
   return RedisTimeouts{settings.connect_timeout_ms, settings.command_timeout_ms};
 }
 
+// In a worker with its prefix ("cachekit relay: ..."); a backend's client
+// sees the message as it is.
 void warn(const char *message, const std::string &detail, const char *hint) {
-  pg_call([&] {
-    ereport(WARNING, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("%s", message),
-                      errdetail("%s", detail.c_str()), errhint("%s", hint)));
-  });
+  worker_log(WARNING, log_component(), {}, "08006", message, detail, hint);
 }
 
 // Redis did not answer. The cause (with the server address, never the

@@ -59,7 +59,7 @@ x=$1
 relay "$x" reason | grep -q "cachekit.max_databases" || fail "health() does not say why: $(relay "$x" reason)"
 [ "$(q "$x" "SELECT cachekit.health() -> 'invalidation' -> 'relays' ->> 'databases_without_slot'")" -ge 1 ] ||
 	fail "health() does not count the databases without a slot"
-[ "$(grep -c "pg_cachekit has no outbox relay for database \"$x\"" "$log")" = "1" ] ||
+[ "$(grep -c "cachekit launcher: no outbox relay for database \"$x\"" "$log")" = "1" ] ||
 	fail "expected exactly one WARNING about $x, got $(grep -c "no outbox relay for database \"$x\"" "$log")"
 echo "ok - $x gets no slot with cachekit.max_databases = 2: warned once, health() says why"
 
@@ -97,7 +97,7 @@ wait_for 30 "a few more launcher scans" scanned_since db_a $((s + 3))
 set -- $(without_worker)
 y=$1
 relay "$y" reason | grep -q "max_worker_processes" || fail "health() does not say why: $(relay "$y" reason)"
-[ "$(grep -c "pg_cachekit could not start an outbox relay for database \"$y\"" "$log")" = "1" ] ||
+[ "$(grep -c "cachekit launcher: could not start an outbox relay for database \"$y\"" "$log")" = "1" ] ||
 	fail "expected exactly one WARNING about $y"
 r set "app:cap:$y:1" cached >/dev/null
 q "$y" "UPDATE users SET name = 'c' WHERE id = 1"

@@ -105,7 +105,7 @@ canary_alive || fail "an outbox row with pattern \"*\" deleted every key"
 [ "$(r exists cachekit:trust:k1)" = "0" ] || fail "the exact key of the row was not deleted"
 [ "$(health "->> 'patterns_rejected'")" -ge 5 ] || fail "rejected patterns not counted: $(health "")"
 [ "$(health "->> 'delivery_failures'")" -gt "$failures_before" ] || fail "rejected patterns not counted as failures"
-grep -q 'pg_cachekit outbox row [0-9]* has key pattern "\*" without a literal prefix' "$CACHEKIT_SANDBOX_DIR/postgres.log" ||
+grep -q 'cachekit relay: outbox row [0-9]*: [0-9]* key pattern(s) without a literal prefix not used' "$CACHEKIT_SANDBOX_DIR/postgres.log" ||
 	fail "no WARNING naming the row"
 echo "ok - outbox patterns without a literal prefix are refused (warned, counted), the row's keys still deleted"
 
@@ -127,7 +127,7 @@ for _ in $(seq 1 300); do
 done
 [ "$(r exists cachekit:trust:t:1)" = "0" ] || fail "the flush after the crash did not delete the good rule's keys"
 canary_alive || fail "flush-everything used a rule pattern without a literal prefix"
-grep -q 'pg_cachekit key rule "bad" of database "'"$db_x"'" has key pattern "\*" without a literal prefix' "$CACHEKIT_SANDBOX_DIR/postgres.log" ||
+grep -q 'cachekit relay: key rule "bad" of database "'"$db_x"'" has a key pattern without a literal prefix' "$CACHEKIT_SANDBOX_DIR/postgres.log" ||
 	fail "no WARNING naming the rule"
 echo "ok - flush-everything skips a key rule whose pattern has no literal prefix (warned), deletes the others"
 
