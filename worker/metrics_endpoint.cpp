@@ -28,6 +28,7 @@
 #include "pg/metrics.h"
 #include "pg/metrics_board.h"
 #include "pg/relay_state.h"
+#include "pg/worker_log.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -89,8 +90,13 @@ std::vector<MetricsSnapshot> fresh_snapshots() {
     for (const RelayStatus &r : reg.databases) {
       if (r.pid == 0 || !r.extension_present) continue;
       bool answered = false;
+      // A relay publishes at most once a second: a snapshot from within
+      // that second is as fresh as this request will get, and waiting for
+      // another would only hold up the endpoint (and every client on it).
+      TimestampTz now = GetCurrentTimestamp();
       for (const MetricsSnapshot &s : snaps)
-        answered = answered || (s.dbid == r.dbid && s.seq >= seq);
+        answered = answered ||
+                   (s.dbid == r.dbid && (s.seq >= seq || now - s.published_at < USECS_PER_SEC));
       all = all && answered;
     }
     if (all || std::chrono::steady_clock::now() >= deadline || ShutdownRequestPending) break;
@@ -174,6 +180,7 @@ extern "C" void ck_metrics_endpoint_main(Datum) {
   pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
   BackgroundWorkerUnblockSignals();
+  set_log_component(LogComponent::kMetrics);
   pgstat_report_appname("pg_cachekit metrics endpoint");
   std::string listen = settings.metrics_listen ? settings.metrics_listen : "";
   // The endpoint lives as long as the worker; an address that cannot be
@@ -182,11 +189,12 @@ extern "C" void ck_metrics_endpoint_main(Datum) {
     try {
       return std::make_unique<HttpEndpoint>(listen);
     } catch (const Error &e) {
-      throw Error(e.sqlstate(), std::string("cachekit metrics: ") + e.what(), e.detail(),
+      throw Error(e.sqlstate(), e.what(), e.detail(),
                   "Check cachekit.metrics_listen; the endpoint is tried again in 10 seconds.");
     }
   });
-  ereport(LOG, (errmsg("cachekit metrics: serving /metrics and /health on %s", listen.c_str())));
+  ereport(LOG, (worker_errmsg(LogComponent::kMetrics, "serving /metrics and /health on %s",
+                              listen.c_str())));
   while (!ShutdownRequestPending) {
     if (!PostmasterIsAlive()) proc_exit(1);
     if (ConfigReloadPending) {

@@ -487,8 +487,8 @@ void HttpEndpoint::poll_once(int timeout_ms,
           break;
       }
     }
-    if (poll_listener && fds.back().revents != 0) accept_clients(now);
   }
+  const bool listener_ready = n > 0 && poll_listener && fds.back().revents != 0;
   for (size_t i = 0; i < clients_.size(); ++i) {
     Client &c = *clients_[i];
     if (c.state == Client::State::kClosed || now < c.deadline) continue;
@@ -499,6 +499,9 @@ void HttpEndpoint::poll_once(int timeout_ms,
   }
   for (size_t i = clients_.size(); i-- > 0;)
     if (clients_[i]->state == Client::State::kClosed) close_client(i);
+  // After the sweep: connections that ended in this round must not count
+  // against max_clients.
+  if (listener_ready) accept_clients(now);
 }
 
 }  // namespace cachekit

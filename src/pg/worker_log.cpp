@@ -54,6 +54,8 @@ const char *log_component_prefix(LogComponent c) {
       return "cachekit maintenance: ";
     case LogComponent::kCdn:
       return "cachekit cdn: ";
+    case LogComponent::kMetrics:
+      return "cachekit metrics: ";
     case LogComponent::kNone:
       break;
   }

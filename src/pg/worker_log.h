@@ -6,6 +6,7 @@
 //   cachekit executor: task 42: ...
 //   cachekit maintenance: task 42: ...
 //   cachekit cdn: cdn batch 7: ...
+//   cachekit metrics: ...
 //
 // so that an operator can filter the server log (or jsonlog's "message") by
 // component and find a task or batch by its id in cachekit.tasks or
@@ -26,7 +27,7 @@ extern "C" {
 
 namespace cachekit::pg {
 
-enum class LogComponent { kNone, kLauncher, kRelay, kExecutor, kMaintenance, kCdn };
+enum class LogComponent { kNone, kLauncher, kRelay, kExecutor, kMaintenance, kCdn, kMetrics };
 
 // Set once by each worker's main function; a backend stays kNone.
 void set_log_component(LogComponent c);

@@ -48,11 +48,14 @@ trap cleanup EXIT
 
 # A cluster of its own: jsonlog needs the logging collector, and the
 # shared sandbox logs to stderr.
+# The metrics endpoint too: its lines are a worker's like the others'.
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 env_lines=$(env -u CACHEKIT_REDIS_PORT -u CACHEKIT_PGPORT CACHEKIT_SANDBOX_DIR="$sb" \
 	CACHEKIT_SANDBOX_EXTRA_CONF="log_destination = 'jsonlog'
 logging_collector = on
 log_directory = 'log'
-log_min_messages = debug1" test/sandbox start 2>/dev/null)
+log_min_messages = debug1
+cachekit.metrics_listen = '127.0.0.1:$metrics_port'" test/sandbox start 2>/dev/null)
 eval "$env_lines"
 db=cachekit_worker_logs
 source test/fault/lib_tasks.bash
@@ -137,7 +140,7 @@ ls "$log_dir"/*.json >/dev/null 2>&1 || fail "no .json log in $log_dir: $(ls "$l
 $PY - "$log_dir" >"$sb/worker_lines.txt" <<'PY' || fail "$(cat "$sb/worker_lines.txt")"
 import glob, json, re, sys
 ours = {"pg_cachekit launcher": ("launcher",), "pg_cachekit outbox relay": ("relay", "maintenance"),
-        "pg_cachekit task executor": ("executor", "cdn")}
+        "pg_cachekit task executor": ("executor", "cdn"), "pg_cachekit metrics endpoint": ("metrics",)}
 bad, lines = [], []
 for path in sorted(glob.glob(sys.argv[1] + "/*.json")):
     with open(path, encoding="utf-8") as f:
@@ -171,6 +174,7 @@ has_line() {
 	fail "no worker log line matching (the worker lines are above): $1"
 }
 has_line $'^pg_cachekit launcher\tLOG\tcachekit launcher: started$'
+has_line $'^pg_cachekit metrics endpoint\tLOG\tcachekit metrics: serving /metrics and /health on 127.0.0.1:'"$metrics_port"'$'
 has_line $'^pg_cachekit outbox relay\tLOG\tcachekit relay: serving database "'"$db"'"$'
 has_line $'^pg_cachekit task executor\tDEBUG\tcachekit executor: executor [0-9]+ started$'
 has_line "cachekit executor: task $fid: attempt 1 of 3 failed \\(fault.always_fails\\(jsonb\\) on queue \"default\"\\), retry in [0-9.]+ s: always fails \\(n=7\\)$"
@@ -213,7 +217,15 @@ echo "ok - CDN batch failures and retries are logged with the batch id, provider
 echo "ok - a Redis outage under the relay is logged once when it starts and once when it ends"
 
 # (c) No secret in any log file: the json log, the collector's stderr
-# files, the server's stderr (pg_ctl -l) and the sandbox Redis' log.
+# files, the server's stderr (pg_ctl -l) and the sandbox Redis' log; nor in
+# what the metrics endpoint and cachekit.metrics()/health() show (after the
+# failures above, with their errors stored).
+sleep 1.1 # a database's snapshot is refreshed at most once a second
+curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$sb/scrape-metrics.log" || fail "GET /metrics failed"
+curl -s "http://127.0.0.1:$metrics_port/health" >"$sb/scrape-health.log" || fail "GET /health failed"
+grep -q '^cachekit_tasks_dead_total{database="'"$db"'",queue="default"} [1-9]' "$sb/scrape-metrics.log" ||
+	fail "the scrape does not show the dead tasks: $(grep tasks_dead "$sb/scrape-metrics.log")"
+q "SELECT cachekit.metrics(), cachekit.health(), cachekit.cdn_status()" >"$sb/sql-metrics.log"
 logs=("$log_dir"/* "$sb"/*.log)
 for s in "${secrets[@]}"; do
 	if grep -lF -- "$s" "${logs[@]}" >"$sb/leaks.txt" 2>/dev/null; then
