@@ -48,8 +48,12 @@ q "CREATE FUNCTION bad_task(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$ BEGI
 dbq="database=\"$db\""
 has_relay() { [ "$(qdb postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = '$relay_type' AND datname = '$db'")" = "1" ]; }
 wait_for 30 "a relay in $db" has_relay
-# The database shows on the endpoint once its relay has published.
+# The database shows on the endpoint once its relay has published, and the
+# baseline below must come from a snapshot taken after watch() (which counts
+# as the table's first invalidation): a relay publishes at most once a second,
+# and its first snapshot may predate the setup.
 expect_series "cachekit_worker_up{$dbq,worker=\"relay\"}" 1 20
+expect_series "cachekit_table_invalidations_total{$dbq,table=\"public.items\"}" 1 20
 
 # ---- 1. the workload moves the counters --------------------------------------------------
 secret_alias=zz_secret_literal_4711
