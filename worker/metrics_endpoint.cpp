@@ -57,6 +57,9 @@ constexpr int kSnapshotPollMs = 10;
 // that was dropped): left out.
 constexpr int64_t kSnapshotMaxAgeUs = 300 * USECS_PER_SEC;
 constexpr double kRedisProbeCacheS = 1.0;
+// A database whose snapshot is older than this did not answer the last
+// scrapes: its relay is gone or stuck, and /health says so.
+constexpr int64_t kSnapshotStaleUs = 10 * USECS_PER_SEC;
 
 struct RedisCache {
   std::chrono::steady_clock::time_point at;
@@ -102,10 +105,15 @@ std::vector<MetricsSnapshot> fresh_snapshots() {
     if (all || std::chrono::steady_clock::now() >= deadline || ShutdownRequestPending) break;
     pg_usleep(kSnapshotPollMs * 1000L);
   }
+  // A dropped database leaves the registry: its last snapshot goes with it.
+  RegistryStatus reg = registry_status();
   TimestampTz now = GetCurrentTimestamp();
   std::vector<MetricsSnapshot> out;
-  for (MetricsSnapshot &s : snaps)
-    if (now - s.published_at <= kSnapshotMaxAgeUs) out.push_back(std::move(s));
+  for (MetricsSnapshot &s : snaps) {
+    bool known = false;
+    for (const RelayStatus &r : reg.databases) known = known || r.dbid == s.dbid;
+    if (known && now - s.published_at <= kSnapshotMaxAgeUs) out.push_back(std::move(s));
+  }
   return out;
 }
 
@@ -145,10 +153,21 @@ HttpReply health_reply() {
     return j + "}";
   };
   std::string dbs;
+  TimestampTz now = GetCurrentTimestamp();
   for (const MetricsSnapshot &s : snaps) {
     if (s.health.empty()) continue;
-    dbs += (dbs.empty() ? "" : ", ") + s.health;
-    all.push_back(static_cast<HealthStatus>(s.status));
+    std::string doc = s.health;
+    HealthStatus status = static_cast<HealthStatus>(s.status);
+    if (now - s.published_at > kSnapshotStaleUs) {
+      // What it last said is history; that it says nothing now is the news.
+      status = HealthStatus::kDown;
+      doc = "{\"database\": " + json_quote(s.name) + ", \"status\": \"down\", \"reason\": " +
+            json_quote("no snapshot for " + std::to_string((now - s.published_at) / USECS_PER_SEC) +
+                       " s: the database's relay does not answer") +
+            ", \"last_snapshot\": " + s.health + "}";
+    }
+    dbs += (dbs.empty() ? "" : ", ") + doc;
+    all.push_back(status);
   }
   HealthStatus overall = worst_status(all);
   HttpReply r;
