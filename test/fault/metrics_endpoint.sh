@@ -25,7 +25,9 @@ source test/fault/lib_metrics.bash
 roles=(ck_metrics_alice ck_metrics_bob ck_metrics_monitor ck_metrics_nobody)
 prom_pid=
 prom_dir=
+stopped_pid=
 cleanup() {
+	[ -z "$stopped_pid" ] || kill -CONT "$stopped_pid" 2>/dev/null || true
 	if [ -n "$prom_pid" ]; then kill "$prom_pid" 2>/dev/null || true; wait "$prom_pid" 2>/dev/null || true; fi
 	[ -n "$prom_dir" ] && rm -rf "$prom_dir"
 	metrics_cleanup
@@ -251,6 +253,20 @@ wait_for 60 "the launcher to start a new relay for $db" new_relay
 expect_series "$starts" $((n + 1)) 20
 expect_series "cachekit_worker_up{$dbq,worker=\"relay\"}" 1
 echo "ok - a terminated relay restarted by the launcher: $starts went from $n to $((n + 1))"
+
+# A relay that stops answering (SIGSTOP: alive, registered, silent) makes its
+# database "down" on /health once its snapshot is 10 s old; SIGCONT heals it.
+relay_pid=$(qdb postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = '$relay_type' AND datname = '$db'")
+stopped_pid=$relay_pid
+kill -STOP "$relay_pid"
+health_is() { [ "$(get /health)" = "$1" ] && grep -q "$2" "$scrape_file"; }
+wait_for 30 "/health to say the stopped relay does not answer" health_is 503 "the database's relay does not answer"
+code=$(get /metrics)
+[ "$code" = 200 ] || fail "/metrics answered $code while a relay was stopped"
+kill -CONT "$relay_pid"
+stopped_pid=
+wait_for 30 "/health to be 200 once the relay answers again" health_is 200 '"status": "ok"'
+echo "ok - a relay stopped with SIGSTOP: /health 503 with the reason after 10 s (/metrics still 200); SIGCONT: 200"
 
 # ---- 5. privileges --------------------------------------------------------------------------
 text=$(scrape)
