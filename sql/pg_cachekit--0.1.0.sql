@@ -1329,6 +1329,16 @@ RETURNS pg_catalog.jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = 
     WHERE p.name = ANY (cachekit._cdn_provider_list()) OR s.provider IS NOT NULL
 $$;
 
+-- cdn_status() without the providers' last errors, which can name purged
+-- paths (values of the tables behind purge rules): for pg_monitor.
+CREATE FUNCTION cachekit.cdn_counters()
+RETURNS pg_catalog.jsonb LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s || jsonb_build_object('providers', coalesce(
+               (SELECT jsonb_object_agg(p.key, p.value - 'last_error') FROM jsonb_each(s -> 'providers') p),
+               '{}'::jsonb))
+      FROM cachekit.cdn_status() AS s
+$$;
+
 -- Asset manifest: what pg_cachekit-cdn sync uploaded.
 CREATE TABLE cachekit._assets (
     path pg_catalog.text PRIMARY KEY,
@@ -1564,12 +1574,14 @@ TO cachekit_admin;
 
 -- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
 -- connects as): the statistics and status, nothing that changes state or
--- shows task arguments, results or purge paths. Query text as query_stats
--- shows it to pg_read_all_stats, which pg_monitor includes.
+-- shows task arguments, results or purge paths (hence cdn_counters(), not
+-- cdn_status()). Query text as query_stats shows it to pg_read_all_stats,
+-- which pg_monitor includes.
 GRANT EXECUTE ON FUNCTION
     cachekit.cache_stats(), cachekit.query_stats(), cachekit.table_stats(),
-    cachekit.app_invalidation_stats(), cachekit.cdn_status()
+    cachekit.app_invalidation_stats()
 TO pg_monitor;
+GRANT EXECUTE ON FUNCTION cachekit.cdn_counters() TO pg_monitor, cachekit_cdn, cachekit_admin;
 GRANT SELECT ON cachekit.cache_stats, cachekit.query_stats, cachekit.table_stats,
                 cachekit.invalidation_stats, cachekit.queue_stats
 TO pg_monitor;

@@ -23,6 +23,7 @@
 // pauses it (see stop_relay_for()).
 #include "pg/boundary.h"
 #include "pg/guc.h"
+#include "pg/metric_counters.h"
 #include "pg/relay_state.h"
 #include "pg/worker_log.h"
 #include "worker/launcher.h"
@@ -219,6 +220,7 @@ void scan_databases() {
   // Before reading pg_database: a database created after this point keeps
   // its slot even though this scan does not see it.
   LauncherScan token = launcher_scan_begin();
+  const TimestampTz scan_started = GetCurrentTimestamp();
   List *dbs = NIL;
   List *names = NIL;
   SetCurrentStatementStartTimestamp();
@@ -246,6 +248,7 @@ void scan_databases() {
   for (int i = 0; i < n; ++i) ids[i] = list_nth_oid(dbs, i);
   // Dropped databases: their slots, queue entries and marks.
   cpp_entry([&] { forget_databases_except(ids, n, token); });
+  forget_metric_counters_except(ids, n, scan_started);
   tidy_known(ids, n);
 
   TimestampTz now = GetCurrentTimestamp();

@@ -85,26 +85,26 @@ std::vector<MetricsSnapshot> fresh_snapshots() {
   uint64_t seq = request_metrics();
   wake_all_relays();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSnapshotWaitMs);
-  std::vector<MetricsSnapshot> snaps;
   for (;;) {
-    snaps = metrics_snapshots();
+    std::vector<MetricsSnapshotHead> heads = metrics_snapshot_heads();
     RegistryStatus reg = registry_status();
+    TimestampTz now = GetCurrentTimestamp();
     bool all = true;
     for (const RelayStatus &r : reg.databases) {
       if (r.pid == 0 || !r.extension_present) continue;
-      bool answered = false;
       // A relay publishes at most once a second: a snapshot from within
       // that second is as fresh as this request will get, and waiting for
       // another would only hold up the endpoint (and every client on it).
-      TimestampTz now = GetCurrentTimestamp();
-      for (const MetricsSnapshot &s : snaps)
+      bool answered = false;
+      for (const MetricsSnapshotHead &h : heads)
         answered = answered ||
-                   (s.dbid == r.dbid && (s.seq >= seq || now - s.published_at < USECS_PER_SEC));
+                   (h.dbid == r.dbid && (h.seq >= seq || now - h.published_at < USECS_PER_SEC));
       all = all && answered;
     }
     if (all || std::chrono::steady_clock::now() >= deadline || ShutdownRequestPending) break;
     pg_usleep(kSnapshotPollMs * 1000L);
   }
+  std::vector<MetricsSnapshot> snaps = metrics_snapshots();
   // A dropped database leaves the registry: its last snapshot goes with it.
   RegistryStatus reg = registry_status();
   TimestampTz now = GetCurrentTimestamp();
@@ -167,7 +167,10 @@ HttpReply health_reply() {
             ", \"last_snapshot\": " + s.health + "}";
     }
     dbs += (dbs.empty() ? "" : ", ") + doc;
-    all.push_back(status);
+    // One database's trouble degrades the server; only what all of them
+    // need (Redis, the launcher) takes it down (503): a load balancer should
+    // not drop the whole server for one tenant's stuck relay.
+    all.push_back(status == HealthStatus::kDown ? HealthStatus::kDegraded : status);
   }
   HealthStatus overall = worst_status(all);
   HttpReply r;

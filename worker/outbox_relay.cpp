@@ -589,7 +589,6 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
     proc_exit(0);
   }
   before_shmem_exit(on_exit_unregister, 0);
-  count_worker_start(relay_db, false);
   // Should this relay die on an error, the launcher waits this long before
   // starting another (no restart loop).
   pause_worker(relay_db, GetCurrentTimestamp() + 5 * USECS_PER_SEC);
@@ -643,6 +642,9 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
       }
       if (!extension_seen) {
         set_extension_present(relay_db, true);
+        // Counted once the extension is found: relays of databases without
+        // it come and go every 30 s and must not take counter entries.
+        count_worker_start(relay_db, false);
         // LOG: once per relay (server start, or a relay that had to restart).
         ereport(LOG,
                 (worker_errmsg(LogComponent::kRelay, "serving database \"%s\"", dbname.c_str())));

@@ -23,6 +23,7 @@
 #include "pg/pg_zone.h"
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
+#include "pg/task_common.h"
 #include "pg/worker_log.h"
 #include "worker/task_maintenance.h"
 
@@ -130,7 +131,8 @@ int run_schedules(const std::string &schedules, const std::string &tasks) {
             {TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID, JSONBOID, OIDOID},
             {name, r[3], r[4], r[5], r[6], r[7], r[9]});
       ++enqueued;
-      count_tasks_enqueued(MyDatabaseId, *r[3], 1);
+      // Counted at the relay's commit (a rolled-back cycle enqueued nothing).
+      note_enqueued_in_xact(*r[3], 1);
     } else if (is_due && !first) {
       query("UPDATE " + schedules +
                 " SET skipped = skipped + CASE WHEN $2 THEN 0 ELSE 1 END, pending = $2 "

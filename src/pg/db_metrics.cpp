@@ -239,31 +239,6 @@ void add_database_samples(MetricSamples &out, const DatabaseState &s, const Quer
                     latency_buckets(), miss, c.miss_seconds);
   out.add("cachekit_query_cache_bytes_total", db, c.bytes);
 
-  // Per query: one series per (namespace, fingerprint), summed over roles.
-  std::vector<QueryStatsRow> rows = query_stats_snapshot(s.dbid, qs.viewer, qs.all_roles);
-  std::map<std::pair<std::string, uint64_t>, QueryAgg> per_query;
-  for (const QueryStatsRow &r : rows) {
-    if (!r.text_visible) continue;
-    QueryAgg &a = per_query[{r.ns, r.fingerprint}];
-    a.hits += r.hits;
-    a.misses += r.misses;
-    a.hit_ms += r.hit_ms_total;
-    a.miss_ms += r.miss_ms_total;
-  }
-  std::vector<std::pair<std::pair<std::string, uint64_t>, QueryAgg>> ranked(per_query.begin(),
-                                                                            per_query.end());
-  std::stable_sort(ranked.begin(), ranked.end(), [](const auto &a, const auto &b) {
-    return a.second.saved_s() > b.second.saved_s();
-  });
-  if (qs.top >= 0 && ranked.size() > static_cast<size_t>(qs.top)) ranked.resize(qs.top);
-  for (const auto &[key, a] : ranked) {
-    Labels l = with({{"namespace", key.first},
-                     {"fingerprint", std::to_string(static_cast<int64_t>(key.second))}});
-    out.add("cachekit_query_hits_total", l, a.hits);
-    out.add("cachekit_query_misses_total", l, a.misses);
-    out.add("cachekit_query_time_saved_seconds", l, a.saved_s());
-  }
-
   if (s.database_invalidations)
     out.add("cachekit_database_invalidations_total", db, *s.database_invalidations);
   for (const auto &[table, n] : s.tables)
@@ -332,6 +307,32 @@ void add_database_samples(MetricSamples &out, const DatabaseState &s, const Quer
   if (s.extension) status("outbox", s.outbox);
   for (const QueueGauges &q : s.queues) status("queue", q.status, {{"queue", q.name}});
   for (const CdnProviderGauges &g : s.cdn) status("cdn", g.status, {{"provider", g.name}});
+
+  // Per query, last: one series per (namespace, fingerprint), summed over
+  // roles. A snapshot too large for its board slot loses these first.
+  std::vector<QueryStatsRow> rows = query_stats_snapshot(s.dbid, qs.viewer, qs.all_roles);
+  std::map<std::pair<std::string, uint64_t>, QueryAgg> per_query;
+  for (const QueryStatsRow &r : rows) {
+    if (!r.text_visible) continue;
+    QueryAgg &a = per_query[{r.ns, r.fingerprint}];
+    a.hits += r.hits;
+    a.misses += r.misses;
+    a.hit_ms += r.hit_ms_total;
+    a.miss_ms += r.miss_ms_total;
+  }
+  std::vector<std::pair<std::pair<std::string, uint64_t>, QueryAgg>> ranked(per_query.begin(),
+                                                                            per_query.end());
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto &a, const auto &b) {
+    return a.second.saved_s() > b.second.saved_s();
+  });
+  if (qs.top >= 0 && ranked.size() > static_cast<size_t>(qs.top)) ranked.resize(qs.top);
+  for (const auto &[key, a] : ranked) {
+    Labels l = with({{"namespace", key.first},
+                     {"fingerprint", std::to_string(static_cast<int64_t>(key.second))}});
+    out.add("cachekit_query_hits_total", l, a.hits);
+    out.add("cachekit_query_misses_total", l, a.misses);
+    out.add("cachekit_query_time_saved_seconds", l, a.saved_s());
+  }
 }
 
 std::string database_health_json(const DatabaseState &s) {

@@ -851,7 +851,7 @@ void define_settings(bool preloading) {
       "The queries that saved the most time; 0 shows none. cachekit.metrics() shows every query the "
       "caller may see in cachekit.query_stats.",
       &settings.metrics_top_queries,
-      20, 0, 1000,
+      20, 0, 100,
       PGC_SIGHUP,
       0,
       nullptr, nullptr, nullptr);

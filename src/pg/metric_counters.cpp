@@ -17,6 +17,7 @@ extern "C" {
 #include "storage/spin.h"
 #include "port/atomics.h"
 #include "utils/hsearch.h"
+#include "utils/timestamp.h"
 }
 
 #include "core/metrics_text.h"
@@ -46,6 +47,7 @@ enum DbWord : int {
 
 struct DbEntry {
   Oid dbid;  // key
+  TimestampTz created;
   pg_atomic_uint64 w[kDbWords];
 };
 
@@ -56,6 +58,7 @@ struct QueueKey {
 
 struct QueueEntry {
   QueueKey key;
+  TimestampTz created;
   slock_t mutex;
   TaskCounters c;
 };
@@ -74,10 +77,12 @@ long max_db_entries() { return settings.max_databases + 16; }
 // shared memory is missing. Returns with the lock held (shared) when not
 // nullptr; the caller releases it.
 void init_entry(QueueEntry *e) {
+  e->created = GetCurrentTimestamp();
   SpinLockInit(&e->mutex);
   e->c = TaskCounters{};
 }
 void init_entry(DbEntry *e) {
+  e->created = GetCurrentTimestamp();
   for (auto &w : e->w) pg_atomic_init_u64(&w, 0);
 }
 
@@ -128,7 +133,8 @@ DbEntry *db_entry(Oid dbid) {
   return e;
 }
 
-DbEntry *my_entry = nullptr;  // of MyDatabaseId, once found
+DbEntry *my_entry = nullptr;    // of MyDatabaseId, once found
+bool my_entry_missing = false;  // the hash was full: not asked again by this backend
 
 void add(DbEntry *e, int word, uint64_t n = 1) { pg_atomic_fetch_add_u64(&e->w[word], n); }
 
@@ -161,7 +167,10 @@ void metric_counters_shmem_startup() {
 }
 
 void count_query_call(Outcome outcome, Bypass bypass, double ms, uint64_t bytes) {
-  if (my_entry == nullptr) my_entry = db_entry(MyDatabaseId);
+  if (my_entry == nullptr && !my_entry_missing) {
+    my_entry = db_entry(MyDatabaseId);
+    my_entry_missing = my_entry == nullptr;
+  }
   DbEntry *e = my_entry;
   if (e == nullptr) return;
   size_t bucket = outcome == Outcome::kBypass ? 0 : bucket_index(latency_buckets(), ms / 1000.0);
@@ -211,6 +220,26 @@ void count_task_outcome(Oid dbid, const std::string &queue, const std::string &s
     if (run_s >= 0) c.run_seconds += run_s, c.runs++;
     if (wait_s >= 0) c.wait_seconds += wait_s, c.waits++;
   });
+}
+
+void forget_metric_counters_except(const Oid *dbs, int n, int64_t scan_started) {
+  if (db_hash == nullptr) return;
+  auto kept = [&](Oid dbid) {
+    for (int i = 0; i < n; ++i)
+      if (dbs[i] == dbid) return true;
+    return false;
+  };
+  LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+  HASH_SEQ_STATUS seq;
+  hash_seq_init(&seq, db_hash);
+  while (auto *e = static_cast<DbEntry *>(hash_seq_search(&seq)))
+    if (e->created < scan_started && !kept(e->dbid))
+      hash_search(db_hash, &e->dbid, HASH_REMOVE, nullptr);
+  hash_seq_init(&seq, queue_hash);
+  while (auto *e = static_cast<QueueEntry *>(hash_seq_search(&seq)))
+    if (e->created < scan_started && !kept(e->key.dbid))
+      hash_search(queue_hash, &e->key, HASH_REMOVE, nullptr);
+  LWLockRelease(shared->lock);
 }
 
 DatabaseCounters database_counters(Oid dbid) {

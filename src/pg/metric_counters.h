@@ -53,6 +53,12 @@ void count_tasks_enqueued(Oid dbid, const std::string &queue, uint64_t n);
 void count_task_outcome(Oid dbid, const std::string &queue, const std::string &state, double run_s,
                         double wait_s);
 
+// The launcher, after reading pg_database: entries of dropped databases go
+// (no backend of a dropped database is left to hold a pointer to one). Only
+// entries made before `scan_started` (TimestampTz, taken before pg_database
+// was read): a database created since is not in dbs but is no dropped one.
+void forget_metric_counters_except(const Oid *dbs, int n, int64_t scan_started);
+
 DatabaseCounters database_counters(Oid dbid);
 struct QueueCounters {
   std::string queue;

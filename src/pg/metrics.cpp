@@ -19,10 +19,16 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
+#include "commands/dbcommands.h"
 }
 
 namespace cachekit::pg {
+
+namespace {
+constexpr int kSnapshotTimeoutMs = 2000;
+}  // namespace
 
 void add_cluster_samples(MetricSamples &out) {
   out.add("cachekit_up", {}, 1);
@@ -69,11 +75,19 @@ void publish_database_metrics(uint64_t seq) {
     MetricsSnapshot snap;
     snap.dbid = MyDatabaseId;
     snap.seq = seq;
+    // Before anything can fail: a database reported down must be named.
+    snap.name = pg_call([] {
+      char *n = get_database_name(MyDatabaseId);
+      return std::string(n ? n : "");
+    });
     std::string failure;
+    // The relay must not wait long on the tables for a scrape: the reads are
+    // cancelled after kSnapshotTimeoutMs (statement_timeout is not armed for
+    // a background worker's SPI), and the database shows as down with that.
+    pg_call([] { enable_timeout_after(STATEMENT_TIMEOUT, kSnapshotTimeoutMs); });
     in_subtransaction(
         [&] {
           DatabaseState s = collect_database_state();
-          snap.name = s.name;
           MetricSamples m;
           QuerySeries qs;
           qs.all_roles = true;  // fingerprints only, no text, on the endpoint
@@ -84,6 +98,7 @@ void publish_database_metrics(uint64_t seq) {
           snap.status = static_cast<int>(s.overall);
         },
         &failure);
+    pg_call([] { disable_timeout(STATEMENT_TIMEOUT, false); });
     if (!failure.empty()) {
       // The endpoint shows the database as down, with why; the relay goes on.
       snap.samples.clear();

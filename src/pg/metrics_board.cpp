@@ -11,6 +11,8 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include "core/health_rules.h"
+#include "core/json.h"
 #include "pg/guc.h"
 
 namespace cachekit::pg {
@@ -81,7 +83,17 @@ void publish_metrics(const MetricsSnapshot &snap) {
   if (!board) return;
   // Samples are whole lines; a snapshot that does not fit keeps the lines
   // that do (the health document is small and always kept).
-  size_t health_len = std::min(snap.health.size(), kSlotBytes / 4);
+  // A health document is never cut (half a JSON object would break the
+  // whole /health body): one too large is replaced by its status.
+  std::string small;
+  const std::string *health = &snap.health;
+  if (snap.health.size() > kSlotBytes / 4) {
+    small =
+        "{\"status\": " + json_quote(health_status_name(static_cast<HealthStatus>(snap.status))) +
+        ", \"truncated\": true}";
+    health = &small;
+  }
+  size_t health_len = health->size();
   size_t samples_len = snap.samples.size();
   bool truncated = snap.truncated;
   if (samples_len + health_len > kSlotBytes) {
@@ -107,8 +119,19 @@ void publish_metrics(const MetricsSnapshot &snap) {
   slot->samples_len = static_cast<uint32>(samples_len);
   slot->health_len = static_cast<uint32>(health_len);
   memcpy(slot->data, snap.samples.data(), samples_len);
-  memcpy(slot->data + samples_len, snap.health.data(), health_len);
+  memcpy(slot->data + samples_len, health->data(), health_len);
   LWLockRelease(board->lock);
+}
+
+std::vector<MetricsSnapshotHead> metrics_snapshot_heads() {
+  std::vector<MetricsSnapshotHead> out;
+  if (!board) return out;
+  LWLockAcquire(board->lock, LW_SHARED);
+  for (int i = 0; i < board->nslots; ++i)
+    if (board->slots[i].dbid != InvalidOid)
+      out.push_back({board->slots[i].dbid, board->slots[i].seq, board->slots[i].published_at});
+  LWLockRelease(board->lock);
+  return out;
 }
 
 std::vector<MetricsSnapshot> metrics_snapshots() {

@@ -39,6 +39,13 @@ struct MetricsSnapshot {
   bool truncated = false;    // the samples did not fit; the rest is missing
 };
 void publish_metrics(const MetricsSnapshot &snapshot);
+// Which request each database answered last, without copying the data.
+struct MetricsSnapshotHead {
+  Oid dbid;
+  uint64_t seq;
+  int64_t published_at;
+};
+std::vector<MetricsSnapshotHead> metrics_snapshot_heads();
 std::vector<MetricsSnapshot> metrics_snapshots();
 
 }  // namespace cachekit::pg

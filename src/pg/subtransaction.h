@@ -33,6 +33,8 @@ bool in_subtransaction(F &&f, std::string *failure) {
   } catch (const std::exception &e) {
     *failure = e.what();
     if (failure->empty()) *failure = "unknown error";
+  } catch (...) {
+    *failure = "unknown C++ exception";
   }
   if (failure->empty())
     pg_call([] { ReleaseCurrentSubTransaction(); });

@@ -68,22 +68,47 @@ struct PendingEnqueue {
 };
 std::vector<PendingEnqueue> *pending_enqueues = nullptr;
 
+// The current subtransaction's entries are always the last ones (its
+// children have ended), so merging and the callbacks look only at the tail:
+// the list stays as long as the distinct (subtransaction, queue) pairs.
 void note_pending_enqueue(const std::string &queue, int n) {
   if (!pending_enqueues) pending_enqueues = new std::vector<PendingEnqueue>();
-  pending_enqueues->push_back({GetCurrentSubTransactionId(), queue, n});
+  const SubTransactionId sub = GetCurrentSubTransactionId();
+  for (auto it = pending_enqueues->rbegin(); it != pending_enqueues->rend() && it->subxact == sub;
+       ++it)
+    if (it->queue == queue) {
+      it->n += n;
+      return;
+    }
+  pending_enqueues->push_back({sub, queue, n});
 }
 
 void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
                 void *) {
   if (!pending_enqueues) return;
+  auto &v = *pending_enqueues;
   if (event == SUBXACT_EVENT_ABORT_SUB) {
-    auto &v = *pending_enqueues;
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [&](const PendingEnqueue &p) { return p.subxact == mySubid; }),
-            v.end());
+    while (!v.empty() && v.back().subxact == mySubid) v.pop_back();
   } else if (event == SUBXACT_EVENT_COMMIT_SUB) {
-    for (PendingEnqueue &p : *pending_enqueues)
-      if (p.subxact == mySubid) p.subxact = parentSubid;
+    // Into the parent's entries (the run just before), merged by queue; in
+    // place, without allocating: this runs inside Postgres' commit.
+    size_t first = v.size();
+    while (first > 0 && v[first - 1].subxact == mySubid) --first;
+    size_t parent = first;
+    while (parent > 0 && v[parent - 1].subxact == parentSubid) --parent;
+    size_t end = first;
+    for (size_t i = first; i < v.size(); ++i) {
+      size_t j = parent;
+      while (j < end && v[j].queue != v[i].queue) ++j;
+      if (j < end) {
+        v[j].n += v[i].n;
+      } else {
+        if (end != i) v[end] = std::move(v[i]);
+        v[end].subxact = parentSubid;
+        ++end;
+      }
+    }
+    v.resize(end);
   }
 }
 
@@ -108,7 +133,7 @@ void on_xact(XactEvent event, void *) {
     if (cancels_in_xact) cancels_in_xact->clear();
     // A prepared transaction's enqueues are not counted (its COMMIT
     // PREPARED runs in another session).
-    if (pending_enqueues) pending_enqueues->clear();
+    if (pending_enqueues) std::vector<PendingEnqueue>().swap(*pending_enqueues);
   }
 }
 

@@ -112,6 +112,14 @@ DELETE FROM cachekit.tasks WHERE queue = 'reports';
 SELECT regress.error_of($$SET cachekit.metrics_listen = '127.0.0.1:1'$$);
 SELECT regress.error_of($$SET cachekit.metrics_top_queries = 5$$);
 
+-- pg_monitor: CDN counters, not the providers' last errors (they can name
+-- purged paths, i.e. values of tables it cannot read).
+SET ROLE regress_mon_watcher;
+SELECT regress.error_of('SELECT cachekit.cdn_status()') LIKE '42501%' AS cdn_status_denied,
+       cachekit.cdn_counters() ? 'providers' AS counters,
+       position('last_error' IN cachekit.cdn_counters()::text) = 0 AS without_errors;
+RESET ROLE;
+
 DROP TABLE regress_mon_t;
 DROP FUNCTION regress_mon_task(jsonb);
 DROP FUNCTION regress.query_series();
