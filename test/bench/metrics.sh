@@ -249,7 +249,26 @@ if has counters; then
 	CACHEKIT_SANDBOX_DIR=$WORK/base CACHEKIT_PG_BINDIR=$BASE_BINDIR "$SANDBOX" stop
 fi
 
-has scrape || has load || { python3 "$BENCH_DIR/metrics_report.py" --runs "$RUNS" --scrapes "$SCR" --notes "$NOTES" --out "$OUT" && cp "$RUNS" "$OUT-runs.csv" && cp "$NOTES" "$OUT-notes.txt"; exit 0; }
+report() {
+	{
+		echo "settings: pgbench -n -M simple -T $SECS -c {${CLIENTS[*]}} -j min(c,2), $REPS repetitions, workload pk_cached.sql over $PK_KEYS warmed keys; $SCRAPES scrapes per series"
+		echo "sandboxes: fsync and synchronous_commit on, cachekit.default_ttl 86400, autovacuum off, checkpoint_timeout 1h, jit off"
+		echo "machine: $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+	} >>"$NOTES"
+	grep -h 'ERROR\|FATAL\|PANIC' "$WORK"/head/postgres.log 2>/dev/null | grep -v 'canceling statement\|terminating connection\|due to administrator command' | head -n 5 |
+		sed 's/^/ANOMALY: server log: /' >>"$NOTES" || true
+	mkdir -p "$RESULTS"
+	cp "$RUNS" "$OUT-runs.csv"
+	cp "$SCR" "$OUT-scrapes.csv"
+	cp "$NOTES" "$OUT-notes.txt"
+	python3 "$BENCH_DIR/metrics_report.py" --runs "$OUT-runs.csv" --scrapes "$OUT-scrapes.csv" --notes "$OUT-notes.txt" --out "$OUT"
+	log "results: $OUT.txt"
+}
+
+if ! has scrape && ! has load; then
+	report
+	exit 0
+fi
 
 # --- the endpoint ------------------------------------------------------------------
 
@@ -410,16 +429,4 @@ fi
 
 # --- report ------------------------------------------------------------------------------
 
-{
-	echo "settings: pgbench -n -M simple -T $SECS -c {${CLIENTS[*]}} -j min(c,2), $REPS repetitions, workload pk_cached.sql over $PK_KEYS warmed keys; $SCRAPES scrapes per series"
-	echo "sandboxes: fsync and synchronous_commit on, cachekit.default_ttl 86400, autovacuum off, checkpoint_timeout 1h, jit off"
-	echo "machine: $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
-} >>"$NOTES"
-grep -h 'ERROR\|FATAL\|PANIC' "$WORK"/head/postgres.log 2>/dev/null | grep -v 'canceling statement\|terminating connection\|due to administrator command' | head -n 5 |
-	sed 's/^/ANOMALY: server log: /' >>"$NOTES" || true
-mkdir -p "$RESULTS"
-cp "$RUNS" "$OUT-runs.csv"
-cp "$SCR" "$OUT-scrapes.csv"
-cp "$NOTES" "$OUT-notes.txt"
-python3 "$BENCH_DIR/metrics_report.py" --runs "$OUT-runs.csv" --scrapes "$OUT-scrapes.csv" --notes "$OUT-notes.txt" --out "$OUT"
-log "results: $OUT.txt"
+report
