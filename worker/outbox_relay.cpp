@@ -27,6 +27,7 @@
 // failing that, writes them to the outbox before it exits: nothing committed
 // is lost because the relay stopped.
 // A second SIGTERM ends it at once (die()).
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -595,7 +596,7 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
 
   TimestampTz last_full_cycle = 0;
   uint64_t metrics_answered = 0;
-  TimestampTz metrics_published_at = 0;
+  std::chrono::steady_clock::time_point metrics_published_at{};
   for (;;) {
     if (ShutdownRequestPending) {
       // DEBUG1: Postgres logs the shutdown itself; a relay stopped alone
@@ -656,8 +657,9 @@ extern "C" void ck_outbox_relay_main(Datum arg) {
     // (answered at most once a second; the endpoint waits only briefly).
     if (extension_seen && !ShutdownRequestPending && metrics_board_enabled()) {
       uint64_t wanted = metrics_request_seq();
-      TimestampTz at = GetCurrentTimestamp();
-      if (wanted > metrics_answered && at - metrics_published_at >= USECS_PER_SEC) {
+      // A monotonic clock: a wall clock stepped back must not stop snapshots.
+      auto at = std::chrono::steady_clock::now();
+      if (wanted > metrics_answered && at - metrics_published_at >= std::chrono::seconds(1)) {
         metrics_answered = wanted;
         metrics_published_at = at;
         publish_database_metrics(wanted);

@@ -23,6 +23,7 @@
 #include "pg/pg_zone.h"
 #include "pg/relay_state.h"
 #include "pg/spi_text.h"
+#include "pg/subtransaction.h"
 #include "pg/task_common.h"
 #include "pg/worker_log.h"
 #include "worker/task_maintenance.h"
@@ -165,37 +166,18 @@ int maintain(Oid dbid, const ExtensionObjects &objects) {
 
 // In a subtransaction: whatever goes wrong with the tasks (a lock timeout, a
 // broken schedule row) is a WARNING and is rolled back, and the relay goes on
-// delivering invalidations, which must not wait for the task queue. A
-// PgError is caught here without reaching cpp_entry on purpose: the
-// subtransaction it happened in is rolled back, as in a PL/pgSQL exception
-// block, so the relay's transaction is sound again.
+// delivering invalidations, which must not wait for the task queue (see
+// pg/subtransaction.h for why a PgError may stop there).
 int task_maintenance(Oid dbid, const ExtensionObjects &objects) {
-  MemoryContext cxt = CurrentMemoryContext;
-  ResourceOwner owner = CurrentResourceOwner;
-  pg_call([] { BeginInternalSubTransaction(nullptr); });
-  MemoryContextSwitchTo(cxt);
   int woken = 0;
   std::string failure;
-  try {
-    woken = maintain(dbid, objects);
-  } catch (const std::exception &e) {
-    failure = e.what();
-  }
-  if (failure.empty())
-    pg_call([] { ReleaseCurrentSubTransaction(); });
-  else
-    pg_call([] { RollbackAndReleaseCurrentSubTransaction(); });
-  MemoryContextSwitchTo(cxt);
-  CurrentResourceOwner = owner;
-  if (!failure.empty()) {
-    pg_call([&] {
-      ereport(WARNING, (worker_errmsg(LogComponent::kMaintenance, "failed: %s", failure.c_str()),
-                        errdetail("Tasks of dead executors are reclaimed and due schedules started "
-                                  "at the relay's next cycle.")));
-    });
-    return 0;
-  }
-  return woken;
+  if (in_subtransaction([&] { woken = maintain(dbid, objects); }, &failure)) return woken;
+  pg_call([&] {
+    ereport(WARNING, (worker_errmsg(LogComponent::kMaintenance, "failed: %s", failure.c_str()),
+                      errdetail("Tasks of dead executors are reclaimed and due schedules started "
+                                "at the relay's next cycle.")));
+  });
+  return 0;
 }
 
 }  // namespace cachekit::pg
