@@ -27,6 +27,7 @@
 #include "pg/generations.h"
 #include "pg/guc.h"
 #include "pg/invalidation.h"
+#include "pg/leases.h"
 #include "pg/query_plan.h"
 #include "pg/query_stats.h"
 #include "pg/redis_conn.h"
@@ -77,6 +78,15 @@ const char *const kOutputSettings[] = {
 };
 
 std::string last_outcome = "none";
+
+// Releases the key's lease when the call ends, however it ends (the store
+// done, an error, a bypass): waiters then look in Redis or run it themselves.
+struct LeaseGuard {
+  bool held = false;
+  ~LeaseGuard() {
+    if (held) release_lease();
+  }
+};
 
 struct CallArgs {
   std::string query;
@@ -495,6 +505,47 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         if (ok) {
           call.outcome = Outcome::kHit;
           call.bytes = reply->str.size();
+        }
+      }
+    }
+
+    // A miss while another session runs the same key: wait for its result
+    // (bounded), then look again; otherwise this call runs the query and
+    // holds the key's lease until it has stored the result (leases.h).
+    LeaseGuard lease;
+    if (use_cache && call.outcome == Outcome::kMiss && settings.coalesce_wait_ms > 0) {
+      LeaseOutcome lo = take_lease(key);
+      if (lo == LeaseOutcome::kOwner) {
+        lease.held = true;
+      } else if (lo == LeaseOutcome::kWait) {
+        const int wait_ms = settings.coalesce_wait_ms;
+        const char *k = key.c_str();
+        // No C++ objects in the frame a query cancel would longjmp over.
+        bool released = pg_call([&] { return wait_for_lease(k, wait_ms); });
+        if (released) {
+          auto again = run(RedisTarget::kCache, {"GET", key});
+          if (again) check_reply(*again);
+          if (again && !again->is_nil() && mode == Mode::kRows) {
+            uint64_t rows = 0;
+            if (replay(again->str, q.result_types, store, out_desc, rows)) {
+              call.outcome = Outcome::kHit;
+              call.rows = rows;
+              call.bytes = again->str.size();
+              count_coalesced();
+            } else {
+              pg_call([&] { tuplestore_clear(store); });
+            }
+          } else if (again && !again->is_nil()) {
+            auto dec = RowDecoder::open(again->str);
+            if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
+                dec->next_row() && dec->column(0)) {
+              json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
+              call.outcome = Outcome::kHit;
+              call.rows = 1;
+              call.bytes = again->str.size();
+              count_coalesced();
+            }
+          }
         }
       }
     }

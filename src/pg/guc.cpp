@@ -846,6 +846,17 @@ void define_settings(bool preloading) {
   }
 
   DefineCustomIntVariable(
+      "cachekit.coalesce_wait_ms",
+      "How long a cached_query miss waits for another session already running the same query.",
+      "When several sessions miss the same key at once, one runs the query and the others wait "
+      "up to this long for its result, then run it themselves. 0: every miss runs the query.",
+      &settings.coalesce_wait_ms,
+      1000, 0, 60000,
+      PGC_USERSET,
+      GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
       "cachekit.metrics_top_queries",
       "Per-query series (by fingerprint, never query text) the HTTP endpoint shows per database.",
       "The queries that saved the most time; 0 shows none. cachekit.metrics() shows every query the "

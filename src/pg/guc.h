@@ -75,6 +75,9 @@ struct Settings {
   // Monitoring.
   char *metrics_listen = nullptr;  // empty/NULL: no HTTP endpoint
   int metrics_top_queries = 20;
+  // Miss coalescing: how long a miss waits for another session's run of
+  // the same key (0: never waits).
+  int coalesce_wait_ms = 1000;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

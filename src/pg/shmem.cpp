@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "pg/relay_state.h"
 #include "pg/generations.h"
+#include "pg/leases.h"
 #include "pg/metric_counters.h"
 #include "pg/metrics_board.h"
 #include "pg/query_stats.h"
@@ -52,6 +53,7 @@ void request_shmem() {
   generations_shmem_request();
   relay_state_shmem_request();
   query_stats_shmem_request();
+  leases_shmem_request();
   metric_counters_shmem_request();
   metrics_board_shmem_request();
 }
@@ -68,6 +70,7 @@ void startup_shmem() {
   generations_shmem_startup();
   relay_state_shmem_startup();
   query_stats_shmem_startup();
+  leases_shmem_startup();
   metric_counters_shmem_startup();
   metrics_board_shmem_startup();
   LWLockRelease(AddinShmemInitLock);
