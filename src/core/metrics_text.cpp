@@ -32,6 +32,9 @@ const std::vector<MetricFamily> &metric_catalog() {
        "Time of cached_query calls that hit or missed."},
       {"cachekit_query_cache_bytes_total", kCounter,
        "Bytes of the results cached_query returned (hits and misses)."},
+      {"cachekit_query_cache_coalesced_total", kCounter,
+       "cached_query misses that waited for another session's run of the same key and took its "
+       "result."},
       {"cachekit_query_hits_total", kCounter,
        "cached_query hits of one query (by fingerprint, summed over roles)."},
       {"cachekit_query_misses_total", kCounter,

@@ -6,6 +6,7 @@
 #include "pg/boundary.h"
 #include "pg/db_metrics.h"
 #include "pg/guc.h"
+#include "pg/leases.h"
 #include "pg/metrics_board.h"
 #include "pg/relay_state.h"
 #include "pg/shmem.h"
@@ -42,6 +43,7 @@ void add_cluster_samples(MetricSamples &out) {
   out.add("cachekit_kv_operations_total", {{"operation", "delete"}, {"result", "ok"}},
           v(CacheCounter::kDeletes));
   out.add("cachekit_kv_errors_total", {}, v(CacheCounter::kErrors));
+  out.add("cachekit_query_cache_coalesced_total", {}, static_cast<double>(coalesced_calls()));
   out.add("cachekit_kv_bytes_total", {{"direction", "read"}}, v(CacheCounter::kBytesIn));
   out.add("cachekit_kv_bytes_total", {{"direction", "written"}}, v(CacheCounter::kBytesOut));
   auto app = [](AppCounter c) { return static_cast<double>(app_counter(c)); };
