@@ -480,33 +480,37 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     Datum json_result = 0;
     bool json_null = true;
     std::string json_hit;  // built into a Datum after SPI_finish (SPI memory goes away)
+    // A stored result, served as a hit; false when it does not decode.
+    auto serve = [&](const std::string &stored) {
+      bool ok = false;
+      if (mode == Mode::kRows) {
+        uint64_t rows = 0;
+        // A partly replayed result must not be mixed with a fresh one.
+        ok = replay(stored, q.result_types, store, out_desc, rows);
+        if (!ok) pg_call([&] { tuplestore_clear(store); });
+        call.rows = rows;
+      } else {
+        auto dec = RowDecoder::open(stored);
+        if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
+            dec->next_row() && dec->column(0)) {
+          json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
+          ok = true;
+          call.rows = 1;
+        }
+      }
+      if (ok) {
+        call.outcome = Outcome::kHit;
+        call.bytes = stored.size();
+      }
+      return ok;
+    };
     if (use_cache) {
       auto reply = run(RedisTarget::kCache, {"GET", key});
       if (reply) check_reply(*reply);
-      if (!reply) {
+      if (!reply)
         bypass(Bypass::kRedisUnavailable);
-      } else if (!reply->is_nil()) {
-        bool ok = false;
-        if (mode == Mode::kRows) {
-          uint64_t rows = 0;
-          // A partly replayed result must not be mixed with a fresh one.
-          ok = replay(reply->str, q.result_types, store, out_desc, rows);
-          if (!ok) pg_call([&] { tuplestore_clear(store); });
-          call.rows = rows;
-        } else {
-          auto dec = RowDecoder::open(reply->str);
-          if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
-              dec->next_row() && dec->column(0)) {
-            json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
-            ok = true;
-            call.rows = 1;
-          }
-        }
-        if (ok) {
-          call.outcome = Outcome::kHit;
-          call.bytes = reply->str.size();
-        }
-      }
+      else if (!reply->is_nil())
+        serve(reply->str);
     }
 
     // A miss while another session runs the same key: wait for its result
@@ -525,27 +529,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         if (released) {
           auto again = run(RedisTarget::kCache, {"GET", key});
           if (again) check_reply(*again);
-          if (again && !again->is_nil() && mode == Mode::kRows) {
-            uint64_t rows = 0;
-            if (replay(again->str, q.result_types, store, out_desc, rows)) {
-              call.outcome = Outcome::kHit;
-              call.rows = rows;
-              call.bytes = again->str.size();
-              count_coalesced();
-            } else {
-              pg_call([&] { tuplestore_clear(store); });
-            }
-          } else if (again && !again->is_nil()) {
-            auto dec = RowDecoder::open(again->str);
-            if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
-                dec->next_row() && dec->column(0)) {
-              json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
-              call.outcome = Outcome::kHit;
-              call.rows = 1;
-              call.bytes = again->str.size();
-              count_coalesced();
-            }
-          }
+          if (again && !again->is_nil() && serve(again->str)) count_coalesced();
         }
       }
     }

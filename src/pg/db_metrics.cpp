@@ -12,6 +12,7 @@
 #include "pg/owner_query.h"
 #include "pg/query_stats.h"
 #include "pg/relay_state.h"
+#include "pg/shmem.h"
 
 extern "C" {
 #include "commands/dbcommands.h"
@@ -195,6 +196,12 @@ DatabaseState collect_database_state() {
     return std::string(n ? n : "");
   });
   read_tables(s);
+  // Without shared_preload_libraries (health() still answers) there are no
+  // generations, relays or executors to look at.
+  if (!shmem_available()) {
+    judge(s);
+    return s;
+  }
   for (const TableStats &t : table_stats_snapshot()) {
     if (t.dbid != MyDatabaseId) continue;
     if (t.relid == InvalidOid) {

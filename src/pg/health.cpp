@@ -10,7 +10,6 @@
 #include "core/redis_client.h"
 #include "core/redis_info.h"
 #include "pg/db_metrics.h"
-#include "pg/owner_query.h"
 #include "pg/redis_probe.h"
 #include "pg/datum.h"
 #include "pg/query_plan.h"
@@ -130,24 +129,16 @@ std::string relay_health() {
   return out + "]}";
 }
 
-// The first row of sql_for(extension objects), read as the extension owner
-// (owner_query.h): health() is granted to cachekit_user, the extension's
-// tables are not. Column values as text ("" for NULL); no row: empty.
-std::vector<std::string> owner_row(
-    const std::function<std::string(const ExtensionObjects &)> &sql_for) {
-  std::vector<std::string> out;
-  std::vector<OwnerRow> rows = owner_rows(sql_for);
-  if (rows.empty()) return out;
-  for (const auto &v : rows[0]) out.push_back(v.value_or(""));
-  return out;
+std::string seconds_or_null(bool known, double s) {
+  if (!known) return "null";
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.3f", s);
+  return buf;
 }
 
 // Trigger-driven invalidation: counters, what waits in the outbox of this
-// database, and its relay. The outbox is the extension's own (found through
-// pg_depend, not by name) and read as the extension owner in a
-// security-restricted operation: health() is granted to cachekit_user, the
-// table is not.
-std::string invalidation_health() {
+// database (as collect_database_state() read it), and its relay.
+std::string invalidation_health(const DatabaseState &db) {
   std::string out = "{";
   const char *names[] = {"messages_published", "keys_deleted",        "patterns_flushed",
                          "outbox_written",     "delivered_at_commit", "delivered_by_worker",
@@ -156,48 +147,26 @@ std::string invalidation_health() {
   for (int i = 0; i < static_cast<int>(AppCounter::kCount); ++i)
     out += std::string(i ? ", " : "") + "\"" + names[i] +
            "\": " + std::to_string(app_counter(static_cast<AppCounter>(i)));
-  int64 depth = -1;
-  double oldest = -1;
-  std::vector<std::string> row = owner_row([](const ExtensionObjects &ext) -> std::string {
-    if (!OidIsValid(ext.outbox)) return "";
-    return std::string(
-               "SELECT pg_catalog.count(*), pg_catalog.date_part('epoch',"
-               " pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-)"
-               " pg_catalog.min(created_at)) FROM ") +
-           qualified_name(ext.outbox);
-  });
-  if (row.size() == 2) {
-    depth = row[0].empty() ? -1 : std::stoll(row[0]);
-    oldest = row[1].empty() ? -1 : strtod(row[1].c_str(), nullptr);
-  }
-  out += ", \"outbox_depth\": " + (depth >= 0 ? std::to_string(depth) : std::string("null"));
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.3f", oldest);
-  out += ", \"oldest_undelivered_s\": " + (oldest >= 0 ? std::string(buf) : std::string("null"));
+  out += ", \"outbox_depth\": " +
+         (db.extension ? std::to_string(db.outbox_depth) : std::string("null"));
+  out += ", \"oldest_undelivered_s\": " +
+         seconds_or_null(db.extension && db.outbox_depth > 0, db.outbox_oldest_s);
   out += ", " + relay_health();
   return out + "}";
 }
 
 // The task queue of this database: its executors (shared memory) and what
-// waits in its tasks table.
-std::string tasks_health() {
+// waits in its queues (as collect_database_state() read them).
+std::string tasks_health(const DatabaseState &db) {
   RelayStatus mine = relay_status(MyDatabaseId);
-  std::vector<std::string> row = owner_row([](const ExtensionObjects &ext) -> std::string {
-    if (!OidIsValid(ext.tasks)) return "";
-    std::string t = qualified_name(ext.tasks);
-    return "SELECT pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) ANY "
-           "('{queued,failed}'::pg_catalog.text[]) AND run_at OPERATOR(pg_catalog.<=) "
-           "pg_catalog.now()), pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) "
-           "'running'), pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'dead'), "
-           "pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) "
-           "pg_catalog.min(run_at) FILTER (WHERE state OPERATOR(pg_catalog.=) ANY "
-           "('{queued,failed}'::pg_catalog.text[]) AND run_at OPERATOR(pg_catalog.<=) "
-           "pg_catalog.now())) FROM " +
-           t;
-  });
-  auto num = [&](size_t i) {
-    return i < row.size() && !row[i].empty() ? row[i] : std::string("null");
-  };
+  int64 runnable = 0, running = 0, dead = 0;
+  double oldest = 0;
+  for (const QueueGauges &q : db.queues) {
+    runnable += q.depth;
+    running += q.running;
+    dead += q.dead;
+    oldest = std::max(oldest, q.oldest_s);
+  }
   std::string state = settings.task_workers == 0                ? "off"
                       : mine.executors >= settings.task_workers ? "ok"
                       : mine.executors > 0                      ? "degraded"
@@ -205,9 +174,10 @@ std::string tasks_health() {
   return "{\"state\": " + json_quote(state) +
          ", \"task_workers\": " + std::to_string(settings.task_workers) +
          ", \"executors\": " + std::to_string(mine.executors) +
-         ", \"busy\": " + std::to_string(mine.executors_busy) + ", \"runnable\": " + num(0) +
-         ", \"running\": " + num(1) + ", \"dead\": " + num(2) +
-         ", \"oldest_runnable_s\": " + num(3) + "}";
+         ", \"busy\": " + std::to_string(mine.executors_busy) +
+         ", \"runnable\": " + std::to_string(runnable) +
+         ", \"running\": " + std::to_string(running) + ", \"dead\": " + std::to_string(dead) +
+         ", \"oldest_runnable_s\": " + seconds_or_null(runnable > 0, oldest) + "}";
 }
 
 CK_SQL_FUNCTION(ck_health) {
@@ -218,14 +188,10 @@ CK_SQL_FUNCTION(ck_health) {
     // Every component's status ("off": not configured), and the worst of
     // them overall; the database's own components (workers, outbox, queues,
     // CDN providers) come from the same code as the metrics.
-    DatabaseState db;
-    std::string db_doc = "null";
-    HealthStatus db_status = HealthStatus::kDown;
-    if (shmem_available()) {
-      db = collect_database_state();
-      db_doc = database_health_json(db);
-      db_status = db.overall;
-    }
+    // The extension's tables are read once, for all of the document.
+    DatabaseState db = collect_database_state();
+    std::string db_doc = shmem_available() ? database_health_json(db) : std::string("null");
+    HealthStatus db_status = shmem_available() ? db.overall : HealthStatus::kDown;
     HealthStatus overall = worst_status({cache.status, session.status, db_status});
     std::string doc =
         "{\"status\": " + json_quote(health_status_name(overall)) +
@@ -233,7 +199,7 @@ CK_SQL_FUNCTION(ck_health) {
         ", \"redis\": " + endpoint_health(cache) +
         ", \"session_redis\": " + endpoint_health(session) + ", \"database\": " + db_doc +
         ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
-        ", \"invalidation\": " + invalidation_health() + ", \"tasks\": " + tasks_health() +
+        ", \"invalidation\": " + invalidation_health(db) + ", \"tasks\": " + tasks_health(db) +
         ", \"prepared_queries\": " + prepared_queries_health() + "}";
     return jsonb_datum(doc);
   });

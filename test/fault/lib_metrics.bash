@@ -7,30 +7,13 @@
 # metrics_cleanup (call it from the EXIT trap) resets it and restarts again,
 # so the scripts after this one see the sandbox as it was.
 : "${db:?set db before sourcing lib_metrics.bash}"
-bindir=${CACHEKIT_PG_BINDIR:-/usr/lib/postgresql/15/bin}
-data_dir="$CACHEKIT_SANDBOX_DIR/data"
+# q, qdb, fail, wait_for, as_postgres, server_up, bindir, data_dir.
+source "$(dirname "${BASH_SOURCE[0]}")/lib_tasks.bash"
 relay_type='pg_cachekit outbox relay'
 mport=
 base=
 scrape_file=$(mktemp)
 
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-qdb() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-fail() {
-	echo "not ok - $*"
-	exit 1
-}
-wait_for() { # $1: seconds, $2: description, rest: command that must succeed
-	local seconds=$1 what=$2
-	local deadline=$((SECONDS + seconds))
-	shift 2
-	until "$@"; do
-		((SECONDS < deadline)) || fail "timed out after $seconds s waiting for: $what"
-		sleep 0.1
-	done
-}
-server_up() { qdb postgres "SELECT 1" >/dev/null 2>&1; }
 restart_server() {
 	as_postgres "$bindir/pg_ctl" -D "$data_dir" -m fast -w stop >/dev/null 2>&1 || true
 	as_postgres "$bindir/pg_ctl" -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null

@@ -112,6 +112,22 @@ DELETE FROM cachekit.tasks WHERE queue = 'reports';
 SELECT regress.error_of($$SET cachekit.metrics_listen = '127.0.0.1:1'$$);
 SELECT regress.error_of($$SET cachekit.metrics_top_queries = 5$$);
 
+-- Names are data: a table named with a quote, a newline and a backslash (as
+-- a database owner could name a table or a CREATEDB role a database) is an
+-- escaped label value, not a line of its own.
+CREATE TABLE "regress""mon
+tab\le" (id int PRIMARY KEY);
+SELECT cachekit.watch('"regress""mon
+tab\le"');
+INSERT INTO "regress""mon
+tab\le" VALUES (1);
+SELECT bool_and(l ~ '^(# (HELP|TYPE) cachekit_[a-z_]+ .*|cachekit_[a-z_]+(\{.*\})? [-+0-9.eInfNa]+)$') AS well_formed,
+       count(*) FILTER (WHERE l LIKE 'cachekit_table_invalidations_total{%'
+                          AND position('table="public.\"regress\"\"mon\ntab\\le\""} ' IN l) > 0) AS escaped
+FROM regexp_split_to_table(rtrim(cachekit.metrics(), E'\n'), E'\n') AS l;
+DROP TABLE "regress""mon
+tab\le";
+
 -- pg_monitor: CDN counters, not the providers' last errors (they can name
 -- purged paths, i.e. values of tables it cannot read).
 SET ROLE regress_mon_watcher;
