@@ -224,6 +224,17 @@ SELECT count(*) AS interrupted_rows FROM regress_tasks.runs WHERE task = 'interr
 SELECT finished_at - started_at < interval '10 s' AS interrupted_early FROM cachekit._tasks WHERE id = :long_one;
 
 -- Chaining: the next task exists once the first one's success commits.
+CREATE FUNCTION regress.wait_named(name text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    s text;
+BEGIN
+    FOR i IN 1..600 LOOP
+        SELECT t.state INTO s FROM cachekit._tasks t WHERE t.args ->> 'name' = wait_named.name;
+        EXIT WHEN s = ANY ('{succeeded,dead,cancelled}');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN s;
+END $$;
 SET ROLE regress_task_a;
 SELECT cachekit.enqueue('default', 'regress_tasks.record', '{"name": "first"}',
        "then" => '{"task": "regress_tasks.record", "args": {"name": "second"}, "then": {"task": "regress_tasks.record", "args": {"name": "third"}}}') AS first \gset
@@ -231,7 +242,9 @@ SELECT cachekit.enqueue('default', 'regress_tasks.fail', max_attempts => 1,
        "then" => '{"task": "regress_tasks.record", "args": {"name": "never"}}') AS broken_chain \gset
 RESET ROLE;
 SELECT regress.wait_task(:first) AS first, regress.wait_task(:broken_chain) AS broken_chain;
-SELECT regress.wait_task(id) FROM cachekit._tasks WHERE args ->> 'name' IN ('second', 'third') ORDER BY id;
+-- 'third' exists only once 'second' succeeded: wait for each by name (a
+-- single scan could run before 'third' was enqueued).
+SELECT regress.wait_named(n) AS wait_task FROM (VALUES ('second'), ('third')) v(n) ORDER BY n;
 SELECT state, args ->> 'name' AS name, parent_id IS NOT NULL AS has_parent, role
   FROM cachekit.tasks WHERE args ->> 'name' IN ('second', 'third', 'never') ORDER BY id;
 
