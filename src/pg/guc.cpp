@@ -856,6 +856,17 @@ void define_settings(bool preloading) {
       GUC_UNIT_MS,
       nullptr, nullptr, nullptr);
 
+  DefineCustomBoolVariable(
+      "cachekit.call_plan",
+      "Plans SELECT * FROM cachekit.cached_query(...) AS r(...) without the planner.",
+      "The plan of that statement is always one Function Scan; building it directly saves the "
+      "planner's work at every simple-protocol call. Off: the planner plans it as any statement.",
+      &settings.call_plan,
+      true,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
+
   DefineCustomIntVariable(
       "cachekit.metrics_top_queries",
       "Per-query series (by fingerprint, never query text) the HTTP endpoint shows per database.",

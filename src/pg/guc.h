@@ -78,6 +78,9 @@ struct Settings {
   // Miss coalescing: how long a miss waits for another session's run of
   // the same key (0: never waits).
   int coalesce_wait_ms = 1000;
+  // Plan `SELECT * FROM cachekit.cached_query(...) AS r(...)` without the
+  // planner (call_plan.cpp).
+  bool call_plan = true;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

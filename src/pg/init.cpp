@@ -1,6 +1,7 @@
 // Library entry point: settings always; shared memory only when loaded via
 // shared_preload_libraries (the plain cache functions work without it).
 #include "pg/app_events.h"
+#include "pg/call_plan.h"
 #include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/query_plan.h"
@@ -27,6 +28,7 @@ extern "C" void _PG_init(void) {
   cachekit::pg::install_plan_cache_callbacks();
   cachekit::pg::install_utility_hook();
   cachekit::pg::install_task_callbacks();
+  cachekit::pg::install_call_planner();
   if (process_shared_preload_libraries_in_progress) {
     cachekit::pg::install_shmem_hooks();
     cachekit::pg::register_launcher();
