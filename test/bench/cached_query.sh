@@ -2,7 +2,7 @@
 # Benchmark of cachekit.cached_query against plain SQL, pgpool-II's in-memory
 # query cache and the "backend GET floor" (one Redis GET from a backend).
 #
-# usage: test/bench/cached_query.sh          (full run, ~25 minutes)
+# usage: test/bench/cached_query.sh          (full run, ~45 minutes)
 #        BENCH_QUICK=1 test/bench/cached_query.sh   (smoke test: 3 s runs, 1 repetition)
 #
 # Environment (all optional):
@@ -11,7 +11,7 @@
 #   BENCH_QUICK      1: smoke test defaults (see above)
 #   BENCH_CLIENTS    client counts (default "1 8"; pgbench -j is min(clients, 2))
 #   BENCH_MODES      pgbench query modes (default "simple prepared")
-#   BENCH_WORKLOADS  subset of "pk agg mixed tpcb" (default: all four)
+#   BENCH_WORKLOADS  subset of "pk agg mixed eq herd tpcb" (default: all six)
 #   BENCH_SCALE      pgbench scale (default 10 = 1M accounts)
 #   BENCH_PK_KEYS    PK lookups use aid random(1, N) so that all keys can be warmed (default 10000)
 #   BENCH_RESULTS    output folder (default test/bench/results)
@@ -38,7 +38,7 @@ else
 fi
 read -r -a CLIENTS <<<"${BENCH_CLIENTS:-1 8}"
 read -r -a MODES <<<"${BENCH_MODES:-simple prepared}"
-read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-pk agg mixed tpcb}"
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-pk agg mixed eq herd tpcb}"
 SCALE=${BENCH_SCALE:-10}
 PK_KEYS=${BENCH_PK_KEYS:-10000}
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
@@ -47,7 +47,12 @@ OUT=$RESULTS/cached_query-$STAMP
 
 PK_QUERY='SELECT abalance FROM pgbench_accounts WHERE aid = $1'
 AGG_QUERY='SELECT bid, count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN $1 AND $1+5000 GROUP BY bid'
+EQ_QUERY='SELECT count(*), sum(amount) FROM bench_orders WHERE customer_id = $1'
 TABLES=(pgbench_accounts pgbench_branches pgbench_tellers pgbench_history)
+# Per-value variant of the mixed workload: pgbench_accounts watched by aid in
+# buckets of this many ids (an aggregate over 5,001 ids then spans 11-12).
+MIXED_BUCKET_WIDTH=${BENCH_MIXED_BUCKET_WIDTH:-500}
+HERD_ROUNDS=${BENCH_HERD_ROUNDS:-3}
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -59,7 +64,7 @@ has() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
 [[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $REPS =~ ^[0-9]+$ && $REPS -gt 0 ]] || die "REPS must be a positive integer"
 for w in "${WORKLOADS[@]}"; do
-	[[ $w =~ ^(pk|agg|mixed|tpcb)$ ]] || die "unknown workload '$w' in BENCH_WORKLOADS"
+	[[ $w =~ ^(pk|agg|mixed|eq|herd|tpcb)$ ]] || die "unknown workload '$w' in BENCH_WORKLOADS"
 done
 for m in "${MODES[@]}"; do
 	[[ $m =~ ^(simple|extended|prepared)$ ]] || die "unknown pgbench mode '$m' in BENCH_MODES"
@@ -222,6 +227,23 @@ pgbench -i -s "$SCALE" -q postgres >"$LOGS/init.log" 2>&1 || {
 watch_all() { for t in "${TABLES[@]}"; do psqlx -c "SELECT cachekit.watch('$t')" >/dev/null; done; }
 unwatch_all() { for t in "${TABLES[@]}"; do psqlx -c "SELECT cachekit.unwatch('$t')" >/dev/null; done; }
 watch_all
+# watch_by TABLE [COLUMN [BUCKET_WIDTH]]: the table watched as a whole, or by
+# a column (per-value generations).
+watch_by() {
+	if [[ -n ${2:-} ]]; then
+		psqlx -c "SELECT cachekit.watch('$1', by => '$2'${3:+, bucket_width => '$3'})" >/dev/null
+	else
+		psqlx -c "SELECT cachekit.watch('$1')" >/dev/null
+	fi
+}
+if has eq; then
+	log "bench_orders: 1,000 customers x 1,000 orders"
+	psqlx -c "CREATE TABLE bench_orders (id int PRIMARY KEY, customer_id int NOT NULL, amount int NOT NULL)"
+	psqlx -c "INSERT INTO bench_orders SELECT g, (g - 1) / 1000 + 1, g % 97 FROM generate_series(1, 1000000) g"
+	psqlx -c "CREATE INDEX ON bench_orders (customer_id)"
+	psqlx -c "VACUUM ANALYZE bench_orders"
+	watch_by bench_orders
+fi
 psqlx -c 'CREATE SEQUENCE bench_warm_seq'
 psqlx -c CHECKPOINT
 
@@ -299,17 +321,25 @@ run_one() {
 	local rep=$1 wl=$2 mode=$3 c=$4 variant=$5 port=$6
 	shift 6
 	local j=$((c < 2 ? c : 2)) logf="$LOGS/$wl-$mode-c$c-$variant-r$rep.log"
-	local before=() after=() tps lat failed rc=0 cache=
+	local before=() after=() tps lat failed rc=0 cache= options=
 	case $variant in
-	cached_query) cache=cachekit ;;
+	cached_*) cache=cachekit ;;
 	pgpool) cache=pgpool ;;
+	esac
+	# The variants of cached_query differ by session settings only.
+	case $variant in
+	cached_l1off) options="-c cachekit.l1=off" ;;
+	cached_noshortcut) options="-c cachekit.l1=off -c cachekit.call_plan=off" ;;
+	cached_nocoalesce) options="-c cachekit.coalesce_wait_ms=0" ;;
 	esac
 	if [[ $cache == cachekit ]]; then
 		psqlx -c 'SELECT cachekit.query_stats_reset()' >/dev/null
 	elif [[ $cache == pgpool ]]; then
 		read -r -a before <<<"$(pool_cache_counters)"
 	fi
-	pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" -c "$c" -j "$j" -T "$SECS" \
+	local length=(-T "$SECS")
+	[[ $wl == herd ]] && length=(-t 1)
+	PGOPTIONS=$options pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" -c "$c" -j "$j" "${length[@]}" \
 		-D pk_keys="$PK_KEYS" -D scale="$SCALE" "$@" postgres >"$logf" 2>&1 || rc=$?
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | tail -n 1)
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logf" | tail -n 1)
@@ -394,10 +424,10 @@ read_workload() {
 	local rep=$1 wl=$2 mode c v
 	for mode in "${MODES[@]}"; do
 		for c in "${CLIENTS[@]}"; do
-			for v in $(rotate "$((rep - 1))" direct cached_query pgpool floor); do
+			for v in $(rotate "$((rep - 1))" direct cached_query cached_l1off cached_noshortcut pgpool floor); do
 				case $v in
 				direct) run_one "$rep" "$wl" "$mode" "$c" direct "$PG_PORT" -f "$WL/${wl}_direct.sql" ;;
-				cached_query) run_one "$rep" "$wl" "$mode" "$c" cached_query "$PG_PORT" -f "$WL/${wl}_cached.sql" ;;
+				cached_*) run_one "$rep" "$wl" "$mode" "$c" "$v" "$PG_PORT" -f "$WL/${wl}_cached.sql" ;;
 				pgpool) run_one "$rep" "$wl" "$mode" "$c" pgpool "$PGPOOL_PORT" -f "$WL/${wl}_direct.sql" ;;
 				floor) run_one "$rep" "$wl" "$mode" "$c" floor "$PG_PORT" -f "$WL/floor.sql" ;;
 				esac
@@ -421,12 +451,12 @@ stale_check() {
 	local rep=$1 mode=$2 c=$3 variant=$4 truth got n before after
 	truth=$(agg_texts | psqlx -f -)
 	case $variant in
-	cached_query)
+	cached_*)
 		got=$(psqlx -c "SELECT r.* FROM generate_series(1, 20) g,
 		                LATERAL cachekit.cached_query('$AGG_QUERY', ARRAY[(g * 1000)::text]) AS r(bid int, count bigint, sum bigint)
 		                ORDER BY g")
 		n=$(paste -d'#' <(echo "$truth") <(echo "$got") | awk -F'#' '$1 != $2' | wc -l)
-		note "rep $rep: mixed $mode c$c cached_query: $n of 20 aggregate keys stale after the run"
+		note "rep $rep: mixed $mode c$c $variant: $n of 20 aggregate keys stale after the run"
 		;;
 	pgpool)
 		if [[ $mode != simple ]]; then
@@ -476,17 +506,90 @@ mixed_workload() {
 	local rep=$1 mode c v
 	for mode in "${MODES[@]}"; do
 		for c in "${CLIENTS[@]}"; do
-			for v in $(rotate "$((rep - 1))" direct cached_query pgpool); do
+			for v in $(rotate "$((rep - 1))" direct cached_query cached_value pgpool); do
 				case $v in
 				direct) run_one "$rep" mixed "$mode" "$c" direct "$PG_PORT" \
 					-f "$WL/agg_direct.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
 				cached_query) run_one "$rep" mixed "$mode" "$c" cached_query "$PG_PORT" \
 					-f "$WL/agg_cached.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
+				cached_value)
+					watch_by pgbench_accounts aid "$MIXED_BUCKET_WIDTH"
+					run_one "$rep" mixed "$mode" "$c" cached_value "$PG_PORT" \
+						-f "$WL/agg_cached.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5"
+					;;
 				pgpool) run_one "$rep" mixed "$mode" "$c" pgpool "$PGPOOL_PORT" \
 					-f "$WL/agg_direct.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
 				esac
 				stale_check "$rep" "$mode" "$c" "$v"
+				[[ $v == cached_value ]] && watch_by pgbench_accounts
 			done
+		done
+	done
+}
+
+# Equality-keyed mixed workload: 95 % one customer's aggregate, 5 % an
+# UPDATE of one order of a random customer. cached_query with the table
+# watched as a whole, and watched by customer_id (per-value generations).
+eq_workload() {
+	local rep=$1 mode c v
+	for mode in "${MODES[@]}"; do
+		for c in "${CLIENTS[@]}"; do
+			for v in $(rotate "$((rep - 1))" direct cached_query cached_value pgpool); do
+				case $v in
+				direct) run_one "$rep" eq "$mode" "$c" direct "$PG_PORT" -f "$WL/eq_direct.sql@95" -f "$WL/eq_update.sql@5" ;;
+				cached_query | cached_value)
+					if [[ $v == cached_value ]]; then watch_by bench_orders customer_id; else watch_by bench_orders; fi
+					warm_eq
+					run_one "$rep" eq "$mode" "$c" "$v" "$PG_PORT" -f "$WL/eq_cached.sql@95" -f "$WL/eq_update.sql@5"
+					eq_stale_check "$rep" "$mode" "$c" "$v"
+					;;
+				pgpool)
+					warm_eq_pgpool "$mode"
+					run_one "$rep" eq "$mode" "$c" pgpool "$PGPOOL_PORT" -f "$WL/eq_direct.sql@95" -f "$WL/eq_update.sql@5"
+					;;
+				esac
+			done
+		done
+	done
+	watch_by bench_orders
+}
+
+warm_eq() {
+	psqlx -c "SELECT count(*) FROM generate_series(1, 1000) c,
+	          LATERAL cachekit.cached_query('$EQ_QUERY', ARRAY[c::text]) AS r(n bigint, total bigint)" >/dev/null
+}
+
+warm_eq_pgpool() {
+	psqlx -c 'ALTER SEQUENCE bench_warm_seq RESTART 1'
+	pgbench -n -h 127.0.0.1 -p "$PGPOOL_PORT" -U postgres -M "$1" -c 1 -t 1000 \
+		-f "$WL/warm_eq_pgpool.sql" postgres >"$LOGS/warm-eq-$1.log" 2>&1 ||
+		note "ANOMALY: pgpool eq warm-up failed: $(tail -n 3 "$LOGS/warm-eq-$1.log" | tr '\n' ' ')"
+}
+
+# After an eq run: every customer's cached aggregate equals the table's.
+eq_stale_check() {
+	local rep=$1 mode=$2 c=$3 variant=$4 n
+	n=$(psqlx -c "SELECT count(*) FROM generate_series(1, 1000) g,
+	              LATERAL cachekit.cached_query('$EQ_QUERY', ARRAY[g::text]) AS r(n bigint, total bigint)
+	              WHERE (r.n, r.total) IS DISTINCT FROM
+	                    (SELECT count(*), sum(amount) FROM bench_orders WHERE customer_id = g)")
+	note "rep $rep: eq $mode c$c $variant: $n of 1000 customer aggregates stale after the run"
+	if ((n > 0)); then
+		note "ANOMALY: $variant returned stale customer aggregates for $n of 1000 customers after eq $mode c$c (rep $rep)"
+		echo "eq $mode $c $variant stale" >>"$FLAGS"
+	fi
+}
+
+# Thundering herd: 64 clients ask at once for one heavy aggregate that was
+# just invalidated; with miss coalescing one of them runs it and the others
+# take its result. One transaction per client (-t 1); "TPS" is 64 over the
+# time until the last answer, hit% the share that did not run the query.
+herd_workload() {
+	local rep=$1 v i
+	for v in $(rotate "$((rep - 1))" cached_query cached_nocoalesce); do
+		for ((i = 1; i <= HERD_ROUNDS; i++)); do
+			psqlx -c "SELECT cachekit.invalidate('pgbench_accounts')" >/dev/null
+			run_one "$rep" herd simple 64 "$v" "$PG_PORT" -f "$WL/herd_cached.sql"
 		done
 	done
 }
@@ -540,6 +643,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	fi
 	((rep == 1)) && rw_probe "$rep"
 	has mixed && mixed_workload "$rep"
+	has eq && eq_workload "$rep"
+	has herd && herd_workload "$rep"
 	has tpcb && tpcb_workload "$rep"
 done
 

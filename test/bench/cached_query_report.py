@@ -18,14 +18,22 @@ import sys
 import tempfile
 from collections import defaultdict
 
-WORKLOAD_ORDER = ["pk", "agg", "mixed", "tpcb"]
+WORKLOAD_ORDER = ["pk", "agg", "mixed", "eq", "herd", "tpcb"]
 WORKLOAD_TITLE = {
     "pk": "(a) 1-row PK lookup",
     "agg": "(b) ~1 ms aggregate",
     "mixed": "mixed 80% agg / 15% PK / 5% UPDATE",
+    "eq": "per-customer aggregate 95% / UPDATE of a random customer 5%",
+    "herd": "64 clients, one invalidated heavy query (64 / time to the last answer)",
     "tpcb": "TPC-B, tables watched vs unwatched",
 }
-VARIANT_ORDER = ["direct", "cached_query", "pgpool", "floor", "unwatched", "watched"]
+# cached_query: everything on (L1, planner shortcut, coalescing; tables
+# watched as a whole). cached_l1off: L1 off. cached_noshortcut: L1 and the
+# planner shortcut off (the hit path of the previous release). cached_value:
+# the written table watched by a column (per-value generations).
+# cached_nocoalesce: miss coalescing off.
+VARIANT_ORDER = ["direct", "cached_query", "cached_value", "cached_l1off", "cached_noshortcut",
+                 "cached_nocoalesce", "pgpool", "floor", "unwatched", "watched"]
 MODE_ORDER = ["simple", "extended", "prepared"]
 
 
@@ -113,7 +121,7 @@ def main():
     for key, s in summary.items():
         wl, mode, c, v = key
         vs_direct = vs_pgpool = vs_floor = None
-        if v == "cached_query":
+        if v.startswith("cached_"):
             vs_direct = ratio(s["tps"], get(wl, mode, c, "direct", "tps"))
             vs_pgpool = ratio(s["tps"], get(wl, mode, c, "pgpool", "tps"))
             vs_floor = ratio(s["lat"], get(wl, mode, c, "floor", "lat"))
@@ -152,7 +160,10 @@ def main():
         out_lines.append(line(r))
     legend = [
         "",
-        "cached/direct and cached/pgpool: median TPS of cached_query over the same workload's direct / pgpool",
+        "variants: cached_query = L1 + planner shortcut + coalescing, tables watched whole; cached_value = the",
+        "written table watched by a column (per-value); cached_l1off = L1 off; cached_noshortcut = L1 and the",
+        "planner shortcut off; cached_nocoalesce = miss coalescing off.",
+        "cached/direct and cached/pgpool: median TPS of a cached variant over the same workload's direct / pgpool",
         "median TPS (TPC-B: watched/unwatched in the cached/direct column). lat/floor lat: cached_query's",
         "median latency over that of one cachekit.cache_get() (one Redis GET from the backend), same mode and clients.",
         "spread%: (max-min)/median of TPS over the repetitions. hit%: cache hits / lookups during the runs",
@@ -213,8 +224,9 @@ def main():
         panels.append((wl, path, variants, len(groups)))
     cols = 2 if len(panels) > 1 else 1
     nrows = (len(panels) + cols - 1) // cols
-    colors = {"direct": "#4c72b0", "cached_query": "#dd8452", "pgpool": "#55a868", "floor": "#8c8c8c",
-              "unwatched": "#4c72b0", "watched": "#dd8452"}
+    colors = {"direct": "#4c72b0", "cached_query": "#dd8452", "cached_value": "#c44e52",
+              "cached_l1off": "#e8b48a", "cached_noshortcut": "#f3d9c4", "cached_nocoalesce": "#e8b48a",
+              "pgpool": "#55a868", "floor": "#8c8c8c", "unwatched": "#4c72b0", "watched": "#dd8452"}
     script = [
         f"set terminal pngcairo noenhanced size {700 * cols},{430 * nrows} font 'sans,9'",
         f"set output '{args.out}.png'",
