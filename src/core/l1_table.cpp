@@ -213,7 +213,8 @@ bool L1Table::format(void *base, size_t bytes) {
   uint32_t nblocks = static_cast<uint32_t>(std::min<size_t>(part_bytes / kBlockBytes, INT32_MAX));
   while (nblocks >= kMinBlocks && Part::layout(nblocks, nullptr) > part_bytes) {
     size_t over = Part::layout(nblocks, nullptr) - part_bytes;
-    nblocks -= static_cast<uint32_t>(std::min<size_t>(nblocks, std::max<size_t>(1, over / (kBlockBytes + 8))));
+    nblocks -= static_cast<uint32_t>(
+        std::min<size_t>(nblocks, std::max<size_t>(1, over / (kBlockBytes + 8))));
   }
   if (nblocks < kMinBlocks) return false;
   auto *h = reinterpret_cast<Header *>(b);
@@ -231,8 +232,8 @@ bool L1Table::format(void *base, size_t bytes) {
 
 L1Table::Part *L1Table::part(int p) const {
   const auto *h = reinterpret_cast<const Header *>(base_);
-  uintptr_t first = align_up(reinterpret_cast<uintptr_t>(base_) + align_up(sizeof(Header), kAlign),
-                             kAlign);
+  uintptr_t first =
+      align_up(reinterpret_cast<uintptr_t>(base_) + align_up(sizeof(Header), kAlign), kAlign);
   return reinterpret_cast<Part *>(first + static_cast<size_t>(p) * h->part_bytes);
 }
 

@@ -78,6 +78,11 @@ struct Settings {
   // Miss coalescing: how long a miss waits for another session's run of
   // the same key (0: never waits).
   int coalesce_wait_ms = 1000;
+  // L1 tier (l1_cache.h): its shared memory in kB (0: none), whether this
+  // session uses it, and the largest entry (key + value bytes).
+  int l1_size_kb = 65536;
+  bool l1 = true;
+  int l1_max_entry = 1024 * 1024;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };
