@@ -106,9 +106,13 @@ evicted=$(($(l1 evictions) - evictions0))
 echo "ok - a flood of one-off keys of old generations evicted $evicted L1 entries (~$((evicted / slots)) times L1's $slots slots); hot keys: $l1_hits of $hits hits served from L1"
 
 # --- 2. Redis stopped -------------------------------------------------------
-# Every hot key back in L1 (a Redis hit refills one that was evicted).
+# Every hot key back in L1 (a Redis hit refills one that was evicted), and
+# a query of the other table.
+cold_query='SELECT sum(v) FROM cold'
 for i in $(seq 1 100); do echo "SELECT * FROM cachekit.cached_query('$hot_query', ARRAY['$i']) AS r(v int);"; done |
 	psql -X -q -At -v ON_ERROR_STOP=1 >/dev/null
+q "SELECT * FROM cachekit.cached_query('$cold_query') AS r(s bigint)" >/dev/null
+cold_sum=$(q "SELECT sum(v) FROM cold")
 read -r hits0 l1_hits0 misses0 <<<"$(hot_stats)"
 CACHEKIT_SANDBOX_DIR=$dir test/sandbox redis-stop
 got=$(for i in $(seq 1 100); do echo "SELECT $i || ':' || v FROM cachekit.cached_query('$hot_query', ARRAY['$i']) AS r(v int);"; done |
@@ -123,11 +127,16 @@ SELECT v FROM cachekit.cached_query('$hot_query', ARRAY['7']) AS r(v int);
 SELECT cachekit.last_outcome();
 SELECT v FROM cachekit.cached_query('$hot_query', ARRAY['8']) AS r(v int);
 SELECT cachekit.last_outcome();
+SELECT s FROM cachekit.cached_query('$cold_query') AS r(s bigint);
+SELECT cachekit.last_outcome();
 SQL
 )
-[ "$got" = $'-1\nbypass:redis_unavailable\n80\nhit' ] || fail "after a write with Redis stopped: $(tr '\n' ' ' <<<"$got")"
+# The write changed the table's generation: every key of it is new (and
+# Redis is down); the other table's entry is still in L1.
+[ "$got" = "-1"$'\nbypass:redis_unavailable\n80\nbypass:redis_unavailable\n'"$cold_sum"$'\nhit' ] ||
+	fail "after a write with Redis stopped: $(tr '\n' ' ' <<<"$got")"
 CACHEKIT_SANDBOX_DIR=$dir test/sandbox redis-start
-echo "ok - Redis stopped: 100 hot keys served from L1 with the right values; a write changed the next read (bypass, -1), other keys still hit"
+echo "ok - Redis stopped: 100 hot keys served from L1 with the right values; a write changed the next reads of its table (bypass, -1), another table's entry still hit"
 
 # --- 3. Consistency under load with L1 on ------------------------------------
 cdb=cachekit_l1_consistency
