@@ -862,7 +862,8 @@ void define_settings(bool preloading) {
         "cachekit.l1_size",
         "Shared memory for the L1 tier of cached_query results, kept in the server in front of Redis.",
         "Results live there under their Redis key, as fresh as in Redis, evicted by CLOCK when it is "
-        "full. 0: no L1 tier. At least 256kB otherwise (less turns it off, with a LOG message).",
+        "full. 0: no L1 tier; a size too small for its 16 partitions (under about 80kB) turns it "
+        "off, with a LOG message.",
         &settings.l1_size_kb,
         65536, 0, INT_MAX / 2,
         PGC_POSTMASTER,
@@ -883,8 +884,8 @@ void define_settings(bool preloading) {
   DefineCustomIntVariable(
       "cachekit.l1_max_entry",
       "Largest cached_query result the L1 tier keeps (its key and encoded rows, in bytes).",
-      "Larger results are served from Redis only. Never more than a quarter of an L1 partition "
-      "(cachekit.l1_size / 64), whatever this says.",
+      "Larger results are served from Redis only. 0: nothing is kept in L1. Never more than a "
+      "quarter of an L1 partition (a little under cachekit.l1_size / 64), whatever this says.",
       &settings.l1_max_entry,
       1024 * 1024, 0, INT_MAX,
       PGC_SUSET,
