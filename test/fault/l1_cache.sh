@@ -7,7 +7,9 @@
 #     would refill each of them from Redis on every cycle).
 #  2. Redis stopped: L1 still serves the hot keys, with the right values; a
 #     write still changes what the next read returns.
-#  3. The consistency checker (test/consistency) with L1 on, while pgbench
+#  3. Miss coalescing: sessions waiting for another session's run of their
+#     key take its result from L1 (the lease is released after the store).
+#  4. The consistency checker (test/consistency) with L1 on, while pgbench
 #     clients hammer hot keys and flood L1 and a writer commits: no stale or
 #     phantom read.
 set -euo pipefail
@@ -138,7 +140,41 @@ SQL
 CACHEKIT_SANDBOX_DIR=$dir test/sandbox redis-start
 echo "ok - Redis stopped: 100 hot keys served from L1 with the right values; a write changed the next reads of its table (bypass, -1), another table's entry still hit"
 
-# --- 3. Consistency under load with L1 on ------------------------------------
+# --- 3. Waiters of a lease look in L1 first -----------------------------------
+q "CREATE TABLE big AS SELECT g AS id, g % 1000 AS v FROM generate_series(1, 1000000) g" >/dev/null
+q "SELECT cachekit.watch('big')" >/dev/null
+heavy='SELECT count(*) AS n, sum(v) AS s FROM big WHERE v % $1::int = 0'
+want=$(q "SELECT count(*) || ':' || sum(v) FROM big WHERE v % 7 = 0")
+q "SELECT * FROM cachekit.cached_query('$heavy', ARRAY['7']) AS r(n bigint, s bigint)" >/dev/null
+q "UPDATE big SET v = v WHERE id = 1" >/dev/null
+q "SELECT cachekit.query_stats_reset()" >/dev/null
+coalesced() { q "SELECT (regexp_match(cachekit.metrics(), 'cachekit_query_cache_coalesced_total ([0-9]+)'))[1]"; }
+coalesced0=$(coalesced)
+# 16 sessions released together by an advisory lock held here.
+psql -X -q -At -c "SELECT pg_advisory_lock(4712); SELECT pg_sleep(2); SELECT pg_advisory_unlock(4712)" >/dev/null &
+ctl=$!
+sleep 0.5
+wave=()
+for i in $(seq 1 16); do
+	psql -X -q -At -v ON_ERROR_STOP=1 >"$work/wave.$i" 2>&1 <<SQL &
+SET cachekit.coalesce_wait_ms = 10000;
+SELECT pg_advisory_lock_shared(4712);
+SELECT pg_advisory_unlock_shared(4712);
+SELECT n || ':' || s FROM cachekit.cached_query('$heavy', ARRAY['7']) AS r(n bigint, s bigint);
+SQL
+	wave+=($!)
+done
+wait "$ctl" "${wave[@]}"
+bad=$(grep -L -x -- "$want" "$work"/wave.* || true)
+[ -z "$bad" ] || fail "coalesced wave: wrong results (want $want) in $(for f in $bad; do tr '\n' ' ' <"$f"; done | head -c 300)"
+read -r hits l1_hits misses <<<"$(q "SELECT sum(hits) || ' ' || sum(l1_hits) || ' ' || sum(misses) FROM cachekit.query_stats WHERE query = '$heavy'")"
+((misses == 1 && hits == 15)) || fail "coalesced wave: $misses misses, $hits hits of 16 calls (expected 1 and 15)"
+((l1_hits == 15)) || fail "coalesced wave: $l1_hits of the 15 hits came from L1"
+waited=$(($(coalesced) - coalesced0))
+((waited >= 1)) || fail "coalesced wave: no call waited for the lease (the test did not make concurrent misses)"
+echo "ok - 16 concurrent calls after an invalidation: one ran the query; 15 hits from L1, $waited of them after waiting for its lease ($want)"
+
+# --- 4. Consistency under load with L1 on ------------------------------------
 cdb=cachekit_l1_consistency
 createdb "$cdb"
 qdb "$cdb" "CREATE EXTENSION pg_cachekit" >/dev/null
