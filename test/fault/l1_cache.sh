@@ -81,7 +81,7 @@ stop_load() {
 }
 
 # --- 1. CLOCK keeps the hot keys ------------------------------------------
-for round in 1 2; do
+for _ in 1 2; do
 	for i in $(seq 1 100); do echo "SELECT * FROM cachekit.cached_query('$hot_query', ARRAY['$i']) AS r(v int);"; done |
 		psql -X -q -At -v ON_ERROR_STOP=1 >/dev/null
 done
