@@ -526,6 +526,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         if (!reply->is_nil()) serve(reply->str);
         return true;
       }
+      const int64_t sent = l1_clock_ms();
       auto replies = run_pipeline(RedisTarget::kCache, {{"GET", key}, {"PTTL", key}});
       if (!replies) return false;
       for (const RedisReply &r : *replies) check_reply(r);
@@ -533,7 +534,8 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       // PTTL: -2 gone since the GET, -1 no expiry (not set by cached_query).
       const long long pttl = (*replies)[1].integer;
       const int64_t ttl_ms = pttl == -1 ? int64_t{settings.max_ttl} * 1000 : pttl;
-      if (!value.is_nil() && serve(value.str) && ttl_ms > 0) l1_store(key, value.str, ttl_ms);
+      if (!value.is_nil() && serve(value.str) && ttl_ms > 0)
+        l1_store(key, value.str, sent + ttl_ms);
       return true;
     };
     if (l1_on) serve_l1();
@@ -622,9 +624,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         call.bytes = value.size();
         debug_pause(kPauseBeforeStore);
         const int ttl = ttl_for(args);
+        const int64_t sent = l1_clock_ms();
         auto reply = run(RedisTarget::kCache, {"SET", key, value, "EX", std::to_string(ttl)});
         if (reply) check_reply(*reply);
-        if (l1_on) l1_store(key, value, int64_t{ttl} * 1000);
+        if (l1_on) l1_store(key, value, sent + int64_t{ttl} * 1000);
       }
     }
 

@@ -35,13 +35,6 @@ void *l1_base = nullptr;
 
 Size table_bytes() { return static_cast<Size>(settings.l1_size_kb) * 1024; }
 
-// Every process reads CLOCK_MONOTONIC: one clock for all backends' expiries.
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 LWLock *lock_of(int partition) { return &l1_shared->locks[partition].lock; }
 
 // Holds a partition lock; released however the scope ends (a copy that
@@ -93,16 +86,23 @@ void l1_shmem_startup() {
 
 bool l1_active() { return settings.l1 && present(); }
 
+// CLOCK_MONOTONIC (steady_clock): one clock for all backends.
+int64_t l1_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 bool l1_lookup(const std::string &key, std::string &value) {
   if (!l1_active()) return false;
   L1Table t(l1_base);
   const uint64_t h = L1Table::hash(key);
   PartitionLock lock(L1Table::partition_of(h), LW_SHARED);
-  return t.lookup(h, key, now_ms(), value);
+  return t.lookup(h, key, l1_clock_ms(), value);
 }
 
-void l1_store(const std::string &key, const std::string &value, int64_t ttl_ms) {
-  if (!l1_active() || ttl_ms <= 0) return;
+void l1_store(const std::string &key, const std::string &value, int64_t expires_ms) {
+  if (!l1_active()) return;
   L1Table t(l1_base);
   const uint64_t h = L1Table::hash(key);
   const size_t limit = static_cast<size_t>(settings.l1_max_entry);
@@ -112,9 +112,10 @@ void l1_store(const std::string &key, const std::string &value, int64_t ttl_ms) 
     t.count_too_large(h);
     return;
   }
-  const int64_t now = now_ms();
+  const int64_t now = l1_clock_ms();
+  if (expires_ms <= now) return;
   PartitionLock lock(L1Table::partition_of(h), LW_EXCLUSIVE);
-  t.insert(h, key, value, now + ttl_ms, now, limit);
+  t.insert(h, key, value, expires_ms, now, limit);
 }
 
 void l1_clear() {

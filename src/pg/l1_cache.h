@@ -40,9 +40,14 @@ bool l1_active();
 // True and `value` set on a live entry of `key`.
 bool l1_lookup(const std::string &key, std::string &value);
 
-// Keeps `value` under `key` for ttl_ms milliseconds (refused, and counted,
-// above cachekit.l1_max_entry).
-void l1_store(const std::string &key, const std::string &value, int64_t ttl_ms);
+// The clock of L1 expiries (milliseconds, monotonic, common to all
+// backends). Read it before sending the Redis command whose ttl an entry
+// copies: Redis starts its ttl later, so the entry expires no later.
+int64_t l1_clock_ms();
+
+// Keeps `value` under `key` until l1_clock_ms() reaches expires_ms (refused,
+// and counted, above cachekit.l1_max_entry).
+void l1_store(const std::string &key, const std::string &value, int64_t expires_ms);
 
 // Drops every entry.
 void l1_clear();
