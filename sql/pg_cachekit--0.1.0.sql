@@ -406,7 +406,7 @@ CREATE FUNCTION cachekit.query_stats(
     OUT mean_hit_ms pg_catalog.float8, OUT max_hit_ms pg_catalog.float8,
     OUT mean_miss_ms pg_catalog.float8, OUT max_miss_ms pg_catalog.float8,
     OUT rows pg_catalog.int8, OUT bytes pg_catalog.int8, OUT last_invalidation pg_catalog.timestamptz,
-    OUT userid pg_catalog.oid)
+    OUT userid pg_catalog.oid, OUT l1_hits pg_catalog.int8)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_query_stats' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.query_stats AS
@@ -420,11 +420,11 @@ CREATE VIEW cachekit.query_stats AS
            s.last_invalidation,
            COALESCE(s.mean_miss_ms > (SELECT setting::pg_catalog.float8 FROM pg_catalog.pg_settings
                                         WHERE name = 'cachekit.slow_query_ms'), false) AS slow,
-           s.userid
+           s.userid, s.l1_hits
     FROM cachekit.query_stats() AS s
     WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 COMMENT ON VIEW cachekit.query_stats IS
-    'cached_query calls per role, namespace and query: hits, misses, bypasses by reason, timings';
+    'cached_query calls per role, namespace and query: hits (l1_hits of them from shared memory), misses, bypasses by reason, timings';
 
 CREATE FUNCTION cachekit.query_stats_reset()
 RETURNS void AS 'MODULE_PATHNAME', 'ck_query_stats_reset' LANGUAGE C VOLATILE;

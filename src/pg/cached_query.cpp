@@ -7,11 +7,13 @@
 //   3. read the generations of the database and of every dependency
 //   4. key = SHA-256 over everything that changes the result
 //   5. the caller's privileges, as the executor would check them
-//   6. GET: a hit is decoded and returned
+//   6. L1 (shared memory, l1_cache.h), then GET: a hit is decoded and
+//      returned (a Redis hit also fills L1, for its remaining ttl)
 //   7. miss: run the query (its snapshot is taken now, after step 3), return
 //      the rows, store them under the key from step 4 -- unless the plan
 //      changed while it ran (an invalidation processed when the query took
-//      its locks): the rows then come from a plan the key was not built from
+//      its locks): the rows then come from a plan the key was not built from;
+//      what goes to Redis goes to L1 too, under the same key
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -28,6 +30,7 @@
 #include "pg/generations.h"
 #include "pg/guc.h"
 #include "pg/invalidation.h"
+#include "pg/l1_cache.h"
 #include "pg/leases.h"
 #include "pg/query_plan.h"
 #include "pg/query_stats.h"
@@ -551,14 +554,40 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       }
       return ok;
     };
-    if (use_cache) {
-      auto reply = run(RedisTarget::kCache, {"GET", key});
-      if (reply) check_reply(*reply);
-      if (!reply)
-        bypass(Bypass::kRedisUnavailable);
-      else if (!reply->is_nil())
-        serve(reply->str);
-    }
+    // L1 first: its entry under this key is as fresh as Redis' (l1_cache.h),
+    // also while Redis is down.
+    const bool l1_on = use_cache && l1_active();
+    auto serve_l1 = [&] {
+      std::string value;
+      if (!l1_lookup(key, value) || !serve(value)) return false;
+      call.l1_hit = true;
+      return true;
+    };
+    // Redis: false when it is unavailable. A hit fills L1 for the time the
+    // Redis entry has left, so that L1 never keeps it longer.
+    auto serve_redis = [&] {
+      if (!l1_on) {
+        auto reply = run(RedisTarget::kCache, {"GET", key});
+        if (!reply) return false;
+        check_reply(*reply);
+        if (!reply->is_nil()) serve(reply->str);
+        return true;
+      }
+      const int64_t sent = l1_clock_ms();
+      auto replies = run_pipeline(RedisTarget::kCache, {{"GET", key}, {"PTTL", key}});
+      if (!replies) return false;
+      for (const RedisReply &r : *replies) check_reply(r);
+      const RedisReply &value = (*replies)[0];
+      // PTTL: -2 gone since the GET, -1 no expiry (not set by cached_query).
+      const long long pttl = (*replies)[1].integer;
+      const int64_t ttl_ms = pttl == -1 ? int64_t{settings.max_ttl} * 1000 : pttl;
+      if (!value.is_nil() && serve(value.str) && ttl_ms > 0)
+        l1_store(key, value.str, sent + ttl_ms);
+      return true;
+    };
+    if (l1_on) serve_l1();
+    if (use_cache && call.outcome != Outcome::kHit && !serve_redis())
+      bypass(Bypass::kRedisUnavailable);
 
     // A miss while another session runs the same key: wait for its result
     // (bounded), then look again; otherwise this call runs the query and
@@ -574,9 +603,8 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         // No C++ objects in the frame a query cancel would longjmp over.
         bool released = pg_call([&] { return wait_for_lease(k, wait_ms); });
         if (released) {
-          auto again = run(RedisTarget::kCache, {"GET", key});
-          if (again) check_reply(*again);
-          if (again && !again->is_nil() && serve(again->str)) count_coalesced();
+          if ((l1_on && serve_l1()) || (serve_redis() && call.outcome == Outcome::kHit))
+            count_coalesced();
         }
       }
     }
@@ -642,9 +670,11 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         std::string value = enc.finish();
         call.bytes = value.size();
         debug_pause(kPauseBeforeStore);
-        std::string ttl = std::to_string(ttl_for(args));
-        auto reply = run(RedisTarget::kCache, {"SET", key, value, "EX", ttl});
+        const int ttl = ttl_for(args);
+        const int64_t sent = l1_clock_ms();
+        auto reply = run(RedisTarget::kCache, {"SET", key, value, "EX", std::to_string(ttl)});
         if (reply) check_reply(*reply);
+        if (l1_on) l1_store(key, value, sent + int64_t{ttl} * 1000);
       }
     }
 

@@ -867,6 +867,42 @@ void define_settings(bool preloading) {
       0,
       nullptr, nullptr, nullptr);
 
+  // Sizes shared memory: only while the postmaster loads the library.
+  if (preloading) {
+    DefineCustomIntVariable(
+        "cachekit.l1_size",
+        "Shared memory for the L1 tier of cached_query results, kept in the server in front of Redis.",
+        "Results live there under their Redis key, as fresh as in Redis, evicted by CLOCK when it is "
+        "full. 0: no L1 tier; a size too small for its 16 partitions (under about 80kB) turns it "
+        "off, with a LOG message.",
+        &settings.l1_size_kb,
+        65536, 0, INT_MAX / 2,
+        PGC_POSTMASTER,
+        GUC_UNIT_KB,
+        nullptr, nullptr, nullptr);
+  }
+
+  DefineCustomBoolVariable(
+      "cachekit.l1",
+      "Whether this session's cached_query calls use the L1 tier (shared memory before Redis).",
+      "Off: hits come from Redis only, and nothing is added to L1 by this session.",
+      &settings.l1,
+      true,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
+
+  DefineCustomIntVariable(
+      "cachekit.l1_max_entry",
+      "Largest cached_query result the L1 tier keeps (its key and encoded rows, in bytes).",
+      "Larger results are served from Redis only. 0: nothing is kept in L1. Never more than a "
+      "quarter of an L1 partition (a little under cachekit.l1_size / 64), whatever this says.",
+      &settings.l1_max_entry,
+      1024 * 1024, 0, INT_MAX,
+      PGC_SUSET,
+      GUC_UNIT_BYTE,
+      nullptr, nullptr, nullptr);
+
   DefineCustomIntVariable(
       "cachekit.metrics_top_queries",
       "Per-query series (by fingerprint, never query text) the HTTP endpoint shows per database.",

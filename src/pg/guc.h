@@ -81,6 +81,11 @@ struct Settings {
   // Plan `SELECT * FROM cachekit.cached_query(...) AS r(...)` without the
   // planner (call_plan.cpp).
   bool call_plan = true;
+  // L1 tier (l1_cache.h): its shared memory in kB (0: none), whether this
+  // session uses it, and the largest entry (key + value bytes).
+  int l1_size_kb = 65536;
+  bool l1 = true;
+  int l1_max_entry = 1024 * 1024;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

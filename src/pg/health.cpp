@@ -15,6 +15,7 @@
 #include "pg/query_plan.h"
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
+#include "pg/l1_cache.h"
 #include "pg/relay_state.h"
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
@@ -180,6 +181,21 @@ std::string tasks_health(const DatabaseState &db) {
          ", \"oldest_runnable_s\": " + seconds_or_null(runnable > 0, oldest) + "}";
 }
 
+// The L1 tier: null when it has no shared memory (cachekit.l1_size = 0, or
+// no shared_preload_libraries).
+static std::string l1_health() {
+  L1Status l1 = l1_status();
+  if (!l1.present) return "null";
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  const L1Stats &s = l1.stats;
+  return "{\"enabled\": " + std::string(settings.l1 ? "true" : "false") +
+         ", \"size_bytes\": " + n(l1.size_bytes) + ", \"capacity_bytes\": " + n(s.capacity_bytes) +
+         ", \"used_bytes\": " + n(s.used_bytes) + ", \"entries\": " + n(s.entries) +
+         ", \"hits\": " + n(s.hits) + ", \"misses\": " + n(s.misses) +
+         ", \"inserts\": " + n(s.inserts) + ", \"evictions\": " + n(s.evictions) +
+         ", \"too_large\": " + n(s.too_large) + "}";
+}
+
 CK_SQL_FUNCTION(ck_health) {
   return cpp_entry([&]() -> Datum {
     RedisProbe cache = probe_redis(RedisTarget::kCache);
@@ -200,7 +216,7 @@ CK_SQL_FUNCTION(ck_health) {
         ", \"session_redis\": " + endpoint_health(session) + ", \"database\": " + db_doc +
         ", \"shared_preload_libraries\": " + (shmem_available() ? "true" : "false") +
         ", \"invalidation\": " + invalidation_health(db) + ", \"tasks\": " + tasks_health(db) +
-        ", \"prepared_queries\": " + prepared_queries_health() + "}";
+        ", \"prepared_queries\": " + prepared_queries_health() + ", \"l1\": " + l1_health() + "}";
     return jsonb_datum(doc);
   });
 }

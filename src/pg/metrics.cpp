@@ -6,6 +6,7 @@
 #include "pg/boundary.h"
 #include "pg/db_metrics.h"
 #include "pg/guc.h"
+#include "pg/l1_cache.h"
 #include "pg/leases.h"
 #include "pg/metrics_board.h"
 #include "pg/relay_state.h"
@@ -44,6 +45,16 @@ void add_cluster_samples(MetricSamples &out) {
           v(CacheCounter::kDeletes));
   out.add("cachekit_kv_errors_total", {}, v(CacheCounter::kErrors));
   out.add("cachekit_query_cache_coalesced_total", {}, static_cast<double>(coalesced_calls()));
+  L1Status l1 = l1_status();
+  auto d = [](uint64_t n) { return static_cast<double>(n); };
+  out.add("cachekit_l1_lookups_total", {{"result", "hit"}}, d(l1.stats.hits));
+  out.add("cachekit_l1_lookups_total", {{"result", "miss"}}, d(l1.stats.misses));
+  out.add("cachekit_l1_inserts_total", {}, d(l1.stats.inserts));
+  out.add("cachekit_l1_evictions_total", {}, d(l1.stats.evictions));
+  out.add("cachekit_l1_too_large_total", {}, d(l1.stats.too_large));
+  out.add("cachekit_l1_entries", {}, d(l1.stats.entries));
+  out.add("cachekit_l1_used_bytes", {}, d(l1.stats.used_bytes));
+  out.add("cachekit_l1_size_bytes", {}, d(l1.size_bytes));
   out.add("cachekit_kv_bytes_total", {{"direction", "read"}}, v(CacheCounter::kBytesIn));
   out.add("cachekit_kv_bytes_total", {{"direction", "written"}}, v(CacheCounter::kBytesOut));
   auto app = [](AppCounter c) { return static_cast<double>(app_counter(c)); };

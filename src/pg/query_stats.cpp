@@ -40,6 +40,7 @@ struct StatsEntry {
   slock_t mutex;
   char query[kQueryLen];
   uint64 calls, hits, misses;
+  uint64 l1_hits;
   uint64 bypasses[static_cast<int>(Bypass::kCount)];
   double hit_ms_total, hit_ms_max, miss_ms_total, miss_ms_max;
   uint64 rows, bytes;
@@ -151,6 +152,7 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
   switch (call.outcome) {
     case Outcome::kHit:
       e->hits++;
+      if (call.l1_hit) e->l1_hits++;
       e->hit_ms_total += call.ms;
       if (call.ms > e->hit_ms_max) e->hit_ms_max = call.ms;
       break;
@@ -193,6 +195,7 @@ std::vector<QueryStatsRow> query_stats_snapshot(Oid dbid, Oid viewer, bool all_t
     r.calls = e->calls;
     r.hits = e->hits;
     r.misses = e->misses;
+    r.l1_hits = e->l1_hits;
     memcpy(r.bypasses, e->bypasses, sizeof r.bypasses);
     r.hit_ms_total = e->hit_ms_total;
     r.hit_ms_max = e->hit_ms_max;

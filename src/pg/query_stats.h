@@ -40,6 +40,7 @@ struct QueryCall {
   uint64_t rows;
   uint64_t bytes;
   uint64_t generations_digest;  // changes when a dependency was invalidated
+  bool l1_hit = false;          // a hit served from shared memory (l1_cache.h)
 };
 
 Size query_stats_shmem_size();
@@ -57,6 +58,7 @@ struct QueryStatsRow {
   uint64_t fingerprint;
   std::string query;
   uint64_t calls, hits, misses;
+  uint64_t l1_hits;  // of the hits
   uint64_t bypasses[static_cast<int>(Bypass::kCount)];
   double hit_ms_total, hit_ms_max, miss_ms_total, miss_ms_max;
   uint64_t rows, bytes;

@@ -12,12 +12,14 @@
 // is found by every backend in the same hooks. The table generations and
 // server epoch of cached_query live in generations.cpp (with the argument for
 // why their order of operations is safe), per-query statistics in
-// query_stats.cpp; both are set up from the same two hooks.
+// query_stats.cpp, the L1 tier of cached_query results in l1_cache.cpp; all
+// are set up from the same two hooks.
 #include <string>
 
 #include "core/error.h"
 #include "pg/relay_state.h"
 #include "pg/generations.h"
+#include "pg/l1_cache.h"
 #include "pg/leases.h"
 #include "pg/metric_counters.h"
 #include "pg/metrics_board.h"
@@ -54,6 +56,7 @@ void request_shmem() {
   relay_state_shmem_request();
   query_stats_shmem_request();
   leases_shmem_request();
+  l1_shmem_request();
   metric_counters_shmem_request();
   metrics_board_shmem_request();
 }
@@ -71,6 +74,7 @@ void startup_shmem() {
   relay_state_shmem_startup();
   query_stats_shmem_startup();
   leases_shmem_startup();
+  l1_shmem_startup();
   metric_counters_shmem_startup();
   metrics_board_shmem_startup();
   LWLockRelease(AddinShmemInitLock);

@@ -44,7 +44,7 @@ SELECT function_returns('cachekit', f, args, ret) FROM (VALUES
 SELECT has_view('cachekit', v, v || ' view') FROM unnest(ARRAY['query_stats', 'table_stats', 'watched_tables']) v;
 SELECT columns_are('cachekit', 'query_stats', ARRAY['namespace', 'fingerprint', 'query', 'calls', 'hits',
     'misses', 'bypassed', 'bypasses', 'hit_rate', 'mean_hit_ms', 'max_hit_ms', 'mean_miss_ms', 'max_miss_ms',
-    'rows', 'bytes', 'last_invalidation', 'slow', 'userid']);
+    'rows', 'bytes', 'last_invalidation', 'slow', 'userid', 'l1_hits']);
 SELECT function_privs_are('cachekit', 'cached_query', ARRAY['text', 'text[]', 'integer', 'text', 'regclass[]'],
                           'cachekit_user', ARRAY['EXECUTE']);
 SELECT function_privs_are('cachekit', 'invalidate_all', ARRAY[]::text[], 'cachekit_user', ARRAY[]::text[]);

@@ -19,7 +19,7 @@ GRANT SELECT ON regress_mon_t TO regress_mon_alice, regress_mon_bob, regress_mon
 
 -- The document parses as the text format: HELP and TYPE before each family's samples.
 SELECT count(*) FILTER (WHERE l LIKE '# TYPE %') > 30 AS families,
-       bool_and(l ~ '^(# (HELP|TYPE) cachekit_[a-z_]+ .*|cachekit_[a-z_]+(\{.*\})? [-+0-9.eInfNa]+)$') AS well_formed
+       bool_and(l ~ '^(# (HELP|TYPE) cachekit_[a-z0-9_]+ .*|cachekit_[a-z0-9_]+(\{.*\})? [-+0-9.eInfNa]+)$') AS well_formed
 FROM regexp_split_to_table(rtrim(cachekit.metrics(), E'\n'), E'\n') AS l;
 
 CREATE TEMP TABLE before AS SELECT cachekit.metrics() AS doc;
@@ -121,7 +121,7 @@ SELECT cachekit.watch('"regress""mon
 tab\le"');
 INSERT INTO "regress""mon
 tab\le" VALUES (1);
-SELECT bool_and(l ~ '^(# (HELP|TYPE) cachekit_[a-z_]+ .*|cachekit_[a-z_]+(\{.*\})? [-+0-9.eInfNa]+)$') AS well_formed,
+SELECT bool_and(l ~ '^(# (HELP|TYPE) cachekit_[a-z0-9_]+ .*|cachekit_[a-z0-9_]+(\{.*\})? [-+0-9.eInfNa]+)$') AS well_formed,
        count(*) FILTER (WHERE l LIKE 'cachekit_table_invalidations_total{%'
                           AND position('table="public.\"regress\"\"mon\ntab\\le\""} ' IN l) > 0) AS escaped
 FROM regexp_split_to_table(rtrim(cachekit.metrics(), E'\n'), E'\n') AS l;
