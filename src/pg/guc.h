@@ -78,6 +78,11 @@ struct Settings {
   // Miss coalescing: how long a miss waits for another session's run of
   // the same key (0: never waits).
   int coalesce_wait_ms = 1000;
+  // Per-value invalidation: shared bucket counters (a power of two), and the
+  // most buckets a cached_query reader keys on before it depends on the
+  // whole table.
+  int value_generations = 65536;
+  int value_max_buckets = 64;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

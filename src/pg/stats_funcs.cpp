@@ -83,7 +83,7 @@ CK_SQL_FUNCTION(ck_query_stats) {
                     "\": " + std::to_string(r.bypasses[b]);
       }
       bypasses += "}";
-      constexpr int kCols = 16;
+      constexpr int kCols = 17;
       Datum v[kCols];
       bool n[kCols] = {};
       v[0] = ObjectIdGetDatum(r.dbid);
@@ -108,6 +108,8 @@ CK_SQL_FUNCTION(ck_query_stats) {
       v[14] = TimestampTzGetDatum(r.last_invalidation);
       n[14] = r.last_invalidation == 0;
       v[15] = ObjectIdGetDatum(r.userid);
+      v[16] = text_datum(r.scope == 'v' ? "value" : "table");
+      n[16] = r.scope == 0;
       pg_call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n); });
     }
     return static_cast<Datum>(0);

@@ -1,0 +1,140 @@
+// The value trigger of a table watched by a column:
+//   zz_cachekit_value BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW,
+//   ENABLE ALWAYS (logical replication's apply worker fires it too),
+// recording the buckets of the column's value in OLD and NEW for a bump at
+// commit (invalidation.cpp, value_generations.cpp).
+//
+// BEFORE ROW, not AFTER ROW: an AFTER ROW trigger queues an event per row
+// until the end of the statement (memory and time for a large UPDATE). A
+// BEFORE ROW trigger sees NEW before the triggers that fire after it, which
+// may still change it: ours is named to sort last (triggers fire in name
+// order), and a row for which another enabled BEFORE ROW trigger fires later
+// is not attributed to values: the table's structural generation is bumped
+// instead. DELETE's OLD cannot be changed by anyone. A later trigger that
+// skips the row (returns NULL) only makes us record a change that did not
+// happen. Generated columns are computed after BEFORE ROW triggers: watch()
+// refuses them, and should one appear the trigger falls back the same way.
+//
+// NULL values are not recorded: no reader's `col = X`, IN or range condition
+// matches NULL, and a change from or to NULL records the other side's value.
+#include <unordered_map>
+
+#include "pg/boundary.h"
+#include "pg/invalidation.h"
+#include "pg/sql_function.h"
+#include "pg/value_bucket.h"
+#include "pg/value_generations.h"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
+}
+
+using namespace cachekit;
+using namespace cachekit::pg;
+
+namespace {
+
+// The column of each value trigger (by trigger OID), parsed once. Trigger
+// arguments and column types change only with DDL, which sends a relcache
+// invalidation; `usable` false: record the table as structural.
+struct WriterColumn {
+  bool usable;
+  ValueColumn col;
+};
+std::unordered_map<Oid, WriterColumn> writer_columns;
+// Cleared at the next trigger call, not in the callback: detoasting a value
+// opens the toast table, which may process invalidations while a call
+// holds an entry.
+bool writer_columns_stale = false;
+
+void forget_writer_columns(Datum, Oid) { writer_columns_stale = true; }
+
+const WriterColumn &writer_column(Relation rel, const Trigger *trigger) {
+  if (writer_columns_stale) {
+    writer_columns.clear();
+    writer_columns_stale = false;
+  }
+  auto it = writer_columns.find(trigger->tgoid);
+  if (it != writer_columns.end()) return it->second;
+  WriterColumn wc{false, {}};
+  std::string why;
+  wc.usable = value_column_from_trigger(rel, trigger->tgargs, trigger->tgnargs, &wc.col, &why);
+  return writer_columns.emplace(trigger->tgoid, std::move(wc)).first->second;
+}
+
+// Does an enabled BEFORE ROW trigger for this event fire after ours? (The
+// relcache keeps a table's triggers in firing order.) Every state but
+// DISABLED counts, whatever session_replication_role says: simpler, and
+// only ever more invalidation.
+bool later_before_row_trigger(const TriggerDesc *td, const Trigger *ours, TriggerEvent ev) {
+  bool after_ours = false;
+  for (int i = 0; i < td->numtriggers; ++i) {
+    const Trigger &t = td->triggers[i];
+    if (t.tgoid == ours->tgoid) {
+      after_ours = true;
+      continue;
+    }
+    if (!after_ours || t.tgenabled == TRIGGER_DISABLED) continue;
+    if (!TRIGGER_FOR_ROW(t.tgtype) || !TRIGGER_FOR_BEFORE(t.tgtype)) continue;
+    if ((TRIGGER_FIRED_BY_INSERT(ev) && TRIGGER_FOR_INSERT(t.tgtype)) ||
+        (TRIGGER_FIRED_BY_UPDATE(ev) && TRIGGER_FOR_UPDATE(t.tgtype)))
+      return true;
+  }
+  return false;
+}
+
+// The bucket of the column in `tuple`; false for NULL.
+bool tuple_bucket(const ValueColumn &col, Relation rel, HeapTuple tuple, uint64_t *bucket) {
+  return pg_call([&] {
+    bool isnull = false;
+    Datum d = heap_getattr(tuple, col.attnum, RelationGetDescr(rel), &isnull);
+    if (isnull) return false;
+    *bucket = value_bucket(col, d);
+    return true;
+  });
+}
+
+}  // namespace
+
+namespace cachekit::pg {
+
+void install_value_trigger_callbacks() { CacheRegisterRelcacheCallback(forget_writer_columns, 0); }
+
+}  // namespace cachekit::pg
+
+CK_SQL_FUNCTION(ck_value_trigger) {
+  return cpp_entry([&]() -> Datum {
+    if (!CALLED_AS_TRIGGER(fcinfo))
+      throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                  "cachekit._record_values() must be called as a trigger");
+    auto *td = reinterpret_cast<TriggerData *>(fcinfo->context);
+    const TriggerEvent ev = td->tg_event;
+    if (!TRIGGER_FIRED_FOR_ROW(ev) || !TRIGGER_FIRED_BEFORE(ev) || TRIGGER_FIRED_BY_TRUNCATE(ev))
+      throw Error(sqlstate::kObjectNotInPrerequisiteState,
+                  "cachekit._record_values() must be a BEFORE ROW trigger");
+    HeapTuple result = TRIGGER_FIRED_BY_UPDATE(ev) ? td->tg_newtuple : td->tg_trigtuple;
+    Relation rel = td->tg_relation;
+    const Oid relid = RelationGetRelid(rel);
+    if (!value_generations_available() || structural_in_transaction(relid))
+      return PointerGetDatum(result);
+    const WriterColumn &wc = writer_column(rel, td->tg_trigger);
+    if (!wc.usable || later_before_row_trigger(rel->trigdesc, td->tg_trigger, ev)) {
+      note_structural(relid);
+      return PointerGetDatum(result);
+    }
+    uint64_t bucket = 0;
+    // OLD of UPDATE and DELETE (tg_trigtuple), NEW of INSERT (tg_trigtuple)
+    // and UPDATE (tg_newtuple).
+    if (tuple_bucket(wc.col, rel, td->tg_trigtuple, &bucket) &&
+        !note_value_slot(relid, value_slot(MyDatabaseId, relid, bucket)))
+      return PointerGetDatum(result);
+    if (TRIGGER_FIRED_BY_UPDATE(ev) && tuple_bucket(wc.col, rel, td->tg_newtuple, &bucket))
+      note_value_slot(relid, value_slot(MyDatabaseId, relid, bucket));
+    return PointerGetDatum(result);
+  });
+}
