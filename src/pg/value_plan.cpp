@@ -7,9 +7,11 @@
 //     holds every subquery, sublink, CTE, view, inlined SQL function and
 //     row-level security policy), and is not named in depends_on (a function
 //     the planner cannot see into reads it);
-//   - that occurrence is in the top-level query's FROM clause (not below a
-//     set operation, view, subquery or CTE), without TABLESAMPLE;
-//   - an AND-conjunct of the top-level WHERE is `t.c = X`, `t.c IN (X, ...)`
+//   - that occurrence is in the FROM clause of the top-level query or of a
+//     subquery (or view) reached from it through FROM clauses only (not a
+//     WITH query, set operation or sublink), without TABLESAMPLE: a query's
+//     result is a function of what its FROM items return;
+//   - an AND-conjunct of that level's WHERE clause is `t.c = X`, `t.c IN (X, ...)`
 //     / `t.c = ANY(A)`, or, with a bucket width, a lower and an upper bound
 //     `t.c >= A AND t.c <= B` (BETWEEN; < and > too), with the type's
 //     default btree operators, the column's collation, and X, A, B
@@ -64,18 +66,39 @@ std::string label_of(Oid relid) {
   });
 }
 
-bool in_jointree(Node *node, int rtindex) {
+// The query level whose FROM clause reads relid, searching from q down
+// through subqueries in FROM clauses (views included) only: a query's result
+// is a function of what its FROM items return, so if that level's result
+// depends only on some values' rows, so does the whole query's.
+bool find_level(const Query *q, Node *node, Oid relid, const Query **level, int *rtindex,
+                std::string *why) {
   if (node == nullptr) return false;
-  if (IsA(node, RangeTblRef)) return castNode(RangeTblRef, node)->rtindex == rtindex;
   if (IsA(node, JoinExpr)) {
     auto *j = castNode(JoinExpr, node);
-    return in_jointree(j->larg, rtindex) || in_jointree(j->rarg, rtindex);
+    return find_level(q, j->larg, relid, level, rtindex, why) ||
+           find_level(q, j->rarg, relid, level, rtindex, why);
   }
   if (IsA(node, FromExpr)) {
     ListCell *lc;
     foreach (lc, castNode(FromExpr, node)->fromlist)
-      if (in_jointree(static_cast<Node *>(lfirst(lc)), rtindex)) return true;
+      if (find_level(q, static_cast<Node *>(lfirst(lc)), relid, level, rtindex, why)) return true;
+    return false;
   }
+  if (!IsA(node, RangeTblRef)) return false;
+  const int index = castNode(RangeTblRef, node)->rtindex;
+  auto *rte = static_cast<RangeTblEntry *>(list_nth(q->rtable, index - 1));
+  if (rte->rtekind == RTE_RELATION && rte->relid == relid) {
+    if (rte->tablesample != nullptr) {
+      *why = "the table is read with TABLESAMPLE";
+      return false;
+    }
+    *level = q;
+    *rtindex = index;
+    return true;
+  }
+  if (rte->rtekind == RTE_SUBQUERY && rte->subquery != nullptr)
+    return find_level(rte->subquery, reinterpret_cast<Node *>(rte->subquery->jointree), relid,
+                      level, rtindex, why);
   return false;
 }
 
@@ -96,21 +119,25 @@ bool is_column(Node *node, int rtindex, AttrNumber attnum) {
   return v->varno == rtindex && v->varattno == attnum && v->varlevelsup == 0;
 }
 
-bool extern_params_only(Node *node, void *) {
+// True for what a value computed before the query runs cannot contain:
+// columns of any query level (a LATERAL subquery's outer references too),
+// aggregates, sublinks, and parameters other than the caller's ($n).
+bool not_a_call_value(Node *node, void *) {
   if (node == nullptr) return false;
+  if (IsA(node, Var) || IsA(node, PlaceHolderVar) || IsA(node, Aggref) || IsA(node, WindowFunc) ||
+      IsA(node, GroupingFunc) || IsA(node, SubLink) || IsA(node, SubPlan))
+    return true;
   if (IsA(node, Param)) return castNode(Param, node)->paramkind != PARAM_EXTERN;
   return expression_tree_walker(
-      node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(extern_params_only)),
-      nullptr);
+      node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(not_a_call_value)), nullptr);
 }
 
 // Why `expr` cannot give a value at call time, or "" when it can.
 std::string value_problem(Node *expr) {
   return pg_call([&]() -> const char * {
-    if (contain_var_clause(expr)) return "it reads another column";
-    if (checkExprHasSubLink(expr)) return "it contains a subquery";
+    if (not_a_call_value(expr, nullptr))
+      return "it reads a column, a subquery or a value computed by the query";
     if (contain_mutable_functions(expr)) return "it is not an immutable expression";
-    if (extern_params_only(expr, nullptr)) return "it reads a value computed by the query";
     return "";
   });
 }
@@ -221,27 +248,19 @@ std::string decide(const Query *top, const PlannedStmt *stmt, Oid relid,
   }
   if (occurrences != 1)
     return "the table is read " + std::to_string(occurrences) + " times in the query";
-  if (top->setOperations != nullptr)
-    return "the query is a set operation (UNION, INTERSECT, EXCEPT)";
-  int rtindex = 0, i = 0;
-  foreach (lc, top->rtable) {
-    ++i;
-    auto *rte = lfirst_node(RangeTblEntry, lc);
-    if (rte->rtekind == RTE_RELATION && rte->relid == relid) {
-      rtindex = i;
-      if (rte->tablesample != nullptr) return "the table is read with TABLESAMPLE";
-    }
-  }
-  if (rtindex == 0 || !in_jointree(reinterpret_cast<Node *>(top->jointree), rtindex))
-    return "the table is read in a subquery, view, WITH query or function, not in the top-level "
-           "FROM clause";
+  const Query *level = nullptr;
+  int rtindex = 0;
+  std::string where;
+  if (!find_level(top, reinterpret_cast<Node *>(top->jointree), relid, &level, &rtindex, &where))
+    return where.empty() ? "the table is read in a WITH query, a set operation (UNION, INTERSECT, "
+                           "EXCEPT), a sublink or a function, not in a FROM clause"
+                         : where;
   std::vector<Node *> conds;
-  conjuncts(top->jointree->quals, conds);
+  conjuncts(level->jointree->quals, conds);
   std::string near;
   if (find_condition(conds, rtindex, *col, m, &near)) return "";
   if (!near.empty()) return near;
-  return "no condition of the top-level WHERE clause (joined by AND) fixes " + col->name +
-         " to values";
+  return "no condition of the WHERE clause (joined by AND) fixes " + col->name + " to values";
 }
 
 // Call-time state of the last call, for last_dependencies().
