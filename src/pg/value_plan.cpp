@@ -19,7 +19,7 @@
 //     column's type;
 //   - t neither inherits from nor is inherited by another table.
 // WHERE filters every row the FROM clause produces, and each carries at most
-// one row of t; the conditions are strict, so a row of t outside the set,
+// one row of t; the conditions are strict (checked), so a row of t outside the set,
 // or a row null-extended by an outer join, never survives it, and removing
 // such rows changes nothing. GROUP BY, HAVING, windows, DISTINCT and LIMIT
 // only see what WHERE let through.
@@ -179,6 +179,13 @@ bool find_condition(const std::vector<Node *> &conds, int rtindex, const ValueCo
         if (near->empty()) *near = col.name + " is compared under another collation";
         continue;
       }
+      // A NULL-extended row (outer join) must never pass: the operator
+      // must return NULL for NULL.
+      const Oid opno = op->opno;
+      if (!pg_call([&] { return op_strict(opno); })) {
+        if (near->empty()) *near = "the comparison of " + col.name + " is not strict";
+        continue;
+      }
       std::string problem = value_problem(other);
       if (!problem.empty()) {
         if (near->empty()) *near = "the value compared with " + col.name + ": " + problem;
@@ -206,6 +213,11 @@ bool find_condition(const std::vector<Node *> &conds, int rtindex, const ValueCo
       }
       if (OidIsValid(col.collation) && op->inputcollid != col.collation) {
         if (near->empty()) *near = col.name + " is compared under another collation";
+        continue;
+      }
+      const Oid opno = op->opno;
+      if (!pg_call([&] { return op_strict(opno); })) {
+        if (near->empty()) *near = "the comparison of " + col.name + " is not strict";
         continue;
       }
       Node *arr = static_cast<Node *>(lsecond(op->args));

@@ -114,6 +114,7 @@ SELECT pg_temp.scope_of('SELECT count(*) FROM vi_orders WHERE customer_id = $1 U
 -- condition on the watched table's own column; the other table depends on
 -- its whole table. (cached_query_json wraps every query this way.)
 SELECT pg_temp.scope_of('SELECT count(*) FROM (SELECT * FROM vi_orders WHERE customer_id = $1) s');
+SELECT pg_temp.scope_of('SELECT count(*) FROM vi_customers c LEFT JOIN vi_orders o ON o.customer_id = c.id WHERE o.customer_id = $1');
 SELECT pg_temp.scope_of('SELECT count(*) FROM vi_customers c, LATERAL (SELECT sum(amount) FROM vi_orders o WHERE o.customer_id = $1 AND o.amount > c.id) s');
 SELECT pg_temp.scope_of('SELECT c.name, sum(o.amount) FROM vi_orders o JOIN vi_customers c ON c.id = o.customer_id WHERE o.customer_id = $1 GROUP BY c.name');
 -- ... and is invalidated by the other table's writes (its generation).
