@@ -179,6 +179,17 @@ SELECT cachekit.invalidate('vi_orders');
 SELECT pg_temp.totals();
 SELECT pg_temp.totals();
 
+-- Two-phase commit: readers bypass the cache while a prepared transaction
+-- that wrote a value is undecided; once it commits, the database generation
+-- (in every key, value readers' too) has moved.
+BEGIN;
+UPDATE vi_orders SET amount = amount + 1 WHERE customer_id = 5;
+PREPARE TRANSACTION 'regress_vi_2pc';
+SELECT pg_temp.total(5), pg_temp.total(1);
+COMMIT PREPARED 'regress_vi_2pc';
+SELECT pg_temp.totals();
+SELECT pg_temp.totals();
+
 -- Ranges with a bucket width: dates bucketed by week.
 CREATE TABLE vi_events (id int PRIMARY KEY, day date NOT NULL, n int NOT NULL);
 INSERT INTO vi_events SELECT g, date '2026-01-01' + g, 1 FROM generate_series(0, 99) g;
