@@ -48,9 +48,12 @@
 // is bumped at the same point as the table generation (after the commit is
 // visible, with a full barrier), so the argument above holds for each of
 // them. Why those counters cover every change such a reader can see is in
-// value_generations.cpp. S_t falls back to the overflow generation like the
-// table generation, and without an entry every write of the table bumps
-// that: never late.
+// value_generations.cpp. Like the table generation, S_t of a table without
+// an entry is a shared overflow counter (its own, so that ordinary writes of
+// overflowed tables, which bump the table overflow counter, leave value
+// readers alone), bumped by every such table's structural writes: coarser,
+// never late. A table never moves between its entry and the overflow (see
+// Capacity), so writer and reader always agree on which counter S_t is.
 //
 // Locking: one LWLock protects the hash's structure (LW_SHARED to find an
 // entry, LW_EXCLUSIVE to insert) and the in-doubt slots; the counters inside
@@ -104,7 +107,8 @@ struct GenShared {
   LWLock *lock;
   uint64 epoch;
   pg_atomic_uint64 overflow;
-  pg_atomic_uint32 in_doubt_count;  // fast path: zero means nothing to check
+  pg_atomic_uint64 overflow_structural;  // S_t of tables without an entry
+  pg_atomic_uint32 in_doubt_count;       // fast path: zero means nothing to check
 };
 
 GenShared *gen_shared = nullptr;
@@ -212,6 +216,7 @@ void generations_shmem_startup() {
       epoch = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(MyProcPid) << 32);
     gen_shared->epoch = epoch;
     pg_atomic_init_u64(&gen_shared->overflow, 0);
+    pg_atomic_init_u64(&gen_shared->overflow_structural, 0);
     pg_atomic_init_u32(&gen_shared->in_doubt_count, 0);
   }
   bool slots_found = false;
@@ -250,14 +255,14 @@ void bump_existing_generation(Oid dbid, Oid relid) {
 
 Generation read_structural_generation(Oid dbid, Oid relid) {
   GenEntry *e = find_or_insert(GenKey{dbid, relid});
-  if (e == nullptr) return Generation{pg_atomic_read_u64(&gen_shared->overflow), true};
+  if (e == nullptr) return Generation{pg_atomic_read_u64(&gen_shared->overflow_structural), true};
   return Generation{pg_atomic_read_u64(&e->structural), false};
 }
 
 void bump_structural_generation(Oid dbid, Oid relid) {
   GenEntry *e = find_or_insert(GenKey{dbid, relid});
   if (e == nullptr)
-    pg_atomic_fetch_add_u64(&gen_shared->overflow, 1);
+    pg_atomic_fetch_add_u64(&gen_shared->overflow_structural, 1);
   else
     pg_atomic_fetch_add_u64(&e->structural, 1);
 }
