@@ -190,8 +190,7 @@ CREATE FUNCTION cachekit._invalidate()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
 
 -- The value trigger of a table watched by a column (watch(t, by => ...)):
--- BEFORE ROW, ENABLE ALWAYS, named zz_cachekit_value to fire after the
--- table's other BEFORE ROW triggers (see src/pg/value_trigger.cpp). Its
+-- cachekit_value, AFTER ROW, ENABLE ALWAYS (see src/pg/value_trigger.cpp). Its
 -- arguments: the column's name and the bucket width in the column's units
 -- (microseconds for dates and timestamps; 0: buckets by hash).
 CREATE FUNCTION cachekit._record_values()
@@ -245,7 +244,7 @@ $$;
 --                        triggers only)
 --   what = 'keys'        the same pair for each operation of a key rule;
 --                        rule = ARRAY[name, template, columns joined by ',']
---   what = 'values'      zz_cachekit_value, the value trigger of a table
+--   what = 'values'      cachekit_value, the value trigger of a table
 --                        watched by a column, ENABLE ALWAYS; rule =
 --                        ARRAY[column, bucket width]
 -- Row triggers go on tables holding rows only (relkind r): on a partitioned
@@ -297,8 +296,9 @@ BEGIN
                || format('EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)', rule[1], rule[2], rule[3])
           FROM unnest(operations) o WHERE what = 'keys' AND rel_kind = 'r'
         UNION ALL
-        SELECT 'zz_cachekit_value', false,
-               'BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW '
+        -- (false: ENABLE ALWAYS; it must fire for the apply worker too)
+        SELECT 'cachekit_value', false,
+               'AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW '
                || format('EXECUTE FUNCTION cachekit._record_values(%L, %L)', rule[1], rule[2])
          WHERE what = 'values' AND rel_kind = 'r'
     LOOP
@@ -363,16 +363,11 @@ BEGIN
                       DETAIL = format('%s is partitioned, a partition or has inheritance parents or children.', table_name),
                       HINT = format('Run SELECT cachekit.watch(%L) to watch the whole table.', table_name::text);
         END IF;
-        SELECT a.attname, a.atttypid, a.attgenerated INTO col FROM pg_attribute a
+        SELECT a.attname, a.atttypid INTO col FROM pg_attribute a
          WHERE a.attrelid = table_name AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'column "%" of relation % does not exist', $2, table_name
                 USING ERRCODE = 'undefined_column';
-        END IF;
-        IF col.attgenerated <> '' THEN
-            RAISE EXCEPTION 'cachekit.watch() cannot watch by a generated column'
-                USING ERRCODE = 'feature_not_supported',
-                      DETAIL = 'Generated columns are computed after BEFORE ROW triggers.';
         END IF;
         IF bucket_width IS NOT NULL THEN
             IF col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
@@ -408,9 +403,9 @@ BEGIN
     END LOOP;
     -- A new setting replaces the old one; the invalidation below bumps the
     -- table's structural generation, so readers keyed on the old buckets miss.
-    IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = table_name AND g.tgname = 'zz_cachekit_value'
+    IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = table_name AND g.tgname = 'cachekit_value'
                   AND g.tgfoid = 'cachekit._record_values()'::regprocedure) THEN
-        EXECUTE format('DROP TRIGGER zz_cachekit_value ON %s', table_name);
+        EXECUTE format('DROP TRIGGER cachekit_value ON %s', table_name);
     END IF;
     IF $2 IS NOT NULL THEN
         PERFORM cachekit._create_triggers(table_name::oid, 'values'::text, NULL::text[],
@@ -436,7 +431,7 @@ BEGIN
         JOIN pg_trigger g ON g.tgrelid = t.relid
          AND ((g.tgfoid = 'cachekit._invalidate()'::regprocedure
                AND g.tgname IN ('cachekit_invalidate', 'cachekit_invalidate_row'))
-              OR (g.tgfoid = 'cachekit._record_values()'::regprocedure AND g.tgname = 'zz_cachekit_value'))
+              OR (g.tgfoid = 'cachekit._record_values()'::regprocedure AND g.tgname = 'cachekit_value'))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', rel.tgname, rel.tgrelid::regclass);
     END LOOP;

@@ -77,22 +77,15 @@ bool value_column_from_trigger(Relation rel, const char *const *args, int nargs,
   out->width = std::strtoll(args[1], nullptr, 10);
   const char *colname = args[0];
   AttrNumber attnum = InvalidAttrNumber;
-  char generated = '\0';
   for (int i = 0; i < RelationGetDescr(rel)->natts; ++i) {
     Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
     if (att->attisdropped || strcmp(NameStr(att->attname), colname) != 0) continue;
     attnum = att->attnum;
     out->type = att->atttypid;
     out->collation = att->attcollation;
-    generated = att->attgenerated;
   }
   if (attnum == InvalidAttrNumber) {
     *why = "column " + out->name + " of the watch no longer exists";
-    return false;
-  }
-  if (generated != '\0') {
-    // Computed after BEFORE ROW triggers: the trigger would see a stale value.
-    *why = "column " + out->name + " is generated";
     return false;
   }
   out->attnum = attnum;

@@ -14,10 +14,6 @@ extern "C" {
 
 namespace cachekit::pg {
 
-// The trigger cachekit.watch(t, by => ...) installs: named to sort after
-// other triggers (BEFORE ROW triggers fire in name order).
-constexpr const char *kValueTriggerName = "zz_cachekit_value";
-
 struct ValueColumn {
   std::string name;
   AttrNumber attnum = 0;

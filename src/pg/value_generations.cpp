@@ -8,8 +8,8 @@
 //               entry), bumped by writes that cannot be attributed to values:
 //               TRUNCATE, invalidate(t) (and so DDL, watch and unwatch), a
 //               transaction that touched more than kMaxBucketsPerTable
-//               buckets of t, a row the value trigger cannot be sure it saw
-//               as it will be stored (value_trigger.cpp).
+//               buckets of t, a row whose column the value trigger cannot
+//               read (value_trigger.cpp).
 //   slot[i]     cachekit.value_generations atomic counters. A value's bucket
 //               (the hash of the value, or floor(value / bucket_width)) and
 //               the table map to slot hash(database, table, bucket) & mask.
@@ -18,7 +18,7 @@
 // bounded range; query_plan.cpp decides from the analysed query) keys on the
 // database generation, S_t and the slots of its buckets instead of A_t.
 //
-//   writer:  BEFORE ROW trigger records the slots of OLD's and NEW's values
+//   writer:  AFTER ROW trigger records the slots of OLD's and NEW's values
 //            (or marks the table structural)  ->  COMMIT becomes visible  ->
 //            XACT_EVENT_COMMIT bumps A_t, S_t or the recorded slots
 //            (pg_atomic_fetch_add: a full barrier), exactly where and how
