@@ -189,6 +189,13 @@ RETURNS void AS 'MODULE_PATHNAME', 'ck_cache_stats_reset' LANGUAGE C VOLATILE PA
 CREATE FUNCTION cachekit._invalidate()
 RETURNS trigger AS 'MODULE_PATHNAME', 'ck_invalidate_trigger' LANGUAGE C;
 
+-- The value trigger of a table watched by a column (watch(t, by => ...)):
+-- cachekit_value, AFTER ROW, ENABLE ALWAYS (see src/pg/value_trigger.cpp). Its
+-- arguments: the column's name and the bucket width in the column's units
+-- (microseconds for dates and timestamps; 0: buckets by hash).
+CREATE FUNCTION cachekit._record_values()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_value_trigger' LANGUAGE C;
+
 -- Requires ownership of the table or cachekit_admin, and a watched table.
 CREATE FUNCTION cachekit.invalidate(table_name pg_catalog.regclass)
 RETURNS void AS 'MODULE_PATHNAME', 'ck_invalidate' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -237,6 +244,9 @@ $$;
 --                        triggers only)
 --   what = 'keys'        the same pair for each operation of a key rule;
 --                        rule = ARRAY[name, template, columns joined by ',']
+--   what = 'values'      cachekit_value, the value trigger of a table
+--                        watched by a column, ENABLE ALWAYS; rule =
+--                        ARRAY[column, bucket width]
 -- Row triggers go on tables holding rows only (relkind r): on a partitioned
 -- table they would be cloned onto every partition, and the clone would clash
 -- with a partition's own trigger of the same name on ATTACH PARTITION.
@@ -254,7 +264,7 @@ BEGIN
     IF rel_kind IS NULL OR rel_kind NOT IN ('r', 'p') THEN
         RETURN 0;
     END IF;
-    IF what NOT IN ('invalidate', 'keys') THEN
+    IF what NOT IN ('invalidate', 'keys', 'values') THEN
         RAISE EXCEPTION 'unknown trigger kind %', what USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF what = 'keys' AND (operations IS NULL OR cardinality(operations) = 0
@@ -285,6 +295,12 @@ BEGIN
                'AFTER ' || o || ' ON %s FOR EACH ROW '
                || format('EXECUTE FUNCTION cachekit._capture_keys(%L, %L, %L)', rule[1], rule[2], rule[3])
           FROM unnest(operations) o WHERE what = 'keys' AND rel_kind = 'r'
+        UNION ALL
+        -- (false: ENABLE ALWAYS; it must fire for the apply worker too)
+        SELECT 'cachekit_value', false,
+               'AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW '
+               || format('EXECUTE FUNCTION cachekit._record_values(%L, %L)', rule[1], rule[2])
+         WHERE what = 'values' AND rel_kind = 'r'
     LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
                               WHERE g.tgrelid = rel AND g.tgname = wanted.name);
@@ -300,10 +316,19 @@ END $$;
 
 -- watch/unwatch run as the caller: creating a trigger needs the TRIGGER
 -- privilege and setting when it fires needs ownership of the table.
-CREATE FUNCTION cachekit.watch(table_name pg_catalog.regclass)
+-- by: watch by that column (per-value invalidation, see README); NULL: the
+-- whole table. bucket_width: for integer columns a positive integer, for
+-- date and timestamp columns an interval without months; values then fall
+-- into buckets floor(value / width), and a range condition covering few
+-- buckets depends only on those. Watching again replaces the setting.
+CREATE FUNCTION cachekit.watch(table_name pg_catalog.regclass, "by" pg_catalog.text DEFAULT NULL,
+                               bucket_width pg_catalog.text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel record;
+    col record;
+    width pg_catalog.int8 := 0;
+    iv pg_catalog.interval;
 BEGIN
     IF table_name IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -323,16 +348,73 @@ BEGIN
     -- on a partition fires the partition's triggers, not its parent's.
     -- Partitions created or attached later get them from cachekit._on_ddl().
     -- pg_partition_tree() returns nothing for a plain table.
+    IF $2 IS NULL AND bucket_width IS NOT NULL THEN
+        RAISE EXCEPTION 'bucket_width needs a column to watch by'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass by => ''column'' too.';
+    END IF;
+    IF $2 IS NOT NULL THEN
+        -- The value trigger must see every row of the table, and rows of
+        -- inheritance children or partitions fire their own triggers.
+        IF rel.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits i
+                                         WHERE i.inhrelid = table_name OR i.inhparent = table_name) THEN
+            RAISE EXCEPTION 'cachekit.watch() can watch only plain tables by a column'
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = format('%s is partitioned, a partition or has inheritance parents or children.', table_name),
+                      HINT = format('Run SELECT cachekit.watch(%L) to watch the whole table.', table_name::text);
+        END IF;
+        SELECT a.attname, a.atttypid INTO col FROM pg_attribute a
+         WHERE a.attrelid = table_name AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', $2, table_name
+                USING ERRCODE = 'undefined_column';
+        END IF;
+        IF bucket_width IS NOT NULL THEN
+            IF col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+                width := bucket_width::int8;
+            ELSIF col.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+                iv := bucket_width::interval;
+                IF extract(year FROM iv) <> 0 OR extract(month FROM iv) <> 0 THEN
+                    RAISE EXCEPTION 'bucket_width must not contain months or years'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = 'Months differ in length; give the width in days, hours or smaller units.';
+                END IF;
+                width := (extract(epoch FROM iv) * 1000000)::int8;
+            ELSE
+                RAISE EXCEPTION 'bucket_width needs an integer, date or timestamp column'
+                    USING ERRCODE = 'datatype_mismatch',
+                          DETAIL = format('Column %I has type %s.', $2, col.atttypid::regtype);
+            END IF;
+            IF width <= 0 THEN
+                RAISE EXCEPTION 'bucket_width must be positive'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END IF;
+    END IF;
+    -- The table and, for a partitioned table, every partition: a statement
+    -- on a partition fires the partition's triggers, not its parent's.
+    -- Partitions created or attached later get them from cachekit._on_ddl().
+    -- pg_partition_tree() returns nothing for a plain table.
     FOR rel IN SELECT t.relid FROM (SELECT table_name AS relid, 0 AS level
                                     UNION SELECT p.relid, p.level FROM pg_partition_tree(table_name) p) t
                ORDER BY t.level, t.relid
     LOOP
         PERFORM cachekit._create_triggers(rel.relid::oid, 'invalidate'::text, NULL::text[], NULL::text[]);
     END LOOP;
+    -- A new setting replaces the old one; the invalidation below bumps the
+    -- table's structural generation, so readers keyed on the old buckets miss.
+    IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = table_name AND g.tgname = 'cachekit_value'
+                  AND g.tgfoid = 'cachekit._record_values()'::regprocedure) THEN
+        EXECUTE format('DROP TRIGGER cachekit_value ON %s', table_name);
+    END IF;
+    IF $2 IS NOT NULL THEN
+        PERFORM cachekit._create_triggers(table_name::oid, 'values'::text, NULL::text[],
+                                          ARRAY[$2, width::text]);
+    END IF;
     PERFORM cachekit.invalidate(table_name);
 END $$;
-COMMENT ON FUNCTION cachekit.watch(pg_catalog.regclass) IS
-    'Install the invalidation triggers on a table (and its partitions, present and future)';
+COMMENT ON FUNCTION cachekit.watch(pg_catalog.regclass, pg_catalog.text, pg_catalog.text) IS
+    'Install the invalidation triggers on a table (and its partitions, present and future), optionally by a column';
 
 CREATE FUNCTION cachekit.unwatch(table_name pg_catalog.regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -347,8 +429,9 @@ BEGIN
         SELECT g.tgrelid, g.tgname FROM (SELECT table_name AS relid
                                          UNION SELECT p.relid FROM pg_partition_tree(table_name) p) t
         JOIN pg_trigger g ON g.tgrelid = t.relid
-         AND g.tgfoid = 'cachekit._invalidate()'::regprocedure
-         AND g.tgname IN ('cachekit_invalidate', 'cachekit_invalidate_row')
+         AND ((g.tgfoid = 'cachekit._invalidate()'::regprocedure
+               AND g.tgname IN ('cachekit_invalidate', 'cachekit_invalidate_row'))
+              OR (g.tgfoid = 'cachekit._record_values()'::regprocedure AND g.tgname = 'cachekit_value'))
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', rel.tgname, rel.tgrelid::regclass);
     END LOOP;
@@ -394,6 +477,11 @@ RETURNS pg_catalog.text AS 'MODULE_PATHNAME', 'ck_last_outcome' LANGUAGE C VOLAT
 COMMENT ON FUNCTION cachekit.last_outcome() IS
     'hit, miss or bypass:<reason> for this session''s last cached_query call';
 
+CREATE FUNCTION cachekit.last_dependencies()
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_last_dependencies' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION cachekit.last_dependencies() IS
+    'What this session''s last cached_query call depended on: per table, scope value (buckets of a column) or table, and why';
+
 -- Statistics of cached queries and invalidations -------------------------------
 
 -- Rows of the current database only. Other roles' query text (and
@@ -406,7 +494,7 @@ CREATE FUNCTION cachekit.query_stats(
     OUT mean_hit_ms pg_catalog.float8, OUT max_hit_ms pg_catalog.float8,
     OUT mean_miss_ms pg_catalog.float8, OUT max_miss_ms pg_catalog.float8,
     OUT rows pg_catalog.int8, OUT bytes pg_catalog.int8, OUT last_invalidation pg_catalog.timestamptz,
-    OUT userid pg_catalog.oid, OUT l1_hits pg_catalog.int8)
+    OUT userid pg_catalog.oid, OUT l1_hits pg_catalog.int8, OUT scope pg_catalog.text)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_query_stats' LANGUAGE C VOLATILE;
 
 CREATE VIEW cachekit.query_stats AS
@@ -420,7 +508,7 @@ CREATE VIEW cachekit.query_stats AS
            s.last_invalidation,
            COALESCE(s.mean_miss_ms > (SELECT setting::pg_catalog.float8 FROM pg_catalog.pg_settings
                                         WHERE name = 'cachekit.slow_query_ms'), false) AS slow,
-           s.userid, s.l1_hits
+           s.userid, s.l1_hits, s.scope
     FROM cachekit.query_stats() AS s
     WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
 COMMENT ON VIEW cachekit.query_stats IS
@@ -1504,8 +1592,10 @@ GRANT EXECUTE ON FUNCTION
     cachekit.cached_query(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]),
     cachekit.cached_query_json(pg_catalog.text, pg_catalog.text[], pg_catalog.int4, pg_catalog.text, pg_catalog.regclass[]),
     cachekit.last_outcome(), cachekit.invalidate(pg_catalog.regclass),
-    cachekit.watch(pg_catalog.regclass), cachekit.unwatch(pg_catalog.regclass),
-    cachekit._invalidate(), cachekit._is_watched(pg_catalog.oid),
+    cachekit.watch(pg_catalog.regclass, pg_catalog.text, pg_catalog.text),
+    cachekit.unwatch(pg_catalog.regclass),
+    cachekit._invalidate(), cachekit._record_values(), cachekit._is_watched(pg_catalog.oid),
+    cachekit.last_dependencies(),
     cachekit._create_triggers(pg_catalog.oid, pg_catalog.text, pg_catalog.text[], pg_catalog.text[]),
     cachekit._rule_trigger_prefix(pg_catalog.text),
     cachekit.query_stats(), cachekit.table_stats(), cachekit.app_invalidation_stats()

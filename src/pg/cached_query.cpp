@@ -37,6 +37,7 @@
 #include "pg/redis_conn.h"
 #include "pg/shmem.h"
 #include "pg/sql_function.h"
+#include "pg/value_plan.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -491,6 +492,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     // The generations, read before the query's snapshot exists.
     std::string key;
     KeyMaterial gens;
+    clear_last_dependencies();
     if (use_cache) {
       KeyMaterial km;
       km.add_u64('S', GetSystemIdentifier());
@@ -510,11 +512,10 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       Generation db = read_generation(MyDatabaseId, InvalidOid);
       gens.add_u64('d', db.value);
       gens.add_u64('o', db.overflow ? 1 : 0);
-      for (Oid d : q.deps) {
-        Generation g = read_generation(MyDatabaseId, d);
-        gens.add_u64('r', d);
-        gens.add_u64(g.overflow ? 'O' : 'g', g.value);
-      }
+      // Per dependency the table generation, or for a table watched by a
+      // column whose values the query fixes, its structural generation and
+      // the counters of those values' buckets (value_plan.h).
+      call.scope = add_dependency_generations(q, args.params, gens) ? 'v' : 't';
       km.add('G', gens.bytes());
       add_settings(km, q.row_security || q.reads_settings);
       key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));

@@ -41,6 +41,20 @@
 // database's next reader, or by a registration that finds the table full, so
 // a registration always finds a slot.
 //
+// Tables watched by a column: the same entry holds the table's structural
+// generation S_t, and value_generations.cpp the value-bucket counters. A
+// reader whose query fixes the column keys on the database generation, S_t
+// and its buckets' counters instead of the table generation; every counter
+// is bumped at the same point as the table generation (after the commit is
+// visible, with a full barrier), so the argument above holds for each of
+// them. Why those counters cover every change such a reader can see is in
+// value_generations.cpp. Like the table generation, S_t of a table without
+// an entry is a shared overflow counter (its own, so that ordinary writes of
+// overflowed tables, which bump the table overflow counter, leave value
+// readers alone), bumped by every such table's structural writes: coarser,
+// never late. A table never moves between its entry and the overflow (see
+// Capacity), so writer and reader always agree on which counter S_t is.
+//
 // Locking: one LWLock protects the hash's structure (LW_SHARED to find an
 // entry, LW_EXCLUSIVE to insert) and the in-doubt slots; the counters inside
 // entries are atomics.
@@ -78,6 +92,7 @@ struct GenKey {
 struct GenEntry {
   GenKey key;  // must be first (hash key)
   pg_atomic_uint64 generation;
+  pg_atomic_uint64 structural;  // S_t, see value_generations.cpp
   pg_atomic_uint64 invalidations;
   pg_atomic_uint64 last_invalidation;  // TimestampTz
   pg_atomic_uint32 prepared_scanned;   // database entries: pg_prepared_xacts read since start
@@ -92,7 +107,8 @@ struct GenShared {
   LWLock *lock;
   uint64 epoch;
   pg_atomic_uint64 overflow;
-  pg_atomic_uint32 in_doubt_count;  // fast path: zero means nothing to check
+  pg_atomic_uint64 overflow_structural;  // S_t of tables without an entry
+  pg_atomic_uint32 in_doubt_count;       // fast path: zero means nothing to check
 };
 
 GenShared *gen_shared = nullptr;
@@ -126,6 +142,7 @@ GenEntry *find_or_insert_locked(const GenKey &key) {
     found = true;
   if (entry != nullptr && !found) {
     pg_atomic_init_u64(&entry->generation, 0);
+    pg_atomic_init_u64(&entry->structural, 0);
     pg_atomic_init_u64(&entry->invalidations, 0);
     pg_atomic_init_u64(&entry->last_invalidation, 0);
     pg_atomic_init_u32(&entry->prepared_scanned, 0);
@@ -199,6 +216,7 @@ void generations_shmem_startup() {
       epoch = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(MyProcPid) << 32);
     gen_shared->epoch = epoch;
     pg_atomic_init_u64(&gen_shared->overflow, 0);
+    pg_atomic_init_u64(&gen_shared->overflow_structural, 0);
     pg_atomic_init_u32(&gen_shared->in_doubt_count, 0);
   }
   bool slots_found = false;
@@ -233,6 +251,20 @@ void bump_generation(Oid dbid, Oid relid) { bump_entry(find_or_insert(GenKey{dbi
 // generation after this commit was visible, as with bump_generation.
 void bump_existing_generation(Oid dbid, Oid relid) {
   bump_entry(find_existing(GenKey{dbid, relid}));
+}
+
+Generation read_structural_generation(Oid dbid, Oid relid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, relid});
+  if (e == nullptr) return Generation{pg_atomic_read_u64(&gen_shared->overflow_structural), true};
+  return Generation{pg_atomic_read_u64(&e->structural), false};
+}
+
+void bump_structural_generation(Oid dbid, Oid relid) {
+  GenEntry *e = find_or_insert(GenKey{dbid, relid});
+  if (e == nullptr)
+    pg_atomic_fetch_add_u64(&gen_shared->overflow_structural, 1);
+  else
+    pg_atomic_fetch_add_u64(&e->structural, 1);
 }
 
 std::vector<TableStats> table_stats_snapshot() {

@@ -38,6 +38,13 @@ void bump_generation(Oid dbid, Oid relid);
 // cachekit.max_watched_tables.
 void bump_existing_generation(Oid dbid, Oid relid);
 
+// The structural generation S_t of a table watched by a column: bumped by
+// the writes that cannot be attributed to value buckets (see
+// value_generations.cpp). Without an entry, a shared overflow counter that
+// every such table's structural writes bump.
+Generation read_structural_generation(Oid dbid, Oid relid);
+void bump_structural_generation(Oid dbid, Oid relid);
+
 struct TableStats {
   Oid dbid;
   Oid relid;

@@ -85,6 +85,12 @@ bool check_redis_url(char **newval, GucSource source, const char *name, bool all
   return true;
 }
 
+bool check_power_of_two(int *newval, void **, GucSource) {
+  if (*newval > 0 && (*newval & (*newval - 1)) == 0) return true;
+  GUC_check_errmsg("cachekit.value_generations must be a power of two, not %d", *newval);
+  return false;
+}
+
 bool check_cache_url(char **newval, void **, GucSource source) {
   return check_redis_url(newval, source, "cachekit.redis_url", false);
 }
@@ -308,7 +314,29 @@ void define_settings(bool preloading) {
         PGC_POSTMASTER,
         0,
         nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "cachekit.value_generations",
+        "Shared counters for the value buckets of tables watched by a column (a power of two).",
+        "Buckets of all tables share them by hash: fewer counters invalidate more cached results "
+        "on a write, never fewer. 8 bytes each.",
+        &settings.value_generations,
+        65536, 1024, 1 << 24,
+        PGC_POSTMASTER,
+        0,
+        check_power_of_two, nullptr, nullptr);
   }
+
+  DefineCustomIntVariable(
+      "cachekit.value_max_buckets",
+      "Most value buckets a cached_query call depends on before it depends on the whole table.",
+      "For a table watched by a column: an IN list or range covering more buckets than this keys "
+      "on the table's generation instead (any value is safe; larger keys read more counters).",
+      &settings.value_max_buckets,
+      64, 1, 4096,
+      PGC_USERSET,
+      0,
+      nullptr, nullptr, nullptr);
 
   DefineCustomEnumVariable(
       "cachekit.uncacheable",

@@ -86,6 +86,11 @@ struct Settings {
   int l1_size_kb = 65536;
   bool l1 = true;
   int l1_max_entry = 1024 * 1024;
+  // Per-value invalidation: shared bucket counters (a power of two), and the
+  // most buckets a cached_query reader keys on before it depends on the
+  // whole table.
+  int value_generations = 65536;
+  int value_max_buckets = 64;
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };

@@ -6,12 +6,15 @@
 // (ProcArrayEndTransaction comes first in CommitTransaction), which is the
 // order generations.cpp relies on. Aborts drop the set. Subtransactions are
 // not tracked: a table written in a rolled-back savepoint is still bumped at
-// commit, invalidating more than needed, never less.
+// commit, invalidating more than needed, never less. The same holds for the
+// value-bucket slots and structural generations of tables watched by a
+// column (value_pending), bumped at the same point.
 //
 // Nothing here may throw or ereport once the transaction has committed: the
 // commit callback only reads the vector and touches shared memory.
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "pg/access_checks.h"
@@ -21,6 +24,7 @@
 #include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/sql_function.h"
+#include "pg/value_generations.h"
 
 extern "C" {
 #include "access/xact.h"
@@ -46,6 +50,32 @@ std::vector<Oid> pending;
 // Dropped tables, bumped at commit without taking a generation slot.
 std::vector<Oid> pending_dropped;
 
+// Tables watched by a column that this transaction changed.
+struct ValuePending {
+  Oid relid;
+  bool structural;
+  std::unordered_set<uint32_t> slots;  // empty once structural
+};
+std::vector<ValuePending> value_pending;
+
+ValuePending &value_entry(Oid relid) {
+  // A statement writes one table: the last one is nearly always the one.
+  if (!value_pending.empty() && value_pending.back().relid == relid) return value_pending.back();
+  for (auto it = value_pending.begin(); it != value_pending.end(); ++it)
+    if (it->relid == relid) {
+      std::iter_swap(it, value_pending.end() - 1);
+      return value_pending.back();
+    }
+  value_pending.push_back(ValuePending{relid, false, {}});
+  return value_pending.back();
+}
+
+void clear_pending() {
+  pending.clear();
+  pending_dropped.clear();
+  value_pending.clear();
+}
+
 void add_pending(Oid relid) {
   if (std::find(pending.begin(), pending.end(), relid) == pending.end()) pending.push_back(relid);
 }
@@ -56,14 +86,21 @@ void on_xact(XactEvent event, void *) {
       if (generations_available()) {
         for (Oid relid : pending) bump_generation(MyDatabaseId, relid);
         for (Oid relid : pending_dropped) bump_existing_generation(MyDatabaseId, relid);
+        for (const ValuePending &v : value_pending) {
+          if (v.structural) {
+            bump_structural_generation(MyDatabaseId, v.relid);
+            continue;
+          }
+          for (uint32_t slot : v.slots) bump_value_slot(slot);
+        }
       }
-      pending.clear();
-      pending_dropped.clear();
+      clear_pending();
       break;
     case XACT_EVENT_PRE_PREPARE:
       // Decided later, maybe by another backend, without any callback here:
       // readers of this database bypass the cache until it is decided.
-      if ((!pending.empty() || !pending_dropped.empty()) && generations_available()) {
+      if ((!pending.empty() || !pending_dropped.empty() || !value_pending.empty()) &&
+          generations_available()) {
         TransactionId xid = GetTopTransactionIdIfAny();
         if (TransactionIdIsValid(xid) && !register_in_doubt(MyDatabaseId, xid))
           ereport(ERROR,
@@ -75,8 +112,7 @@ void on_xact(XactEvent event, void *) {
     case XACT_EVENT_PREPARE:
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
-      pending.clear();
-      pending_dropped.clear();
+      clear_pending();
       break;
     default:
       break;
@@ -88,10 +124,12 @@ void on_xact(XactEvent event, void *) {
 namespace cachekit::pg {
 
 void forget_ancestors(Datum, Oid);
+void install_value_trigger_callbacks();
 
 void install_invalidation_callbacks() {
   RegisterXactCallback(on_xact, nullptr);
   CacheRegisterRelcacheCallback(forget_ancestors, 0);
+  install_value_trigger_callbacks();
 }
 
 // Ancestors change only with DDL, which sends a relcache invalidation: the
@@ -146,14 +184,42 @@ void note_table_changed(Oid relid) {
 
 void note_table_invalidated(Oid relid) {
   for (Oid r : table_and_ancestors(relid)) {
-    if (pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(r)); }))
+    if (pg_call([&] { return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(r)); })) {
       add_pending(r);
-    else if (std::find(pending_dropped.begin(), pending_dropped.end(), r) == pending_dropped.end())
+      // DDL, watch and unwatch come here: readers keyed on values too.
+      note_structural(r);
+    } else if (std::find(pending_dropped.begin(), pending_dropped.end(), r) ==
+               pending_dropped.end()) {
       pending_dropped.push_back(r);
+    }
   }
 }
 
 void note_database_changed() { add_pending(InvalidOid); }
+
+bool note_value_slot(Oid relid, uint32_t slot) {
+  ValuePending &v = value_entry(relid);
+  if (v.structural) return false;
+  v.slots.insert(slot);
+  if (v.slots.size() > kMaxValueSlots) {
+    v.structural = true;
+    std::unordered_set<uint32_t>().swap(v.slots);
+    return false;
+  }
+  return true;
+}
+
+void note_structural(Oid relid) {
+  ValuePending &v = value_entry(relid);
+  v.structural = true;
+  std::unordered_set<uint32_t>().swap(v.slots);
+}
+
+bool structural_in_transaction(Oid relid) {
+  for (const ValuePending &v : value_pending)
+    if (v.relid == relid) return v.structural;
+  return false;
+}
 
 bool changed_in_transaction(Oid relid) {
   return std::find(pending.begin(), pending.end(), relid) != pending.end() ||
@@ -179,6 +245,9 @@ CK_SQL_FUNCTION(ck_invalidate_trigger) {
     Oid relid = RelationGetRelid(trigdata->tg_relation);
     note_table_changed(relid);
     TriggerEvent ev = trigdata->tg_event;
+    // No row trigger fires for TRUNCATE: readers keyed on values too.
+    if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+      for (Oid r : table_and_ancestors(relid)) note_structural(r);
     // For pub/sub messages, and for TRUNCATE's key patterns; a cached_query-
     // only setup (no channel) needs just the generation bump above.
     const bool publish = settings.invalidation_channel && settings.invalidation_channel[0] != '\0';

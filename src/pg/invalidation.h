@@ -3,6 +3,7 @@
 // bumped in shared memory once the commit is visible.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 extern "C" {
@@ -25,6 +26,18 @@ void note_table_changed(Oid relid);
 void note_table_invalidated(Oid relid);
 // Records a database-wide bump at commit.
 void note_database_changed();
+
+// Per-value invalidation of tables watched by a column (value_trigger.cpp,
+// value_generations.cpp): the value-bucket slots this transaction changed,
+// bumped at commit with the table generations. Beyond kMaxValueSlots
+// distinct slots of one table, or after note_structural, the table's
+// structural generation is bumped instead. note_value_slot returns false
+// once the table is structural in this transaction: later rows need not be
+// hashed. Both may throw.
+constexpr size_t kMaxValueSlots = 1024;
+bool note_value_slot(Oid relid, uint32_t slot);
+void note_structural(Oid relid);
+bool structural_in_transaction(Oid relid);
 
 // Has the current transaction changed `relid` (or the whole database)?
 bool changed_in_transaction(Oid relid);

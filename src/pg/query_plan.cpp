@@ -22,6 +22,7 @@
 #include "pg/guc.h"
 #include "pg/invalidation.h"
 #include "pg/query_plan.h"
+#include "pg/value_plan.h"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -472,6 +473,9 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
     collect_dependencies(q, stmt, depends_on);
     check_functions(q, analysed.c_str(), plan_text.c_str(), !depends_on.empty());
     keep_permission_info(q, stmt);
+    if (!q.uncacheable)
+      q.values = analyse_value_scope(linitial_node(Query, source->query_list), stmt, q.deps,
+                                     depends_on, q.param_types, q.memory);
   } catch (...) {
     pg_call([&] { ReleaseCachedPlan(cplan, CurrentResourceOwner); });
     throw;

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ extern "C" {
 }
 
 namespace cachekit::pg {
+
+struct ValueScope;  // value_plan.h
 
 struct PreparedQuery {
   SPIPlanPtr plan = nullptr;  // kept (SPI_keepplan)
@@ -41,7 +44,10 @@ struct PreparedQuery {
   std::vector<Oid> execute_checked;
   std::vector<Oid> param_types;
   std::vector<Oid> result_types;
-  std::vector<Oid> deps;            // tables, with their ancestors
+  std::vector<Oid> deps;  // tables, with their ancestors
+  // Per dependency: keyed on value buckets or on the whole table, and why
+  // (value_plan.h). Expressions it keeps live in `memory`.
+  std::shared_ptr<const ValueScope> values;
   bool row_security = false;        // RLS applies to a dependency for this role
   bool reads_settings = false;      // calls current_setting(), or a function that may
   bool reads_session_user = false;  // SESSION_USER, or a function that may read it

@@ -46,6 +46,7 @@ struct StatsEntry {
   uint64 rows, bytes;
   uint64 generations_digest;
   TimestampTz last_invalidation;
+  char scope;
 };
 
 struct StatsShared {
@@ -171,6 +172,7 @@ void record_query_call(uint64_t fingerprint, const std::string &ns, const std::s
     if (e->generations_digest != 0 && e->generations_digest != call.generations_digest)
       e->last_invalidation = GetCurrentTimestamp();
     e->generations_digest = call.generations_digest;
+    if (call.scope != 0) e->scope = call.scope;
   }
   SpinLockRelease(&e->mutex);
   LWLockRelease(stats_shared->lock);
@@ -204,6 +206,7 @@ std::vector<QueryStatsRow> query_stats_snapshot(Oid dbid, Oid viewer, bool all_t
     r.rows = e->rows;
     r.bytes = e->bytes;
     r.last_invalidation = e->last_invalidation;
+    r.scope = e->scope;
     SpinLockRelease(&e->mutex);
     out.push_back(std::move(r));
   }

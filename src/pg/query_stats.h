@@ -41,6 +41,7 @@ struct QueryCall {
   uint64_t bytes;
   uint64_t generations_digest;  // changes when a dependency was invalidated
   bool l1_hit = false;          // a hit served from shared memory (l1_cache.h)
+  char scope = 0;  // 'v': keyed on value buckets of some dependency, 't': on tables only
 };
 
 Size query_stats_shmem_size();
@@ -63,6 +64,7 @@ struct QueryStatsRow {
   double hit_ms_total, hit_ms_max, miss_ms_total, miss_ms_max;
   uint64_t rows, bytes;
   TimestampTz last_invalidation;
+  char scope;  // of the last call that used the cache (0: none yet)
 };
 // The rows of database dbid; query text only of viewer's own rows unless
 // all_text.

@@ -11,9 +11,10 @@
 // for the size, shmem_startup_hook initialises it under AddinShmemInitLock) and
 // is found by every backend in the same hooks. The table generations and
 // server epoch of cached_query live in generations.cpp (with the argument for
-// why their order of operations is safe), per-query statistics in
-// query_stats.cpp, the L1 tier of cached_query results in l1_cache.cpp; all
-// are set up from the same two hooks.
+// why their order of operations is safe), value-bucket generations in
+// value_generations.cpp, per-query statistics in query_stats.cpp, the L1 tier
+// of cached_query results in l1_cache.cpp; all are set up from the same two
+// hooks.
 #include <string>
 
 #include "core/error.h"
@@ -25,6 +26,7 @@
 #include "pg/metrics_board.h"
 #include "pg/query_stats.h"
 #include "pg/shmem.h"
+#include "pg/value_generations.h"
 
 extern "C" {
 #include "postgres.h"
@@ -53,6 +55,7 @@ void request_shmem() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(MAXALIGN(sizeof(CkShared)));
   generations_shmem_request();
+  value_generations_shmem_request();
   relay_state_shmem_request();
   query_stats_shmem_request();
   leases_shmem_request();
@@ -71,6 +74,7 @@ void startup_shmem() {
     pg_atomic_init_u64(&shared->stats_reset, static_cast<uint64>(GetCurrentTimestamp()));
   }
   generations_shmem_startup();
+  value_generations_shmem_startup();
   relay_state_shmem_startup();
   query_stats_shmem_startup();
   leases_shmem_startup();

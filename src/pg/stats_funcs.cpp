@@ -83,7 +83,7 @@ CK_SQL_FUNCTION(ck_query_stats) {
                     "\": " + std::to_string(r.bypasses[b]);
       }
       bypasses += "}";
-      constexpr int kCols = 17;
+      constexpr int kCols = 18;
       Datum v[kCols];
       bool n[kCols] = {};
       v[0] = ObjectIdGetDatum(r.dbid);
@@ -109,6 +109,8 @@ CK_SQL_FUNCTION(ck_query_stats) {
       n[14] = r.last_invalidation == 0;
       v[15] = ObjectIdGetDatum(r.userid);
       v[16] = Int64GetDatum(static_cast<int64>(r.l1_hits));
+      v[17] = text_datum(r.scope == 'v' ? "value" : "table");
+      n[17] = r.scope == 0;
       pg_call([&] { tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n); });
     }
     return static_cast<Datum>(0);

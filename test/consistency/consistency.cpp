@@ -2,6 +2,7 @@
 //
 //   cachekit_consistency --writers 3 --readers 3 --ops 2000 --seed 42
 //                        [--rows 20] [--writer-pause-us 200] [--direct] [--fake-stale]
+//                        [--watch-by id [--bucket-width N]]
 //
 // Connects with the usual PG* environment variables. Writer threads increment
 // counters in consistency.items (in several transaction shapes, some rolled
@@ -29,6 +30,9 @@
 // without pg_cachekit suffices; cachekit.watch is skipped). --fake-stale makes
 // readers answer repeated queries from a client-side memo that is never
 // invalidated: a deliberately broken cache, to prove the checker can fail.
+// --watch-by id watches the table by its id column (per-value invalidation:
+// single-id reads then depend on their id's bucket only, sums on the whole
+// table), with --bucket-width N on ranges of N ids.
 //
 // Exit status: 0 when every read checked out and no SQL error occurred
 // (setup included), 1 otherwise, 2 for a usage error.
@@ -72,6 +76,8 @@ struct Options {
   int writer_pause_us = 1000;
   bool direct = false;
   bool fake_stale = false;
+  std::string watch_by;      // empty: watch the whole table
+  std::string bucket_width;  // with watch_by
 };
 
 [[noreturn]] void usage(const char *msg) {
@@ -80,6 +86,7 @@ struct Options {
           "usage: cachekit_consistency --writers N --readers N --ops N --seed N\n"
           "                            [--rows N] [--writer-pause-us N (1000)] [--direct] "
           "[--fake-stale]\n"
+          "                            [--watch-by id|v [--bucket-width N]]\n"
           "Connects using the PG* environment variables.\n");
   exit(2);
 }
@@ -124,6 +131,11 @@ Options parse_args(int argc, char **argv) {
       o.direct = true;
     } else if (a == "--fake-stale") {
       o.fake_stale = true;
+    } else if (a == "--watch-by") {
+      o.watch_by = value();
+      if (o.watch_by != "id" && o.watch_by != "v") usage("--watch-by takes id or v");
+    } else if (a == "--bucket-width") {
+      o.bucket_width = std::to_string(parse_long("--bucket-width", value(), 1, 1000000));
     } else if (a == "--help" || a == "-h") {
       usage(nullptr);
     } else {
@@ -772,7 +784,12 @@ int main(int argc, char **argv) {
     };
     // Watched before the rows go in, so that even the initial load is a
     // change the cache has to respect.
-    if (!o.direct) steps.push_back("SELECT cachekit.watch('consistency.items')");
+    if (!o.direct && o.watch_by.empty())
+      steps.push_back("SELECT cachekit.watch('consistency.items')");
+    else if (!o.direct)
+      steps.push_back("SELECT cachekit.watch('consistency.items', by => '" + o.watch_by + "'" +
+                      (o.bucket_width.empty() ? "" : ", bucket_width => '" + o.bucket_width + "'") +
+                      ")");
     steps.push_back("INSERT INTO consistency.items (id, v) SELECT g, 0 FROM generate_series(1, " +
                     std::to_string(o.rows) + ") AS g");
     for (const std::string &sql : steps) {

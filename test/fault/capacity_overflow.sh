@@ -39,4 +39,26 @@ q "UPDATE t39 SET v = 390" >/dev/null
 [ "$(read_t 1)" = "1 hit" ] || fail "t1 should still hit"
 q "UPDATE t1 SET v = 10" >/dev/null
 [ "$(read_t 1)" = "10 miss" ] || fail "t1 stale"
-echo "ok - $slots generation slots for 40 watched tables; overflowed tables share a coarse generation, no stale read"
+
+# A table watched by a column without a slot of its own: its structural
+# generation is a shared overflow counter (coarse: any overflowed table's
+# TRUNCATE or invalidate() invalidates it), its value buckets work as always.
+q "CREATE TABLE tv (k int NOT NULL, v int NOT NULL); INSERT INTO tv VALUES (1, 1), (2, 2);
+   SELECT cachekit.watch('tv', by => 'k')" >/dev/null
+read_v() { q "SELECT v || ' ' || cachekit.last_outcome() || ' ' || (cachekit.last_dependencies()->0->>'scope')
+                FROM cachekit.cached_query('SELECT sum(v)::text FROM tv WHERE k = \$1', ARRAY['$1']) AS r(v text)"; }
+read_v 1 >/dev/null
+[ "$(read_v 1)" = "1 hit value" ] || fail "tv k=1 should hit, by value"
+q "UPDATE tv SET v = 20 WHERE k = 2" >/dev/null
+[ "$(read_v 1)" = "1 hit value" ] || fail "a write to k=2 should leave k=1 cached"
+q "UPDATE tv SET v = 10 WHERE k = 1" >/dev/null
+[ "$(read_v 1)" = "10 miss value" ] || fail "tv k=1 stale after a write to k=1"
+[ "$(read_v 1)" = "10 hit value" ] || fail "tv k=1 should hit"
+q "UPDATE t39 SET v = 391" >/dev/null
+[ "$(read_v 1)" = "10 hit value" ] || fail "a plain write to another overflowed table should leave tv cached"
+q "TRUNCATE t39" >/dev/null
+[ "$(read_v 1)" = "10 miss value" ] || fail "coarse structural generation: TRUNCATE t39 should invalidate tv too"
+q "TRUNCATE tv" >/dev/null
+[ -z "$(q "SELECT v FROM cachekit.cached_query('SELECT sum(v)::text FROM tv WHERE k = \$1', ARRAY['1']) AS r(v text) WHERE v IS NOT NULL")" ] ||
+	fail "tv stale after TRUNCATE"
+echo "ok - $slots generation slots for 40 watched tables; overflowed tables share a coarse generation (a value-watched one a coarse structural one), no stale read"

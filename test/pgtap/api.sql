@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS pg_cachekit;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 RESET client_min_messages;
 
-SELECT plan(61);
+SELECT plan(63);
 
 SELECT has_schema('cachekit');
 SELECT has_role(r) FROM unnest(ARRAY['cachekit_user', 'cachekit_session', 'cachekit_admin']) r;
@@ -32,25 +32,27 @@ SELECT function_returns('cachekit', f, args, ret) FROM (VALUES
     ('cache_stats_reset', ARRAY[]::text[], 'void'),
     ('cached_query', ARRAY['text', 'text[]', 'integer', 'text', 'regclass[]'], 'setof record'),
     ('cached_query_json', ARRAY['text', 'text[]', 'integer', 'text', 'regclass[]'], 'jsonb'),
-    ('watch', ARRAY['regclass'], 'void'),
+    ('watch', ARRAY['regclass', 'text', 'text'], 'void'),
     ('unwatch', ARRAY['regclass'], 'void'),
     ('invalidate', ARRAY['regclass'], 'void'),
     ('invalidate_all', ARRAY[]::text[], 'void'),
     ('set_namespace_ttl', ARRAY['text', 'integer'], 'void'),
     ('last_outcome', ARRAY[]::text[], 'text'),
+    ('last_dependencies', ARRAY[]::text[], 'jsonb'),
     ('query_stats_reset', ARRAY[]::text[], 'void'),
     ('table_stats_reset', ARRAY[]::text[], 'void')
 ) AS t(f, args, ret);
 SELECT has_view('cachekit', v, v || ' view') FROM unnest(ARRAY['query_stats', 'table_stats', 'watched_tables']) v;
 SELECT columns_are('cachekit', 'query_stats', ARRAY['namespace', 'fingerprint', 'query', 'calls', 'hits',
     'misses', 'bypassed', 'bypasses', 'hit_rate', 'mean_hit_ms', 'max_hit_ms', 'mean_miss_ms', 'max_miss_ms',
-    'rows', 'bytes', 'last_invalidation', 'slow', 'userid', 'l1_hits']);
+    'rows', 'bytes', 'last_invalidation', 'slow', 'userid', 'l1_hits', 'scope']);
 SELECT function_privs_are('cachekit', 'cached_query', ARRAY['text', 'text[]', 'integer', 'text', 'regclass[]'],
                           'cachekit_user', ARRAY['EXECUTE']);
 SELECT function_privs_are('cachekit', 'invalidate_all', ARRAY[]::text[], 'cachekit_user', ARRAY[]::text[]);
 SELECT is(current_setting('cachekit.uncacheable'), 'error', 'uncacheable defaults to error');
 SELECT throws_ok($$SET cachekit.uncacheable = 'sometimes'$$, '22023', NULL, 'uncacheable takes error or bypass');
 SELECT is(current_setting('cachekit.max_watched_tables'), '4096', 'max_watched_tables defaults to 4096');
+SELECT is(current_setting('cachekit.value_generations'), '65536', 'value_generations defaults to 65536');
 
 SELECT has_view('cachekit', 'cache_stats', 'cache_stats view');
 SELECT columns_are('cachekit', 'cache_stats', ARRAY['gets', 'hits', 'misses', 'hit_rate', 'sets',
