@@ -570,9 +570,9 @@ warm_eq_pgpool() {
 eq_stale_check() {
 	local rep=$1 mode=$2 c=$3 variant=$4 n
 	n=$(psqlx -c "SELECT count(*) FROM generate_series(1, 1000) g,
-	              LATERAL cachekit.cached_query('$EQ_QUERY', ARRAY[g::text]) AS r(n bigint, total bigint)
-	              WHERE (r.n, r.total) IS DISTINCT FROM
-	                    (SELECT count(*), sum(amount) FROM bench_orders WHERE customer_id = g)")
+	              LATERAL cachekit.cached_query('$EQ_QUERY', ARRAY[g::text]) AS r(n bigint, total bigint),
+	              LATERAL (SELECT count(*) AS n, sum(amount) AS total FROM bench_orders WHERE customer_id = g) d
+	              WHERE (r.n, r.total) IS DISTINCT FROM (d.n, d.total)")
 	note "rep $rep: eq $mode c$c $variant: $n of 1000 customer aggregates stale after the run"
 	if ((n > 0)); then
 		note "ANOMALY: $variant returned stale customer aggregates for $n of 1000 customers after eq $mode c$c (rep $rep)"
