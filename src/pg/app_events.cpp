@@ -176,6 +176,62 @@ void prepare_delivery(bool prepared) {
   pending_delivery = std::move(inv);
 }
 
+// The outcome of a deferred key deletion (send_keys_deferred), read at this
+// backend's next Redis call on the cache connection: the held queue entry is
+// removed, or released to the relay (and a backlog set, as when a delivery
+// at commit fails).
+void on_deferred_outcome(uint64_t seq, bool ok, const std::vector<RedisReply> &replies,
+                         const std::string &) {
+  if (ok) {
+    queue_remove(MyDatabaseId, seq);
+    uint64_t deleted = 0;
+    for (const RedisReply &r : replies) deleted += static_cast<uint64_t>(r.integer);
+    count_app(AppCounter::kKeysDeleted, deleted);
+    count_app(AppCounter::kDeliveredAtCommit);
+    return;
+  }
+  count_app(AppCounter::kDeliveryFailures);
+  set_backlog(MyDatabaseId);
+  queue_release(MyDatabaseId, seq);
+  wake_worker(MyDatabaseId);
+}
+
+// Key deletions without waiting for Redis under the transaction's locks:
+// the UNLINK is written to the cache connection now, and its reply read
+// before this backend's next command on that connection, which Redis runs
+// after the UNLINK (one connection is FIFO): the committing session never
+// reads its own stale key. The invalidation is also queued for the relay,
+// held: removed once the reply came back, the relay's at once if it did
+// not, and the relay's anyway once the hold expires (an idle or exited
+// backend). False when it cannot be done that way (no room in the queue,
+// more than one batch of keys, messages the queue did not take): the caller
+// delivers as before.
+bool send_keys_deferred(const Invalidation &inv) {
+  if (!inv.messages.empty() || inv.keys.empty() || inv.keys.size() > kDeliveryBatch) return false;
+  ResilientRedis &redis = redis_for(RedisTarget::kCache);
+  static bool handler_set = false;
+  if (!handler_set) {
+    redis.set_deferred_handler(on_deferred_outcome);
+    handler_set = true;
+  }
+  // The replies of an earlier deferred batch first: a failure there sets
+  // the backlog, and this one must then go behind it.
+  redis.settle();
+  if (backlog(MyDatabaseId)) return false;
+  const int64 hold_us = (static_cast<int64>(settings.command_timeout_ms) + 1000) * 1000;
+  uint64_t seq =
+      queue_push_held(MyDatabaseId, encode_invalidation(inv), GetCurrentTimestamp() + hold_us);
+  if (seq == 0) return false;
+  RedisArgv unlink{"UNLINK"};
+  unlink.reserve(inv.keys.size() + 1);
+  for (const std::string &k : inv.keys) unlink.push_back(k);
+  if (!redis.send_deferred({unlink}, seq)) {
+    on_deferred_outcome(seq, false, {}, redis.last_error());
+    return true;
+  }
+  return true;
+}
+
 // COMMIT: the change is visible; deliver now if Redis answers. Never throws.
 void deliver_after_commit() noexcept {
   if (outbox_id == 0) return;
@@ -187,8 +243,9 @@ void deliver_after_commit() noexcept {
     if (id == kNoOutboxRow) {
       // Nothing durable was written. Messages go to the relay's queue in
       // shared memory (in commit order, and no Redis round trip while this
-      // transaction still holds its locks); keys are deleted right here, so
-      // that COMMIT returns only once the application's keys are gone.
+      // transaction still holds its locks); the key deletion is sent to
+      // Redis right here, before COMMIT returns, and its reply read later
+      // (send_keys_deferred).
       Invalidation now = inv;
       if (!inv.channel.empty() && !inv.messages.empty()) {
         Invalidation messages{inv.channel, inv.messages, {}, {}};
@@ -198,6 +255,7 @@ void deliver_after_commit() noexcept {
         }
       }
       if (now.messages.empty() && now.keys.empty()) return;
+      if (!backlog(MyDatabaseId) && send_keys_deferred(now)) return;
       bool delivered = false;
       if (!backlog(MyDatabaseId)) {
         DeliveryResult r = deliver(redis_for(RedisTarget::kCache), now, false);

@@ -166,6 +166,7 @@ struct RelaySlot {
 struct QueueEntry {
   Oid dbid;  // InvalidOid: free
   uint64 seq;
+  int64 held_until;  // TimestampTz; 0: the relay's to deliver now
   uint32 len;
   char payload[kQueueBytes];
 };
@@ -628,30 +629,52 @@ void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan) {
 
 // ---- queue ----------------------------------------------------------------------
 
-bool queue_push(Oid dbid, const std::string &payload) {
-  if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
+namespace {
+uint64 push_entry(Oid dbid, const std::string &payload, int64 held_until) {
+  if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return 0;
   Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+  // Held entries leave half the queue to the relay's own work (messages,
+  // failed deliveries): past that, the backend waits for its replies.
+  if (held_until != 0 && rs->queue_used >= kQueueSlots / 2) return 0;
   for (auto &q : rs->queue)
     if (q.dbid == InvalidOid) {
       q.dbid = dbid;
       q.seq = ++rs->queue_seq;
+      q.held_until = held_until;
       q.len = static_cast<uint32>(payload.size());
       memcpy(q.payload, payload.data(), payload.size());
       ++rs->queue_used;
-      return true;
+      return q.seq;
     }
-  return false;
+  return 0;
+}
+}  // namespace
+
+bool queue_push(Oid dbid, const std::string &payload) { return push_entry(dbid, payload, 0) != 0; }
+
+uint64_t queue_push_held(Oid dbid, const std::string &payload, int64_t held_until) {
+  return push_entry(dbid, payload, held_until);
 }
 
-std::vector<QueuedInvalidation> queue_peek(Oid dbid) {
+void queue_release(Oid dbid, uint64_t seq) {
+  if (!rs) return;
+  Locked lock(rs->queue_lock, LW_EXCLUSIVE);
+  for (auto &q : rs->queue)
+    if (q.dbid == dbid && q.seq == seq) q.held_until = 0;
+}
+
+std::vector<QueuedInvalidation> queue_peek(Oid dbid, bool include_held) {
   std::vector<QueuedInvalidation> out;
   if (!rs) return out;
   std::vector<std::pair<uint64, int>> found;
   found.reserve(kQueueSlots);
+  // Read before the lock: an entry held past this moment is not stale.
+  const TimestampTz now = include_held ? 0 : GetCurrentTimestamp();
   Locked lock(rs->queue_lock, LW_SHARED);
   if (rs->queue_used == 0) return out;
   for (int i = 0; i < kQueueSlots; ++i)
-    if (rs->queue[i].dbid == dbid) found.emplace_back(rs->queue[i].seq, i);
+    if (rs->queue[i].dbid == dbid && (include_held || rs->queue[i].held_until <= now))
+      found.emplace_back(rs->queue[i].seq, i);
   std::sort(found.begin(), found.end());
   // Copied under the lock: another process may free an entry (the launcher
   // for a dropped database) the moment it is released.
@@ -673,12 +696,14 @@ void queue_remove(Oid dbid, uint64 seq) {
     }
 }
 
-int queue_count(Oid dbid) {
+int queue_count(Oid dbid, bool include_held) {
   if (!rs) return 0;
   Locked lock(rs->queue_lock, LW_SHARED);
-  if (dbid == InvalidOid) return rs->queue_used;
+  if (dbid == InvalidOid && include_held) return rs->queue_used;
   int n = 0;
-  for (const auto &q : rs->queue) n += q.dbid == dbid;
+  for (const auto &q : rs->queue)
+    n += q.dbid != InvalidOid && (dbid == InvalidOid || q.dbid == dbid) &&
+         (include_held || q.held_until == 0);
   return n;
 }
 

@@ -9,7 +9,8 @@
 #   3. a bulk UPDATE of 1M rows with and without a key rule.
 # Environment: BENCH_SECONDS (default 20), REPS (default 3), CLIENTS (default 4),
 # BULK_ROWS (default 1000000), LATENCY_N (default 2000), PARTS (default "1 2 3").
-# BENCH_QUICK=1: 5 s, 1 rep, 200k rows.
+# BENCH_QUICK=1: 5 s, 1 rep, 200k rows. VARIANTS (default "plain watched_nopublish watched
+# watched_rule"), BENCH_NO_BUILD=1 (use what is installed), CACHEKIT_SANDBOX_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -23,12 +24,16 @@ stamp=$(date -u +%Y%m%d-%H%M)
 out=test/bench/results/invalidation-$stamp.txt
 mkdir -p test/bench/results
 
-tools/deps
-make -s -j2 >/dev/null && { [ "$(id -u)" -eq 0 ] && make -s install >/dev/null || sudo make -s install >/dev/null; }
-cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build/cmake -j2 --target cachekit_commit_to_message >/dev/null
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+	tools/deps
+	make -s -j2 >/dev/null && { [ "$(id -u)" -eq 0 ] && make -s install >/dev/null || sudo make -s install >/dev/null; }
+fi
+if [[ " ${PARTS:-1 2 3} " == *" 2 "* ]]; then
+	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build build/cmake -j2 --target cachekit_commit_to_message >/dev/null
+fi
 
-export CACHEKIT_SANDBOX_DIR=/tmp/pg_cachekit_bench_invalidation
+export CACHEKIT_SANDBOX_DIR=${CACHEKIT_SANDBOX_DIR:-/tmp/pg_cachekit_bench_invalidation}
 export CACHEKIT_SANDBOX_FSYNC=on
 trap 'test/sandbox stop >/dev/null 2>&1 || true' EXIT
 eval "$(test/sandbox start 2>/dev/null)"
@@ -69,7 +74,7 @@ PARTS=${PARTS:-1 2 3}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 if part 1; then
 echo "## 1. pgbench TPC-B (scale 10, -c $CLIENTS -j 2 -T $SECS), variants alternated, $REPS repetitions" | tee -a "$out"
-variants="plain watched_nopublish watched watched_rule"
+variants=${VARIANTS:-plain watched_nopublish watched watched_rule}
 declare -A tps
 for rep in $(seq 1 "$REPS"); do
 	for v in $variants; do
