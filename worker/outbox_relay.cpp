@@ -400,12 +400,10 @@ struct Decoded {
 };
 
 // This database's queue entries in order. An entry that does not decode is
-// dropped and covered by a flush of everything. Entries a backend holds
-// (it sent them itself and reads the replies at its next Redis call) only
-// once their hold expired, or with include_held (at shutdown).
-Decoded decode_queue(bool include_held) {
+// dropped and covered by a flush of everything.
+Decoded decode_queue() {
   Decoded d;
-  for (QueuedInvalidation &q : queue_peek(relay_db, include_held)) {
+  for (QueuedInvalidation &q : queue_peek(relay_db)) {
     Invalidation one;
     if (!decode_invalidation(q.payload, &one)) {
       set_flush_needed(relay_db);
@@ -422,8 +420,8 @@ Decoded decode_queue(bool include_held) {
 // of their commits, and whatever their own delivery after commit could not
 // send. In queue (commit) order, each on the channel it was committed with:
 // consecutive entries of one channel share a pipeline.
-bool deliver_queue(bool include_held = false) {
-  Decoded d = decode_queue(include_held);
+bool deliver_queue() {
+  Decoded d = decode_queue();
   if (d.invs.empty()) return true;
   size_t begin = 0;
   for (const DeliveryGroup &g : group_by_channel(d.invs)) {
@@ -439,7 +437,7 @@ bool deliver_queue(bool include_held = false) {
                " key pattern(s) of queued invalidations without a literal prefix not used",
            kUnboundedDetail, "Report this as a bug of pg_cachekit.");
     count_app(AppCounter::kDeliveredByWorker, g.end - begin);
-    for (size_t i = begin; i < g.end; ++i) queue_remove(relay_db, d.seqs[i]);
+    queue_remove(relay_db, std::vector<uint64_t>(d.seqs.begin() + begin, d.seqs.begin() + g.end));
     begin = g.end;
   }
   return true;
@@ -450,7 +448,7 @@ bool deliver_queue(bool include_held = false) {
 // except for what committed while Redis was failing). Returns the entries
 // written, to be freed once the transaction committed.
 std::vector<uint64_t> persist_queue(const Target &t) {
-  Decoded d = decode_queue(true);
+  Decoded d = decode_queue();
   std::string sql = "INSERT INTO " + t.outbox + " (payload) VALUES ($1::pg_catalog.jsonb)";
   for (const Invalidation &inv : d.invs) {
     std::string payload = invalidation_json(inv);
@@ -512,8 +510,7 @@ void relay_cycle(const Target &t) {
     if (rows.size() < static_cast<size_t>(kBatch)) break;
   }
   // Caught up: backends may deliver again themselves.
-  if (backlogged && outbox_count(t) == 0 && queue_count(relay_db, false) == 0)
-    clear_backlog(relay_db);
+  if (backlogged && outbox_count(t) == 0 && queue_count(relay_db) == 0) clear_backlog(relay_db);
 }
 
 // Runs f(target) in a transaction, as the owner; false when this database
@@ -547,12 +544,12 @@ bool in_transaction(F f) {
 void shut_down() {
   if (!extension_seen || queue_count(relay_db) == 0) return;
   stop_on_shutdown = false;
-  if (cpp_entry([] { return deliver_queue(true); }) && queue_count(relay_db) == 0) return;
+  if (cpp_entry([] { return deliver_queue(); }) && queue_count(relay_db) == 0) return;
   std::vector<uint64_t> written;
   if (!in_transaction([&](const Target &t) { written = persist_queue(t); })) return;
   // Committed: they are outbox rows now. Backends leave delivery to the
   // relay until one has caught up with them.
-  for (uint64_t seq : written) queue_remove(relay_db, seq);
+  queue_remove(relay_db, written);
   set_backlog(relay_db);
   ereport(LOG, (worker_errmsg(LogComponent::kRelay,
                               "%zu queued invalidations written to the outbox at shutdown",

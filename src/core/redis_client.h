@@ -120,9 +120,8 @@ class ResilientRedis {
   // the handler, called once per send_deferred() that returned true: ok
   // when every reply came back and none was an error. At most one batch is
   // outstanding: send_deferred() settles the previous one first.
-  using DeferredHandler =
-      std::function<void(uint64_t token, bool ok, const std::vector<RedisReply> &replies,
-                         const std::string &error)>;
+  using DeferredHandler = std::function<void(
+      uint64_t token, bool ok, const std::vector<RedisReply> &replies, const std::string &error)>;
   void set_deferred_handler(DeferredHandler handler) { deferred_handler_ = std::move(handler); }
   // false (nothing outstanding, no handler call) when the breaker refused
   // or the write failed (recorded like any failure).

@@ -57,6 +57,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 }
 
@@ -176,14 +177,32 @@ void prepare_delivery(bool prepared) {
   pending_delivery = std::move(inv);
 }
 
-// The outcome of a deferred key deletion (send_keys_deferred), read at this
-// backend's next Redis call on the cache connection: the held queue entry is
-// removed, or released to the relay (and a backlog set, as when a delivery
-// at commit fails).
-void on_deferred_outcome(uint64_t seq, bool ok, const std::vector<RedisReply> &replies,
-                         const std::string &) {
+// The key deletion of the committing transaction, between COMMIT (sent)
+// and the release of its locks (reply read): what was sent, for the relay
+// should it fail, and the connection it went on.
+Invalidation keys_in_flight;
+ResilientRedis *keys_in_flight_on = nullptr;
+
+// Hands an invalidation that could not be delivered to the relay, as
+// delivery at commit always did.
+void hand_to_relay(const Invalidation &inv) noexcept {
+  set_backlog(MyDatabaseId);
+  try {
+    if (!queue_push(MyDatabaseId, encode_invalidation(inv))) set_flush_needed(MyDatabaseId);
+  } catch (...) {
+    set_flush_needed(MyDatabaseId);  // out of memory: nothing left to deliver from
+  }
+  wake_worker(MyDatabaseId);
+}
+
+// The reply of the UNLINK sent at COMMIT (read after the locks are released,
+// or before this backend's next command on the connection, whichever comes
+// first; the handler of the cache connection's deferred commands).
+void on_keys_reply(uint64_t, bool ok, const std::vector<RedisReply> &replies,
+                   const std::string &) noexcept {
+  Invalidation inv = std::move(keys_in_flight);
+  keys_in_flight = Invalidation{};
   if (ok) {
-    queue_remove(MyDatabaseId, seq);
     uint64_t deleted = 0;
     for (const RedisReply &r : replies) deleted += static_cast<uint64_t>(r.integer);
     count_app(AppCounter::kKeysDeleted, deleted);
@@ -191,45 +210,45 @@ void on_deferred_outcome(uint64_t seq, bool ok, const std::vector<RedisReply> &r
     return;
   }
   count_app(AppCounter::kDeliveryFailures);
-  set_backlog(MyDatabaseId);
-  queue_release(MyDatabaseId, seq);
-  wake_worker(MyDatabaseId);
+  hand_to_relay(inv);
 }
 
-// Key deletions without waiting for Redis under the transaction's locks:
-// the UNLINK is written to the cache connection now, and its reply read
-// before this backend's next command on that connection, which Redis runs
-// after the UNLINK (one connection is FIFO): the committing session never
-// reads its own stale key. The invalidation is also queued for the relay,
-// held: removed once the reply came back, the relay's at once if it did
-// not, and the relay's anyway once the hold expires (an idle or exited
-// backend). False when it cannot be done that way (no room in the queue,
-// more than one batch of keys, messages the queue did not take): the caller
-// delivers as before.
-bool send_keys_deferred(const Invalidation &inv) {
+// Sends the key deletion at COMMIT without waiting: the reply is read in
+// after_locks_released(), so the transaction's locks are not held across a
+// Redis round trip, and still before COMMIT returns to the client (any
+// reader, on any connection, sees the keys gone once it has). False when
+// this is not the simple case (messages the queue did not take, more than
+// one batch of keys): the caller delivers as before.
+bool send_keys(const Invalidation &inv) {
   if (!inv.messages.empty() || inv.keys.empty() || inv.keys.size() > kDeliveryBatch) return false;
   ResilientRedis &redis = redis_for(RedisTarget::kCache);
   static bool handler_set = false;
   if (!handler_set) {
-    redis.set_deferred_handler(on_deferred_outcome);
+    redis.set_deferred_handler(on_keys_reply);
     handler_set = true;
   }
-  // The replies of an earlier deferred batch first: a failure there sets
-  // the backlog, and this one must then go behind it.
-  redis.settle();
-  if (backlog(MyDatabaseId)) return false;
-  const int64 hold_us = (static_cast<int64>(settings.command_timeout_ms) + 1000) * 1000;
-  uint64_t seq =
-      queue_push_held(MyDatabaseId, encode_invalidation(inv), GetCurrentTimestamp() + hold_us);
-  if (seq == 0) return false;
   RedisArgv unlink{"UNLINK"};
   unlink.reserve(inv.keys.size() + 1);
   for (const std::string &k : inv.keys) unlink.push_back(k);
-  if (!redis.send_deferred({unlink}, seq)) {
-    on_deferred_outcome(seq, false, {}, redis.last_error());
+  keys_in_flight = inv;
+  if (!redis.send_deferred({unlink}, 0)) {
+    on_keys_reply(0, false, {}, redis.last_error());
     return true;
   }
+  keys_in_flight_on = &redis;
   return true;
+}
+
+// Resource owners are released after the COMMIT callbacks; at
+// RESOURCE_RELEASE_AFTER_LOCKS of the top transaction its heavyweight locks
+// (and with them the waits of other writers on its rows) are gone, and the
+// client has not been told of the commit yet.
+void after_locks_released(ResourceReleasePhase phase, bool, bool is_top_level, void *) {
+  if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level || keys_in_flight_on == nullptr)
+    return;
+  ResilientRedis *redis = keys_in_flight_on;
+  keys_in_flight_on = nullptr;
+  redis->settle();  // bounded by cachekit.redis_command_timeout_ms; never throws
 }
 
 // COMMIT: the change is visible; deliver now if Redis answers. Never throws.
@@ -244,8 +263,8 @@ void deliver_after_commit() noexcept {
       // Nothing durable was written. Messages go to the relay's queue in
       // shared memory (in commit order, and no Redis round trip while this
       // transaction still holds its locks); the key deletion is sent to
-      // Redis right here, before COMMIT returns, and its reply read later
-      // (send_keys_deferred).
+      // Redis right here and its reply read once the locks are released,
+      // before COMMIT returns (send_keys).
       Invalidation now = inv;
       if (!inv.channel.empty() && !inv.messages.empty()) {
         Invalidation messages{inv.channel, inv.messages, {}, {}};
@@ -255,7 +274,7 @@ void deliver_after_commit() noexcept {
         }
       }
       if (now.messages.empty() && now.keys.empty()) return;
-      if (!backlog(MyDatabaseId) && send_keys_deferred(now)) return;
+      if (!backlog(MyDatabaseId) && send_keys(now)) return;
       bool delivered = false;
       if (!backlog(MyDatabaseId)) {
         DeliveryResult r = deliver(redis_for(RedisTarget::kCache), now, false);
@@ -345,6 +364,7 @@ void install_app_event_callbacks() {
   CacheRegisterRelcacheCallback(forget_names, 0);
   RegisterXactCallback(on_xact, nullptr);
   RegisterSubXactCallback(on_subxact, nullptr);
+  RegisterResourceReleaseCallback(after_locks_released, nullptr);
   install_key_capture_callbacks();
 }
 

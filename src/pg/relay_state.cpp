@@ -163,12 +163,12 @@ struct RelaySlot {
   RateState rates[kRateStates];
 };
 
+// The entries' heads lie together, apart from their payloads: every push,
+// peek and remove scans them all, and must not touch a page per entry.
 struct QueueEntry {
   Oid dbid;  // InvalidOid: free
-  uint64 seq;
-  int64 held_until;  // TimestampTz; 0: the relay's to deliver now
   uint32 len;
-  char payload[kQueueBytes];
+  uint64 seq;
 };
 
 struct RelayShared {
@@ -196,6 +196,7 @@ struct RelayShared {
   uint64 queue_seq;
   int queue_used;
   QueueEntry queue[kQueueSlots];
+  char queue_payload[kQueueSlots][kQueueBytes];  // of queue[i]
 };
 
 RelayShared *rs = nullptr;
@@ -629,81 +630,59 @@ void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan) {
 
 // ---- queue ----------------------------------------------------------------------
 
-namespace {
-uint64 push_entry(Oid dbid, const std::string &payload, int64 held_until) {
-  if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return 0;
+bool queue_push(Oid dbid, const std::string &payload) {
+  if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
   Locked lock(rs->queue_lock, LW_EXCLUSIVE);
-  // Held entries leave half the queue to the relay's own work (messages,
-  // failed deliveries): past that, the backend waits for its replies.
-  if (held_until != 0 && rs->queue_used >= kQueueSlots / 2) return 0;
-  for (auto &q : rs->queue)
-    if (q.dbid == InvalidOid) {
+  for (int i = 0; i < kQueueSlots; ++i)
+    if (QueueEntry &q = rs->queue[i]; q.dbid == InvalidOid) {
       q.dbid = dbid;
       q.seq = ++rs->queue_seq;
-      q.held_until = held_until;
       q.len = static_cast<uint32>(payload.size());
-      memcpy(q.payload, payload.data(), payload.size());
+      memcpy(rs->queue_payload[i], payload.data(), payload.size());
       ++rs->queue_used;
-      return q.seq;
+      return true;
     }
-  return 0;
-}
-}  // namespace
-
-bool queue_push(Oid dbid, const std::string &payload) { return push_entry(dbid, payload, 0) != 0; }
-
-uint64_t queue_push_held(Oid dbid, const std::string &payload, int64_t held_until) {
-  return push_entry(dbid, payload, held_until);
+  return false;
 }
 
-void queue_release(Oid dbid, uint64_t seq) {
-  if (!rs) return;
-  Locked lock(rs->queue_lock, LW_EXCLUSIVE);
-  for (auto &q : rs->queue)
-    if (q.dbid == dbid && q.seq == seq) q.held_until = 0;
-}
-
-std::vector<QueuedInvalidation> queue_peek(Oid dbid, bool include_held) {
+std::vector<QueuedInvalidation> queue_peek(Oid dbid) {
   std::vector<QueuedInvalidation> out;
   if (!rs) return out;
   std::vector<std::pair<uint64, int>> found;
   found.reserve(kQueueSlots);
-  // Read before the lock: an entry held past this moment is not stale.
-  const TimestampTz now = include_held ? 0 : GetCurrentTimestamp();
   Locked lock(rs->queue_lock, LW_SHARED);
   if (rs->queue_used == 0) return out;
   for (int i = 0; i < kQueueSlots; ++i)
-    if (rs->queue[i].dbid == dbid && (include_held || rs->queue[i].held_until <= now))
-      found.emplace_back(rs->queue[i].seq, i);
+    if (rs->queue[i].dbid == dbid) found.emplace_back(rs->queue[i].seq, i);
   std::sort(found.begin(), found.end());
   // Copied under the lock: another process may free an entry (the launcher
   // for a dropped database) the moment it is released.
   out.reserve(found.size());
   for (const auto &f : found) {
     const QueueEntry &q = rs->queue[f.second];
-    out.push_back(QueuedInvalidation{f.first, std::string(q.payload, q.len)});
+    out.push_back(QueuedInvalidation{f.first, std::string(rs->queue_payload[f.second], q.len)});
   }
   return out;
 }
 
-void queue_remove(Oid dbid, uint64 seq) {
-  if (!rs) return;
+void queue_remove(Oid dbid, uint64 seq) { queue_remove(dbid, std::vector<uint64_t>{seq}); }
+
+void queue_remove(Oid dbid, const std::vector<uint64_t> &seqs) {
+  if (!rs || seqs.empty()) return;
   Locked lock(rs->queue_lock, LW_EXCLUSIVE);
   for (auto &q : rs->queue)
-    if (q.dbid == dbid && q.seq == seq) {
+    if (q.dbid == dbid && std::find(seqs.begin(), seqs.end(), q.seq) != seqs.end()) {
       q.dbid = InvalidOid;
       --rs->queue_used;
     }
 }
 
-int queue_count(Oid dbid, bool include_held) {
+int queue_count(Oid dbid) {
   if (!rs) return 0;
   Locked lock(rs->queue_lock, LW_SHARED);
-  if (dbid == InvalidOid && include_held) return rs->queue_used;
+  if (dbid == InvalidOid) return rs->queue_used;
   int n = 0;
-  for (const auto &q : rs->queue)
-    n += q.dbid != InvalidOid && (dbid == InvalidOid || q.dbid == dbid) &&
-         (include_held || q.held_until == 0);
+  for (const auto &q : rs->queue) n += q.dbid == dbid;
   return n;
 }
 

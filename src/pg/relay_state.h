@@ -64,20 +64,11 @@ struct QueuedInvalidation {
   std::string payload;
 };
 bool queue_push(Oid dbid, const std::string &payload);
-// A held entry: the backend sent it to Redis itself and has not read the
-// replies yet. It removes the entry once they came back, or releases it
-// (queue_release: the relay's to deliver) when they did not. The relay
-// leaves it alone until held_until (TimestampTz) has passed, and then
-// delivers it anyway (at-least-once): its backend may be idle, or gone.
-// Returns the entry's seq, 0 when it does not fit.
-uint64_t queue_push_held(Oid dbid, const std::string &payload, int64_t held_until);
-void queue_release(Oid dbid, uint64_t seq);
-// Entries in queue order; without include_held, not those still held.
-std::vector<QueuedInvalidation> queue_peek(Oid dbid, bool include_held = false);
+std::vector<QueuedInvalidation> queue_peek(Oid dbid);
 void queue_remove(Oid dbid, uint64_t seq);
-// Entries of a database (InvalidOid: of all databases); without
-// include_held, those the relay owes (held ones are in flight).
-int queue_count(Oid dbid, bool include_held = true);
+void queue_remove(Oid dbid, const std::vector<uint64_t> &seqs);  // under one lock
+// Entries of a database (InvalidOid: of all databases).
+int queue_count(Oid dbid);
 
 // Everything of a database must be invalidated once (an invalidation could
 // not be kept). The relay reads a FlushRequest before flushing and hands it
