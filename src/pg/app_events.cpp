@@ -218,8 +218,8 @@ void on_keys_reply(uint64_t, bool ok, const std::vector<RedisReply> &replies,
 // Redis round trip, and still before COMMIT returns to the client (any
 // reader, on any connection, sees the keys gone once it has). False when
 // this is not the simple case (messages the queue did not take, more than
-// one batch of keys): the caller delivers as before.
-bool send_keys(const Invalidation &inv) {
+// one batch of keys): the caller delivers as before. Takes inv when true.
+bool send_keys(Invalidation &inv) {
   if (!inv.messages.empty() || inv.keys.empty() || inv.keys.size() > kDeliveryBatch) return false;
   ResilientRedis &redis = redis_for(RedisTarget::kCache);
   static bool handler_set = false;
@@ -227,10 +227,10 @@ bool send_keys(const Invalidation &inv) {
     redis.set_deferred_handler(on_keys_reply);
     handler_set = true;
   }
+  keys_in_flight = std::move(inv);
   RedisArgv unlink{"UNLINK"};
-  unlink.reserve(inv.keys.size() + 1);
-  for (const std::string &k : inv.keys) unlink.push_back(k);
-  keys_in_flight = inv;
+  unlink.reserve(keys_in_flight.keys.size() + 1);
+  for (const std::string &k : keys_in_flight.keys) unlink.push_back(k);
   if (!redis.send_deferred({unlink}, 0)) {
     on_keys_reply(0, false, {}, redis.last_error());
     return true;
@@ -265,13 +265,15 @@ void deliver_after_commit() noexcept {
       // transaction still holds its locks); the key deletion is sent to
       // Redis right here and its reply read once the locks are released,
       // before COMMIT returns (send_keys).
-      Invalidation now = inv;
-      if (!inv.channel.empty() && !inv.messages.empty()) {
-        Invalidation messages{inv.channel, inv.messages, {}, {}};
-        if (queue_push(MyDatabaseId, encode_invalidation(messages))) {
-          now.messages.clear();
+      Invalidation &now = inv;
+      if (!now.channel.empty() && !now.messages.empty()) {
+        Invalidation messages;
+        messages.channel = now.channel;
+        messages.messages.swap(now.messages);
+        if (queue_push(MyDatabaseId, encode_invalidation(messages)))
           wake_worker(MyDatabaseId);
-        }
+        else
+          now.messages.swap(messages.messages);
       }
       if (now.messages.empty() && now.keys.empty()) return;
       if (!backlog(MyDatabaseId) && send_keys(now)) return;
