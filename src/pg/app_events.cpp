@@ -245,6 +245,7 @@ bool send_at_commit(Invalidation &inv) {
     redis.set_deferred_handler(on_replies);
     handler_set = true;
   }
+  redis.settle();  // an earlier batch is reported with its own in_flight
   in_flight = std::move(inv);
   std::vector<RedisArgv> cmds;
   cmds.reserve(in_flight.messages.size() + 1);
