@@ -132,3 +132,19 @@ test/sandbox redis-start
 rc set ckk:2 old >/dev/null
 wait_gone ckk:2 30 || fail "the relay never deleted the key after Redis came back"
 echo "ok - Redis killed before the reply: COMMIT returned ${c_ms} ms later, the relay deleted the key once Redis was back"
+
+# 4. cachekit.publish_at_commit: the message travels with the keys, sent by
+# the committing backend itself (the relay is not involved), before COMMIT
+# returns.
+wait_no_backlog
+q "SELECT cachekit.watch('ck_keys')" >/dev/null
+rc set ckk:3 old >/dev/null
+by_worker=$(q "SELECT delivered_by_worker FROM cachekit.invalidation_stats")
+published=$(q "SELECT messages_published FROM cachekit.invalidation_stats")
+PGOPTIONS="-c cachekit.publish_at_commit=on" q "UPDATE ck_keys SET v = v + 1 WHERE id = 3"
+[ "$(rc exists ckk:3)" = 0 ] || fail "publish_at_commit: the key was still there after COMMIT"
+[ "$(q "SELECT messages_published FROM cachekit.invalidation_stats")" -gt "$published" ] ||
+	fail "publish_at_commit: no message was published by the time COMMIT returned"
+[ "$(q "SELECT delivered_by_worker FROM cachekit.invalidation_stats")" = "$by_worker" ] ||
+	fail "publish_at_commit: the relay delivered it"
+echo "ok - publish_at_commit: message and key deletion went out with the commit, not through the relay"
