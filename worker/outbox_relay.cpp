@@ -437,7 +437,7 @@ bool deliver_queue() {
                " key pattern(s) of queued invalidations without a literal prefix not used",
            kUnboundedDetail, "Report this as a bug of pg_cachekit.");
     count_app(AppCounter::kDeliveredByWorker, g.end - begin);
-    for (size_t i = begin; i < g.end; ++i) queue_remove(relay_db, d.seqs[i]);
+    queue_remove(relay_db, std::vector<uint64_t>(d.seqs.begin() + begin, d.seqs.begin() + g.end));
     begin = g.end;
   }
   return true;
@@ -549,7 +549,7 @@ void shut_down() {
   if (!in_transaction([&](const Target &t) { written = persist_queue(t); })) return;
   // Committed: they are outbox rows now. Backends leave delivery to the
   // relay until one has caught up with them.
-  for (uint64_t seq : written) queue_remove(relay_db, seq);
+  queue_remove(relay_db, written);
   set_backlog(relay_db);
   ereport(LOG, (worker_errmsg(LogComponent::kRelay,
                               "%zu queued invalidations written to the outbox at shutdown",

@@ -102,6 +102,7 @@ RedisClient::RedisClient(RedisEndpoint endpoint, RedisTimeouts timeouts)
 RedisClient::~RedisClient() { disconnect(); }
 
 void RedisClient::disconnect() {
+  unread_ = 0;
   if (ctx_ != nullptr) {
     redisFree(ctx_);
     ctx_ = nullptr;
@@ -234,6 +235,71 @@ std::vector<RedisReply> RedisClient::pipeline(const std::vector<RedisArgv> &comm
   return replies;
 }
 
+void RedisClient::send(const std::vector<RedisArgv> &commands) {
+  if (commands.empty()) return;
+  for (const RedisArgv &argv : commands) check_argv(argv);
+  connect();
+  auto io_failure = [&](int saved_errno) {
+    fail(sqlstate::kConnectionFailure, "could not communicate with Redis at " +
+                                           endpoint_.address() + ": " +
+                                           io_reason(ctx_, saved_errno, timeouts_));
+  };
+  try {
+    std::vector<const char *> ptrs;
+    std::vector<std::size_t> lens;
+    for (const RedisArgv &argv : commands) {
+      fill_argv(argv, ptrs, lens);
+      if (redisAppendCommandArgv(ctx_, static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) !=
+          REDIS_OK)
+        io_failure(errno);
+    }
+    // A blocking socket: this returns once the kernel took everything (at
+    // once unless its buffer is full; then within the command timeout).
+    int done = 0;
+    do {
+      if (redisBufferWrite(ctx_, &done) != REDIS_OK) io_failure(errno);
+    } while (!done);
+  } catch (const RedisUnavailable &) {
+    throw;
+  } catch (...) {
+    disconnect();
+    throw;
+  }
+  unread_ += commands.size();
+}
+
+std::vector<RedisReply> RedisClient::read_unread() {
+  std::vector<RedisReply> replies;
+  if (unread_ == 0) return replies;
+  if (ctx_ == nullptr) {
+    unread_ = 0;
+    throw RedisUnavailable(sqlstate::kConnectionFailure,
+                           "the connection to Redis at " + endpoint_.address() +
+                               " was closed before its replies were read");
+  }
+  try {
+    replies.reserve(unread_);
+    while (unread_ > 0) {
+      void *raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+        const int saved_errno = errno;
+        fail(sqlstate::kConnectionFailure, "could not communicate with Redis at " +
+                                               endpoint_.address() + ": " +
+                                               io_reason(ctx_, saved_errno, timeouts_));
+      }
+      --unread_;
+      ReplyPtr reply(static_cast<redisReply *>(raw));
+      replies.push_back(convert(reply.get()));
+    }
+  } catch (const RedisUnavailable &) {
+    throw;
+  } catch (...) {
+    disconnect();
+    throw;
+  }
+  return replies;
+}
+
 int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -248,6 +314,7 @@ void ResilientRedis::configure(const RedisEndpoint &endpoint, const RedisTimeout
                                int64_t retry_interval_ms) {
   breaker_.set_retry_interval(retry_interval_ms);
   if (client_ && client_->endpoint() == endpoint && client_->timeouts() == timeouts) return;
+  settle();  // the old connection's replies, before it goes
   const bool new_endpoint = !client_ || client_->endpoint() != endpoint;
   client_ = std::make_unique<RedisClient>(endpoint, timeouts);
   // A failure of the old endpoint says nothing about the new one.
@@ -259,8 +326,64 @@ const RedisEndpoint &ResilientRedis::endpoint() const {
   return client_ ? client_->endpoint() : kUnconfigured;
 }
 
+void ResilientRedis::record_unavailable(const RedisUnavailable &e) {
+  breaker_.record_failure(clock_());
+  last_failure_ = e.what();
+  last_error_ = last_failure_;
+  std::memcpy(last_error_sqlstate_, e.sqlstate(), sizeof last_error_sqlstate_);
+}
+
+void ResilientRedis::settle() noexcept {
+  if (!deferred_) return;
+  deferred_ = false;
+  const uint64_t token = deferred_token_;
+  bool ok = false;
+  std::string error;
+  std::vector<RedisReply> replies;
+  try {
+    replies = client_->read_unread();
+    breaker_.record_success();
+    ok = true;
+    for (const RedisReply &r : replies)
+      if (r.is_error()) {
+        ok = false;
+        error = r.str;
+        break;
+      }
+  } catch (const RedisUnavailable &e) {
+    record_unavailable(e);
+    error = e.what();
+  } catch (...) {
+    // Out of memory: the connection was dropped, the outcome is unknown.
+    error = "the replies could not be read";
+  }
+  if (!deferred_handler_) return;
+  try {
+    deferred_handler_(token, ok, replies, error);
+  } catch (...) {
+    // The handler must not throw; nothing sensible is left to do here.
+  }
+}
+
+bool ResilientRedis::send_deferred(const std::vector<RedisArgv> &commands, uint64_t token) {
+  settle();
+  if (commands.empty()) return false;
+  auto sent = guarded<bool>(
+      [&](RedisClient &c) {
+        c.send(commands);
+        return true;
+      },
+      true);
+  if (!sent) return false;
+  deferred_ = true;
+  deferred_token_ = token;
+  return true;
+}
+
 template <typename T, typename F>
 std::optional<T> ResilientRedis::guarded(F &&call, bool honour_breaker) {
+  // Replies of deferred commands come first on the connection.
+  settle();
   if (!client_) {
     last_error_ = "the Redis connection is not configured";
     std::memcpy(last_error_sqlstate_, sqlstate::kUnableToConnect, sizeof last_error_sqlstate_);
@@ -279,10 +402,7 @@ std::optional<T> ResilientRedis::guarded(F &&call, bool honour_breaker) {
     breaker_.record_success();
     return std::optional<T>(std::move(result));
   } catch (const RedisUnavailable &e) {
-    breaker_.record_failure(clock_());
-    last_failure_ = e.what();
-    last_error_ = last_failure_;
-    std::memcpy(last_error_sqlstate_, e.sqlstate(), sizeof last_error_sqlstate_);
+    record_unavailable(e);
     return std::nullopt;
   } catch (...) {
     // Not an outage (a programming error, out of memory), but a trial call of

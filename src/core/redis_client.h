@@ -69,6 +69,17 @@ class RedisClient {
   // Several commands in one round trip; one reply per command, in order.
   std::vector<RedisReply> pipeline(const std::vector<RedisArgv> &commands);
 
+  // Writes the commands (one write in the common case) without reading
+  // their replies; read_unread() reads them. Until then
+  // command() and pipeline() must not be called (their replies would be
+  // taken for these): ResilientRedis guarantees that. Throws
+  // RedisUnavailable when the commands could not be written.
+  void send(const std::vector<RedisArgv> &commands);
+  // The replies of everything send() wrote, in order. Throws
+  // RedisUnavailable (and forgets them) when they cannot be read.
+  std::vector<RedisReply> read_unread();
+  size_t unread() const { return unread_; }
+
   const RedisEndpoint &endpoint() const { return endpoint_; }
   const RedisTimeouts &timeouts() const { return timeouts_; }
 
@@ -78,6 +89,7 @@ class RedisClient {
   RedisEndpoint endpoint_;
   RedisTimeouts timeouts_;
   redisContext *ctx_ = nullptr;
+  size_t unread_ = 0;  // replies of send() not read yet
 };
 
 // Milliseconds on a monotonic clock; replaceable in tests.
@@ -102,6 +114,23 @@ class ResilientRedis {
   // Like command(), but ignores an open breaker (for health checks).
   std::optional<RedisReply> probe(const RedisArgv &argv);
 
+  // Deferred commands: written now, their replies read before the next
+  // command on this connection (a Redis connection is FIFO, so that command
+  // sees their effect) or by settle(). The caller learns the outcome from
+  // the handler, called once per send_deferred() that returned true: ok
+  // when every reply came back and none was an error. At most one batch is
+  // outstanding: send_deferred() settles the previous one first.
+  using DeferredHandler = std::function<void(
+      uint64_t token, bool ok, const std::vector<RedisReply> &replies, const std::string &error)>;
+  void set_deferred_handler(DeferredHandler handler) { deferred_handler_ = std::move(handler); }
+  // false (nothing outstanding, no handler call) when the breaker refused
+  // or the write failed (recorded like any failure).
+  bool send_deferred(const std::vector<RedisArgv> &commands, uint64_t token);
+  // Reads the outstanding replies now, if any (bounded by the command
+  // timeout), and reports them to the handler. Never throws.
+  void settle() noexcept;
+  bool has_deferred() const { return deferred_; }
+
   const CircuitBreaker &breaker() const { return breaker_; }
   CircuitBreaker &breaker() { return breaker_; }
   const std::string &last_error() const { return last_error_; }
@@ -113,8 +142,13 @@ class ResilientRedis {
   template <typename T, typename F>
   std::optional<T> guarded(F &&call, bool honour_breaker);
 
+  void record_unavailable(const RedisUnavailable &e);
+
   MonotonicClock clock_;
   CircuitBreaker breaker_;
+  DeferredHandler deferred_handler_;
+  bool deferred_ = false;
+  uint64_t deferred_token_ = 0;
   std::unique_ptr<RedisClient> client_;
   std::string last_error_;
   std::string last_failure_;  // text of the last real failure (not "breaker is open")

@@ -18,6 +18,17 @@
 // memory (and when that is full, or after a crash, the relay flushes
 // everything).
 //
+// Delivery at commit costs no Redis round trip under the transaction's
+// locks: at XACT_EVENT_COMMIT the messages and the UNLINK are written to
+// the cache connection in one pipeline, and the replies are read at
+// RESOURCE_RELEASE_AFTER_LOCKS, when its heavyweight locks are gone but
+// COMMIT has not returned yet (at most cachekit.redis_command_timeout_ms).
+// So when COMMIT returns, Redis has run them: any reader on any connection
+// sees the keys gone, and what commits afterwards publishes afterwards.
+// Messages go to the relay's queue, except with cachekit.publish_at_commit
+// when nothing of the database waits in the queue (nor a backlog in the
+// outbox): then they travel in the same pipeline as the keys.
+//
 // PREPARE TRANSACTION (XACT_EVENT_PRE_PREPARE) always writes the outbox
 // row: COMMIT PREPARED runs no callback in any backend, may come from
 // another session or after a restart, and ROLLBACK PREPARED must deliver
@@ -25,8 +36,8 @@
 // visible exactly when COMMIT PREPARED makes the change visible, and the
 // relay delivers it then; ROLLBACK PREPARED discards it with the change.
 //
-// After commit (XACT_EVENT_COMMIT): when Redis answers, the backend delivers
-// right away (messages, then keys) and, if it wrote an outbox row, marks it
+// After commit (XACT_EVENT_COMMIT) with an outbox row: when Redis answers,
+// the backend delivers right away (messages, then keys) and marks the row
 // delivered in shared memory; the relay deletes marked rows and delivers the
 // others. Nothing here can fail the commit. Delivery is at-least-once.
 #include <algorithm>
@@ -57,6 +68,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 }
 
@@ -176,6 +188,96 @@ void prepare_delivery(bool prepared) {
   pending_delivery = std::move(inv);
 }
 
+// The delivery of the committing transaction, between COMMIT (sent) and
+// the release of its locks (replies read): what was sent, for the relay
+// should it fail, and the connection it went on.
+Invalidation in_flight;
+ResilientRedis *in_flight_on = nullptr;
+
+// Hands an invalidation that could not be delivered to the relay, as
+// delivery at commit always did.
+void hand_to_relay(const Invalidation &inv) noexcept {
+  set_backlog(MyDatabaseId);
+  try {
+    if (!queue_push(MyDatabaseId, encode_invalidation(inv))) set_flush_needed(MyDatabaseId);
+  } catch (...) {
+    set_flush_needed(MyDatabaseId);  // out of memory: nothing left to deliver from
+  }
+  wake_worker(MyDatabaseId);
+}
+
+// The replies of what send_at_commit() sent (read after the locks are
+// released, or before this backend's next command on the connection,
+// whichever comes first; the handler of the cache connection's deferred
+// commands). A failure hands everything to the relay (at-least-once: some
+// of it may have gone through).
+void on_replies(uint64_t, bool ok, const std::vector<RedisReply> &replies,
+                const std::string &) noexcept {
+  Invalidation inv = std::move(in_flight);
+  in_flight = Invalidation{};
+  if (ok) {
+    const size_t messages = inv.channel.empty() ? 0 : inv.messages.size();
+    uint64_t deleted = 0;
+    for (size_t i = messages; i < replies.size(); ++i)
+      deleted += static_cast<uint64_t>(replies[i].integer);
+    count_app(AppCounter::kMessagesPublished, messages);
+    count_app(AppCounter::kKeysDeleted, deleted);
+    count_app(AppCounter::kDeliveredAtCommit);
+    return;
+  }
+  count_app(AppCounter::kDeliveryFailures);
+  hand_to_relay(inv);
+}
+
+// Sends the invalidation (messages, then one UNLINK) at COMMIT in one
+// write, without waiting: the replies are read in after_locks_released(),
+// so the transaction's locks are not held across a Redis round trip, and
+// still before COMMIT returns to the client: any reader, on any
+// connection, sees the keys gone once it has, and a transaction that
+// commits after it returned publishes after it (commit order). False when
+// this is not the simple case (more than one batch of keys): the caller
+// delivers as before. Takes inv when true.
+bool send_at_commit(Invalidation &inv) {
+  if (inv.keys.size() > kDeliveryBatch) return false;
+  ResilientRedis &redis = redis_for(RedisTarget::kCache);
+  static bool handler_set = false;
+  if (!handler_set) {
+    redis.set_deferred_handler(on_replies);
+    handler_set = true;
+  }
+  redis.settle();  // an earlier batch is reported with its own in_flight
+  in_flight = std::move(inv);
+  std::vector<RedisArgv> cmds;
+  cmds.reserve(in_flight.messages.size() + 1);
+  if (!in_flight.channel.empty())
+    for (const std::string &m : in_flight.messages)
+      cmds.push_back({"PUBLISH", in_flight.channel, m});
+  if (!in_flight.keys.empty()) {
+    RedisArgv unlink{"UNLINK"};
+    unlink.reserve(in_flight.keys.size() + 1);
+    for (const std::string &k : in_flight.keys) unlink.push_back(k);
+    cmds.push_back(std::move(unlink));
+  }
+  if (cmds.empty()) return true;
+  if (!redis.send_deferred(cmds, 0)) {
+    on_replies(0, false, {}, redis.last_error());
+    return true;
+  }
+  in_flight_on = &redis;
+  return true;
+}
+
+// Resource owners are released after the COMMIT callbacks; at
+// RESOURCE_RELEASE_AFTER_LOCKS of the top transaction its heavyweight locks
+// (and with them the waits of other writers on its rows) are gone, and the
+// client has not been told of the commit yet.
+void after_locks_released(ResourceReleasePhase phase, bool, bool is_top_level, void *) {
+  if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level || in_flight_on == nullptr) return;
+  ResilientRedis *redis = in_flight_on;
+  in_flight_on = nullptr;
+  redis->settle();  // bounded by cachekit.redis_command_timeout_ms; never throws
+}
+
 // COMMIT: the change is visible; deliver now if Redis answers. Never throws.
 void deliver_after_commit() noexcept {
   if (outbox_id == 0) return;
@@ -186,18 +288,24 @@ void deliver_after_commit() noexcept {
     pending_delivery = Invalidation{};
     if (id == kNoOutboxRow) {
       // Nothing durable was written. Messages go to the relay's queue in
-      // shared memory (in commit order, and no Redis round trip while this
-      // transaction still holds its locks); keys are deleted right here, so
-      // that COMMIT returns only once the application's keys are gone.
-      Invalidation now = inv;
-      if (!inv.channel.empty() && !inv.messages.empty()) {
-        Invalidation messages{inv.channel, inv.messages, {}, {}};
-        if (queue_push(MyDatabaseId, encode_invalidation(messages))) {
-          now.messages.clear();
-          wake_worker(MyDatabaseId);
+      // shared memory (commit order), or with publish_at_commit and nothing
+      // queued before them, along with the keys (send_at_commit).
+      Invalidation &now = inv;
+      if (!backlog(MyDatabaseId)) {
+        if (settings.publish_at_commit && queue_count(MyDatabaseId) == 0 && send_at_commit(now))
+          return;
+        if (!now.channel.empty() && !now.messages.empty()) {
+          Invalidation messages;
+          messages.channel = now.channel;
+          messages.messages.swap(now.messages);
+          if (queue_push(MyDatabaseId, encode_invalidation(messages)))
+            wake_worker(MyDatabaseId);
+          else
+            now.messages.swap(messages.messages);
         }
+        if (now.messages.empty() && now.keys.empty()) return;
+        if (now.messages.empty() && send_at_commit(now)) return;
       }
-      if (now.messages.empty() && now.keys.empty()) return;
       bool delivered = false;
       if (!backlog(MyDatabaseId)) {
         DeliveryResult r = deliver(redis_for(RedisTarget::kCache), now, false);
@@ -287,6 +395,7 @@ void install_app_event_callbacks() {
   CacheRegisterRelcacheCallback(forget_names, 0);
   RegisterXactCallback(on_xact, nullptr);
   RegisterSubXactCallback(on_subxact, nullptr);
+  RegisterResourceReleaseCallback(after_locks_released, nullptr);
   install_key_capture_callbacks();
 }
 

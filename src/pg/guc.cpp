@@ -402,6 +402,18 @@ void define_settings(bool preloading) {
       0,
       nullptr, nullptr, nullptr);
 
+  DefineCustomBoolVariable(
+      "cachekit.publish_at_commit",
+      "Whether the committing backend publishes its pub/sub messages itself.",
+      "Only when nothing of its database waits in the relay's queue or outbox, together with "
+      "its key deletion, before COMMIT returns but after its locks are released; off: the "
+      "messages go through the relay's queue in shared memory.",
+      &settings.publish_at_commit,
+      false,
+      PGC_SUSET,
+      0,
+      nullptr, nullptr, nullptr);
+
   DefineCustomIntVariable(
       "cachekit.max_keys_per_xact",
       "How many application keys one transaction collects before deleting by key pattern.",

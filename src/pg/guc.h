@@ -23,6 +23,7 @@ struct Settings {
   char *key_settings;
   int max_query_stats = 1000;
   char *invalidation_channel;
+  bool publish_at_commit;
   int max_keys_per_xact;
   int debug_pause_lock;  // tests only
   int debug_pause_at;    // DebugPausePoint

@@ -12,6 +12,7 @@
 //
 // With UPDATE columns given, an UPDATE row produces keys only when one of
 // those columns changed (OLD and NEW compared by their text output).
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,8 +53,9 @@ struct Rule {
   std::string name;
   KeyTemplate tmpl;
   std::string pattern;
-  std::vector<int> attnums;          // per template column
-  std::vector<int> changed_attnums;  // UPDATE filter; empty: any change
+  std::vector<int> attnums;                 // per template column
+  std::vector<int> changed_attnums;         // UPDATE filter; empty: any change
+  std::unordered_map<int, Oid> output_fns;  // per attnum of either list
 };
 
 // Parsed rules per trigger: a row trigger runs once per row. Trigger
@@ -114,36 +116,41 @@ std::shared_ptr<const Rule> rule_for(TriggerData *td) {
   rule->pattern = rule->tmpl.pattern();
   rule->attnums = attnums_for(td->tg_relation, rule->tmpl.columns());
   rule->changed_attnums = attnums_for(td->tg_relation, split_commas(tg->tgargs[2]));
+  // Types change only with DDL too: no catalog lookup per row.
+  TupleDesc desc = RelationGetDescr(td->tg_relation);
+  for (const std::vector<int> *list : {&rule->attnums, &rule->changed_attnums})
+    for (int a : *list)
+      rule->output_fns[a] = pg_call([&] {
+        Oid out;
+        bool varlena;
+        getTypeOutputInfo(TupleDescAttr(desc, a - 1)->atttypid, &out, &varlena);
+        return out;
+      });
   rules[tg->tgoid] = rule;
   return rule;
 }
 
 // Text of one attribute of the slot's tuple (nullopt for NULL).
-std::optional<std::string> attr_text(TupleTableSlot *slot, int attnum) {
+std::optional<std::string> attr_text(const Rule &rule, TupleTableSlot *slot, int attnum) {
   bool isnull = false;
   Datum d = pg_call([&] { return slot_getattr(slot, attnum, &isnull); });
   if (isnull) return std::nullopt;
-  Oid type = TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1)->atttypid;
-  char *s = pg_call([&] {
-    Oid out;
-    bool varlena;
-    getTypeOutputInfo(type, &out, &varlena);
-    return OidOutputFunctionCall(out, d);
-  });
+  Oid out = rule.output_fns.at(attnum);
+  char *s = pg_call([&] { return OidOutputFunctionCall(out, d); });
   return std::string(s);
 }
 
 bool changed(const Rule &rule, TupleTableSlot *old_slot, TupleTableSlot *new_slot) {
   if (rule.changed_attnums.empty() || old_slot == nullptr || new_slot == nullptr) return true;
   for (int a : rule.changed_attnums)
-    if (attr_text(old_slot, a) != attr_text(new_slot, a)) return true;
+    if (attr_text(rule, old_slot, a) != attr_text(rule, new_slot, a)) return true;
   return false;
 }
 
 void keys_from(TableChange &t, const Rule &rule, TupleTableSlot *slot) {
   std::vector<std::optional<std::string>> values;
   values.reserve(rule.attnums.size());
-  for (int a : rule.attnums) values.push_back(attr_text(slot, a));
+  for (int a : rule.attnums) values.push_back(attr_text(rule, slot, a));
   auto key = rule.tmpl.expand(values);
   if (!key) return;
   auto outcome = transaction_changes().add_key(t, rule.pattern, std::move(*key),
@@ -201,9 +208,17 @@ uint64 capture_statement(TriggerData *td, TableChange &t, const Rule &rule) {
                                  ALLOCSET_SMALL_SIZES);
   });
   MemoryContext outer_cxt = CurrentMemoryContext;
+  // The statement's rows, known without reading them: past the key limit
+  // only they are needed (the rule's pattern covers the keys), and a large
+  // statement must not read its transition tables back for nothing.
+  const uint64 total = pg_call([&] {
+    int64 n_old = td->tg_oldtable ? tuplestore_tuple_count(td->tg_oldtable) : 0;
+    int64 n_new = td->tg_newtable ? tuplestore_tuple_count(td->tg_newtable) : 0;
+    return static_cast<uint64>(std::max(n_old, n_new));
+  });
   if (t.overflow) t.add_pattern(rule.pattern);
   uint64 rows = 0;
-  for (;;) {
+  while (!t.overflow) {
     bool have_old = old_slot && pg_call([&] {
                       return tuplestore_gettupleslot(td->tg_oldtable, true, false, old_slot);
                     });
@@ -213,8 +228,6 @@ uint64 capture_statement(TriggerData *td, TableChange &t, const Rule &rule) {
     if (!have_old && !have_new) break;
     ++rows;
     if ((rows & 4095) == 0) check_for_interrupts();
-    // Only counting from here on: the rule's pattern is already recorded.
-    if (t.overflow) continue;
     MemoryContextReset(row_cxt);
     MemoryContextSwitchTo(row_cxt);
     // OLD and NEW transition rows of an UPDATE come in pairs.
@@ -227,7 +240,7 @@ uint64 capture_statement(TriggerData *td, TableChange &t, const Rule &rule) {
     if (old_slot) ExecDropSingleTupleTableSlot(old_slot);
     if (new_slot) ExecDropSingleTupleTableSlot(new_slot);
   });
-  return rows;
+  return std::max(rows, total);
 }
 
 }  // namespace

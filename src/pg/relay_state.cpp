@@ -163,11 +163,12 @@ struct RelaySlot {
   RateState rates[kRateStates];
 };
 
+// The entries' heads lie together, apart from their payloads: every push,
+// peek and remove scans them all, and must not touch a page per entry.
 struct QueueEntry {
   Oid dbid;  // InvalidOid: free
-  uint64 seq;
   uint32 len;
-  char payload[kQueueBytes];
+  uint64 seq;
 };
 
 struct RelayShared {
@@ -195,6 +196,7 @@ struct RelayShared {
   uint64 queue_seq;
   int queue_used;
   QueueEntry queue[kQueueSlots];
+  char queue_payload[kQueueSlots][kQueueBytes];  // of queue[i]
 };
 
 RelayShared *rs = nullptr;
@@ -631,12 +633,12 @@ void forget_databases_except(const Oid *dbs, int n, const LauncherScan &scan) {
 bool queue_push(Oid dbid, const std::string &payload) {
   if (!rs || payload.size() > static_cast<size_t>(kQueueBytes)) return false;
   Locked lock(rs->queue_lock, LW_EXCLUSIVE);
-  for (auto &q : rs->queue)
-    if (q.dbid == InvalidOid) {
+  for (int i = 0; i < kQueueSlots; ++i)
+    if (QueueEntry &q = rs->queue[i]; q.dbid == InvalidOid) {
       q.dbid = dbid;
       q.seq = ++rs->queue_seq;
       q.len = static_cast<uint32>(payload.size());
-      memcpy(q.payload, payload.data(), payload.size());
+      memcpy(rs->queue_payload[i], payload.data(), payload.size());
       ++rs->queue_used;
       return true;
     }
@@ -658,16 +660,18 @@ std::vector<QueuedInvalidation> queue_peek(Oid dbid) {
   out.reserve(found.size());
   for (const auto &f : found) {
     const QueueEntry &q = rs->queue[f.second];
-    out.push_back(QueuedInvalidation{f.first, std::string(q.payload, q.len)});
+    out.push_back(QueuedInvalidation{f.first, std::string(rs->queue_payload[f.second], q.len)});
   }
   return out;
 }
 
-void queue_remove(Oid dbid, uint64 seq) {
-  if (!rs) return;
+void queue_remove(Oid dbid, uint64 seq) { queue_remove(dbid, std::vector<uint64_t>{seq}); }
+
+void queue_remove(Oid dbid, const std::vector<uint64_t> &seqs) {
+  if (!rs || seqs.empty()) return;
   Locked lock(rs->queue_lock, LW_EXCLUSIVE);
   for (auto &q : rs->queue)
-    if (q.dbid == dbid && q.seq == seq) {
+    if (q.dbid == dbid && std::find(seqs.begin(), seqs.end(), q.seq) != seqs.end()) {
       q.dbid = InvalidOid;
       --rs->queue_used;
     }

@@ -66,6 +66,7 @@ struct QueuedInvalidation {
 bool queue_push(Oid dbid, const std::string &payload);
 std::vector<QueuedInvalidation> queue_peek(Oid dbid);
 void queue_remove(Oid dbid, uint64_t seq);
+void queue_remove(Oid dbid, const std::vector<uint64_t> &seqs);  // under one lock
 // Entries of a database (InvalidOid: of all databases).
 int queue_count(Oid dbid);
 

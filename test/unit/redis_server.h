@@ -118,6 +118,16 @@ class RedisServer {
     unlink(socket_path().c_str());
   }
 
+  // SIGKILL without resuming first: what the server had not read is lost.
+  void kill_paused() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    unlink(socket_path().c_str());
+  }
+
   void pause() { ASSERT_EQ(kill(pid_, SIGSTOP), 0); }
   void resume() { ASSERT_EQ(kill(pid_, SIGCONT), 0); }
 

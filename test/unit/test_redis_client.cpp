@@ -639,5 +639,115 @@ TEST_F(ResilientRedisTest, DefaultClockIsTheSteadyClock) {
       << "after the interval the call went to the network: " << r.last_error();
 }
 
+// --- deferred commands ----------------------------------------------------------
+
+struct Outcome {
+  int calls = 0;
+  uint64_t token = 0;
+  bool ok = false;
+  std::vector<RedisReply> replies;
+  std::string error;
+};
+
+ResilientRedis::DeferredHandler recorder(Outcome &o) {
+  return [&o](uint64_t token, bool ok, const std::vector<RedisReply> &replies,
+              const std::string &error) {
+    ++o.calls;
+    o.token = token;
+    o.ok = ok;
+    o.replies = replies;
+    o.error = error;
+  };
+}
+
+TEST_F(ResilientRedisTest, DeferredRepliesAreReadBeforeTheNextCommand) {
+  ResilientRedis r(clock_);
+  r.configure(server_.tcp(), kTimeouts, 5000);
+  Outcome o;
+  r.set_deferred_handler(recorder(o));
+  ASSERT_TRUE(r.command({"MSET", "k1", "a", "k2", "b"}).has_value());
+  ASSERT_TRUE(r.send_deferred({{"UNLINK", "k1", "k2", "k3"}, {"INCR", "n"}}, 42));
+  EXPECT_TRUE(r.has_deferred());
+  EXPECT_EQ(o.calls, 0) << "nothing read yet";
+  // The next command on the connection: the deferred replies come first, and
+  // Redis ran the deferred commands before it (one connection is FIFO).
+  std::optional<RedisReply> get = r.command({"GET", "k1"});
+  ASSERT_TRUE(get.has_value());
+  EXPECT_TRUE(get->is_nil());
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.token, 42u);
+  EXPECT_TRUE(o.ok);
+  ASSERT_EQ(o.replies.size(), 2u);
+  EXPECT_EQ(o.replies[0].integer, 2);
+  EXPECT_EQ(o.replies[1].integer, 1);
+  EXPECT_FALSE(r.has_deferred());
+  r.settle();
+  EXPECT_EQ(o.calls, 1) << "reported once";
+}
+
+TEST_F(ResilientRedisTest, SettleReportsErrorReplies) {
+  ResilientRedis r(clock_);
+  r.configure(server_.tcp(), kTimeouts, 5000);
+  Outcome o;
+  r.set_deferred_handler(recorder(o));
+  ASSERT_TRUE(r.command({"RPUSH", "l", "x"}).has_value());
+  ASSERT_TRUE(r.send_deferred({{"INCR", "l"}}, 7));
+  r.settle();
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_FALSE(o.ok);
+  EXPECT_NE(o.error.find("WRONGTYPE"), std::string::npos) << o.error;
+  EXPECT_EQ(r.breaker().state(), CircuitBreaker::State::kClosed) << "an error reply is no outage";
+}
+
+TEST_F(ResilientRedisTest, SendDoesNotWaitForAPausedServer) {
+  ResilientRedis r(clock_);
+  r.configure(server_.tcp(), RedisTimeouts{1000, 300}, 5000);
+  Outcome o;
+  r.set_deferred_handler(recorder(o));
+  ASSERT_TRUE(r.command({"SET", "k", "v"}).has_value());
+  server_.pause();
+  auto t0 = Clock::now();
+  ASSERT_TRUE(r.send_deferred({{"UNLINK", "k"}}, 1));
+  EXPECT_LT(elapsed_ms(t0), 100) << "sending must not wait for the reply";
+  // Reading it is bounded by the command timeout, and a failure.
+  r.settle();
+  int64_t took = elapsed_ms(t0);
+  EXPECT_GE(took, 250);
+  EXPECT_LT(took, 2000);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_FALSE(o.ok);
+  EXPECT_NE(o.error.find("timed out"), std::string::npos) << o.error;
+  EXPECT_EQ(r.breaker().consecutive_failures(), 1u);
+  server_.resume();
+}
+
+TEST_F(ResilientRedisTest, ServerKilledBeforeTheReplyIsAFailure) {
+  ResilientRedis r(clock_);
+  r.configure(server_.tcp(), RedisTimeouts{1000, 2000}, 5000);
+  Outcome o;
+  r.set_deferred_handler(recorder(o));
+  ASSERT_TRUE(r.command({"PING"}).has_value());
+  server_.pause();
+  ASSERT_TRUE(r.send_deferred({{"UNLINK", "k"}}, 9));
+  server_.kill_paused();  // the command is never read
+  std::optional<RedisReply> next = r.command({"PING"});
+  EXPECT_FALSE(next.has_value()) << "the server is gone";
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.token, 9u);
+  EXPECT_FALSE(o.ok);
+}
+
+TEST_F(ResilientRedisTest, ReconfiguringSettlesFirst) {
+  ResilientRedis r(clock_);
+  r.configure(server_.tcp(), kTimeouts, 5000);
+  Outcome o;
+  r.set_deferred_handler(recorder(o));
+  ASSERT_TRUE(r.send_deferred({{"SET", "moved", "1"}}, 3));
+  r.configure(server_.unix_socket(), kTimeouts, 5000);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_TRUE(o.ok);
+  EXPECT_EQ(r.command({"GET", "moved"})->str, "1");
+}
+
 }  // namespace
 }  // namespace cachekit
