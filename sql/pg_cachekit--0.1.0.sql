@@ -380,6 +380,13 @@ BEGIN
                               DETAIL = 'Months differ in length; give the width in days, hours or smaller units.';
                 END IF;
                 width := (extract(epoch FROM iv) * 1000000)::int8;
+                -- (A date's bucket number is its day times the microseconds of
+                -- a day over the width: below a day it could overflow.)
+                IF col.atttypid = 'date'::regtype AND width % 86400000000 <> 0 THEN
+                    RAISE EXCEPTION 'bucket_width of a date column must be a whole number of days'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('%s is not.', bucket_width);
+                END IF;
             ELSE
                 RAISE EXCEPTION 'bucket_width needs an integer, date or timestamp column'
                     USING ERRCODE = 'datatype_mismatch',

@@ -577,10 +577,13 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       const int64_t sent = l1_clock_ms();
       auto replies = run_pipeline(RedisTarget::kCache, {{"GET", key}, {"PTTL", key}});
       if (!replies) return false;
-      for (const RedisReply &r : *replies) check_reply(r);
       const RedisReply &value = (*replies)[0];
+      check_reply(value);
       // PTTL: -2 gone since the GET, -1 no expiry (not set by cached_query).
-      const long long pttl = (*replies)[1].integer;
+      // An error (a Redis ACL allowing GET and SET only) leaves L1 unfilled:
+      // it must not fail a call that Redis answered.
+      const RedisReply &remaining = (*replies)[1];
+      const long long pttl = remaining.is_error() ? -2 : remaining.integer;
       const int64_t ttl_ms = pttl == -1 ? int64_t{settings.max_ttl} * 1000 : pttl;
       if (!value.is_nil() && serve(value.str) && ttl_ms > 0)
         l1_store(key, value.str, sent + ttl_ms);

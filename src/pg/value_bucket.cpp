@@ -15,10 +15,12 @@
 #include "pg/value_bucket.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include "pg/boundary.h"
 
 extern "C" {
+#include "catalog/pg_trigger.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/relation.h"
@@ -137,6 +139,18 @@ bool value_column_of(Oid relid, ValueColumn *out, std::string *why) {
       found = true;
       if (t.tgenabled != TRIGGER_FIRES_ALWAYS) {
         *why = "the value trigger " + std::string(t.tgname) + " is not enabled always";
+        break;
+      }
+      // Only the trigger watch() creates records every changed row: one
+      // redefined by hand (AFTER UPDATE OF c, a WHEN clause, fewer events)
+      // would leave changed rows unrecorded while readers key on values.
+      const int16 type = t.tgtype;
+      if (strcmp(t.tgname, "cachekit_value") != 0 || !TRIGGER_FOR_ROW(type) ||
+          !TRIGGER_FOR_AFTER(type) || !TRIGGER_FOR_INSERT(type) || !TRIGGER_FOR_UPDATE(type) ||
+          !TRIGGER_FOR_DELETE(type) || t.tgqual != nullptr || t.tgnattr != 0) {
+        *why = "the value trigger " + std::string(t.tgname) +
+               " is not the one cachekit.watch() creates (AFTER INSERT OR UPDATE OR DELETE FOR "
+               "EACH ROW, no WHEN, no column list)";
         break;
       }
       ok = value_column_from_trigger(rel, t.tgargs, t.tgnargs, out, why);

@@ -233,6 +233,26 @@ SELECT regress.error_of($$SELECT cachekit.watch('vi_customers', by => 'name', bu
 SELECT regress.error_of($$SELECT cachekit.watch('vi_events', by => 'day', bucket_width => '1 month')$$);
 SELECT regress.error_of($$SELECT cachekit.watch('vi_events', by => 'id', bucket_width => '0')$$);
 SELECT regress.error_of($$SELECT cachekit.watch('vi_orders', bucket_width => '5')$$);
+SELECT regress.error_of($$SELECT cachekit.watch('vi_events', by => 'day', bucket_width => '12 hours')$$);
+
+-- The value trigger redefined by hand (AFTER UPDATE OF c, or with a WHEN
+-- clause) would leave changed rows unrecorded: readers of such a table key
+-- on the whole table.
+CREATE TABLE vi_redef (id int PRIMARY KEY, c int NOT NULL, v int NOT NULL);
+SELECT cachekit.watch('vi_redef', by => 'c');
+SELECT pg_temp.scope_of('SELECT sum(v) FROM vi_redef WHERE c = $1');
+DROP TRIGGER cachekit_value ON vi_redef;
+CREATE TRIGGER cachekit_value AFTER UPDATE OF c ON vi_redef
+    FOR EACH ROW EXECUTE FUNCTION cachekit._record_values('c', '0');
+ALTER TABLE vi_redef ENABLE ALWAYS TRIGGER cachekit_value;
+SELECT pg_temp.scope_of('SELECT sum(v) FROM vi_redef WHERE c = $1');
+DROP TRIGGER cachekit_value ON vi_redef;
+CREATE TRIGGER cachekit_value AFTER INSERT OR UPDATE OR DELETE ON vi_redef
+    FOR EACH ROW WHEN (pg_trigger_depth() >= 0) EXECUTE FUNCTION cachekit._record_values('c', '0');
+ALTER TABLE vi_redef ENABLE ALWAYS TRIGGER cachekit_value;
+SELECT pg_temp.scope_of('SELECT sum(v) FROM vi_redef WHERE c = $1');
+SELECT cachekit.unwatch('vi_redef');
+DROP TABLE vi_redef;
 
 -- A stored generated column has its value when the AFTER ROW trigger runs.
 SELECT cachekit.watch('vi_gen', by => 'b');
