@@ -521,7 +521,7 @@ mixed_workload() {
 					-f "$WL/agg_direct.sql@80" -f "$WL/pk_uncached.sql@15" -f "$WL/update_agg_range.sql@5" ;;
 				esac
 				stale_check "$rep" "$mode" "$c" "$v"
-				[[ $v == cached_value ]] && watch_by pgbench_accounts
+				if [[ $v == cached_value ]]; then watch_by pgbench_accounts; fi
 			done
 		done
 	done
