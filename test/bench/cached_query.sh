@@ -613,7 +613,7 @@ tpcb_workload() {
 		done
 	done
 	local n
-	n=$(psqlx -c "SELECT count(*) FROM cachekit.watched_tables")
+	n=$(psqlx -c "SELECT count(*) FROM cachekit.watched_tables WHERE table_name::text LIKE 'pgbench\_%'")
 	[[ $n == "${#TABLES[@]}" ]] || note "ANOMALY: $n watched tables after TPC-B, expected ${#TABLES[@]}"
 }
 
