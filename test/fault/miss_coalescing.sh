@@ -23,12 +23,29 @@ q "CREATE TABLE big (id int PRIMARY KEY, v int); INSERT INTO big SELECT g, g % 1
 q "SELECT cachekit.watch('big')" >/dev/null
 heavy="SELECT count(*) AS n, sum(a.v) AS s FROM big a WHERE a.v % \$1::int = 0"
 
-# 64 sessions, released together by an advisory lock the controller holds.
+# 64 sessions, released together by an advisory lock the controller holds
+# until all 64 wait for it (on a loaded box, starting 64 psql takes seconds:
+# a fixed delay let late sessions come one by one, and hit).
 run_wave() { # $1: label, $2: coalesce_wait_ms, $3: parameter of half of them (empty: all 7)
 	local label=$1 wait=$2 other=$3 i param
-	psql -X -q -At -d "$db" -c "SELECT pg_advisory_lock(4711); SELECT pg_sleep(2); SELECT pg_advisory_unlock(4711)" >/dev/null &
+	rm -f "$work/locked"
+	psql -X -q -At -d "$db" >/dev/null <<SQL &
+SELECT pg_advisory_lock(4711);
+\! touch $work/locked
+DO \$\$ BEGIN
+    FOR i IN 1..1200 LOOP
+        EXIT WHEN (SELECT count(*) FROM pg_catalog.pg_locks
+                    WHERE locktype = 'advisory' AND objid = 4711 AND NOT granted) >= 64;
+        PERFORM pg_catalog.pg_sleep(0.05);
+    END LOOP;
+END \$\$;
+SELECT pg_advisory_unlock(4711);
+SQL
 	local ctl=$!
-	sleep 0.5
+	for i in $(seq 1 200); do
+		[ -e "$work/locked" ] && break
+		sleep 0.05
+	done
 	for i in $(seq 1 64); do
 		param=7
 		if [ -n "$other" ] && ((i % 2 == 0)); then param=$other; fi
