@@ -358,6 +358,14 @@ int result_ttl(std::optional<int> ttl, const std::string &ns) {
   return std::min(requested_ttl(ttl, ns), settings.max_ttl);
 }
 
+std::string last_outcome = "none";
+
+std::string outcome_text(const QueryCall &call) {
+  if (call.outcome == Outcome::kHit) return "hit";
+  if (call.outcome == Outcome::kMiss) return "miss";
+  return std::string("bypass:") + bypass_name(call.bypass);
+}
+
 std::vector<Oid> output_functions(const std::vector<Oid> &types) {
   std::vector<Oid> out(types.size());
   for (size_t i = 0; i < types.size(); ++i) {

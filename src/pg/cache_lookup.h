@@ -62,6 +62,11 @@ int result_ttl(std::optional<int> ttl, const std::string &ns);
 // (DebugPausePoint).
 void debug_pause(int point);
 
+// "hit", "miss" or "bypass:<reason>"; last_outcome is the session's last
+// call's (cached_query or transparent), for cachekit.last_outcome().
+std::string outcome_text(const QueryCall &call);
+extern std::string last_outcome;
+
 // Output functions of the columns, for encoding rows (RowEncoder).
 std::vector<Oid> output_functions(const std::vector<Oid> &types);
 

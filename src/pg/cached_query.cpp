@@ -64,8 +64,6 @@ using namespace cachekit::pg;
 
 namespace {
 
-std::string last_outcome = "none";
-
 struct CallArgs {
   std::string query;
   std::vector<std::optional<std::string>> params;
@@ -376,10 +374,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     call.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
                   .count();
     record_query_call(q.fingerprint, args.ns, shown_query, call);
-    last_outcome = call.outcome == Outcome::kHit ? "hit"
-                   : call.outcome == Outcome::kMiss
-                       ? "miss"
-                       : std::string("bypass:") + bypass_name(call.bypass);
+    last_outcome = outcome_text(call);
     if (mode == Mode::kJson) {
       if (call.outcome == Outcome::kHit) return jsonb_datum(json_hit);
       if (json_null) PG_RETURN_NULL();
