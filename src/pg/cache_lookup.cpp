@@ -376,4 +376,8 @@ std::vector<Oid> output_functions(const std::vector<Oid> &types) {
   return out;
 }
 
+std::vector<std::string> key_setting_names() {
+  return std::vector<std::string>(std::begin(kOutputSettings), std::end(kOutputSettings));
+}
+
 }  // namespace cachekit::pg
