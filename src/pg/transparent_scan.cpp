@@ -465,9 +465,6 @@ void explain_scan(CustomScanState *node, List *, ExplainState *es) {
     pg_call([&] {
       ExplainPropertyText("Cache", mode.c_str(), es);
       if (!decision.empty()) ExplainPropertyText("Cache Decision", decision.c_str(), es);
-      if (es->verbose && plan != nullptr)
-        ExplainPropertyInteger("Cache Fingerprint", nullptr, static_cast<int64>(plan->fingerprint),
-                               es);
       if (!outcome.empty()) ExplainPropertyText("Cache Outcome", outcome.c_str(), es);
     });
   });
