@@ -1756,7 +1756,8 @@ CREATE EVENT TRIGGER cachekit_drop ON sql_drop
 -- caching. Both run as the caller: explain() plans the statement as the
 -- caller (and, like EXPLAIN, needs the privileges running it would need);
 -- candidates() sees pg_stat_statements' and query_stats' texts as the
--- caller may see them.
+-- caller may see them, and analyses them with the caller's search_path
+-- (neither sets one).
 CREATE FUNCTION cachekit.explain(query pg_catalog.text)
 RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_explain' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION cachekit.explain(pg_catalog.text) IS
@@ -1775,7 +1776,7 @@ CREATE FUNCTION cachekit.candidates(top pg_catalog.int4 DEFAULT 50,
     OUT rows pg_catalog.int8, OUT fingerprint pg_catalog.int8, OUT registered pg_catalog.bool,
     OUT qualifies pg_catalog.bool, OUT reason pg_catalog.text, OUT detail pg_catalog.text,
     OUT hint pg_catalog.text, OUT dependencies pg_catalog.text[])
-RETURNS SETOF record LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+RETURNS SETOF record LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     parts text[] := '{}';
     pgss_schema name;
@@ -1785,17 +1786,25 @@ DECLARE
     selects constant text := '^(\s|\(|/\*.*?\*/|--[^\n]*\n)*(select|with|table|values)\M';
 BEGIN
     SELECT n.nspname INTO pgss_schema
-    FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
+    FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
     WHERE x.extname = 'pg_stat_statements';
+    IF pgss_schema IS NOT NULL THEN
+        -- Created but not preloaded, pg_stat_statements' view raises 55000.
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT 1 FROM %I.pg_stat_statements LIMIT 1', pgss_schema);
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            pgss_schema := NULL;
+        END;
+    END IF;
     IF pgss_schema IS NOT NULL THEN
         -- One row per statement of this database (pg_stat_statements keeps
         -- one per role and nesting level); other roles' texts are hidden
         -- by pg_stat_statements itself.
-        parts := parts || format(
-            $q$SELECT 'pg_stat_statements'::text AS source, p.queryid, min(p.query) AS query,
-                      sum(p.calls)::int8 AS calls, sum(p.total_exec_time) AS total_ms,
-                      sum(p.total_exec_time) / nullif(sum(p.calls), 0) AS mean_ms,
-                      sum(p.rows)::int8 AS rows
+        parts := parts || pg_catalog.format(
+            $q$SELECT 'pg_stat_statements'::text AS source, p.queryid, pg_catalog.min(p.query) AS query,
+                      pg_catalog.sum(p.calls)::int8 AS calls, pg_catalog.sum(p.total_exec_time) AS total_ms,
+                      pg_catalog.sum(p.total_exec_time) / nullif(pg_catalog.sum(p.calls), 0) AS mean_ms,
+                      pg_catalog.sum(p.rows)::int8 AS rows
                FROM %I.pg_stat_statements p
                WHERE p.dbid = (SELECT oid FROM pg_catalog.pg_database
                                WHERE datname = pg_catalog.current_database())
@@ -1806,13 +1815,13 @@ BEGIN
     -- query_stats needs the shared memory of a preloaded library.
     BEGIN
         PERFORM 1 FROM cachekit.query_stats() LIMIT 1;
-        parts := parts || format(
+        parts := parts || pg_catalog.format(
             $q$SELECT 'cachekit'::text AS source, NULL::int8 AS queryid, q.query,
-                      sum(q.calls)::int8 AS calls,
-                      sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0)) AS total_ms,
-                      sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0))
-                          / nullif(sum(q.hits + q.misses), 0) AS mean_ms,
-                      sum(q.rows)::int8 AS rows
+                      pg_catalog.sum(q.calls)::int8 AS calls,
+                      pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0)) AS total_ms,
+                      pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0))
+                          / nullif(pg_catalog.sum(q.hits + q.misses), 0) AS mean_ms,
+                      pg_catalog.sum(q.rows)::int8 AS rows
                FROM cachekit.query_stats q
                WHERE q.query IS NOT NULL AND q.query <> '<insufficient privilege>'
                  AND q.query ~* %L AND q.query !~* '\mcachekit\s*\.'
@@ -1820,10 +1829,10 @@ BEGIN
     EXCEPTION WHEN object_not_in_prerequisite_state THEN
         NULL;
     END;
-    IF cardinality(parts) = 0 THEN
+    IF pg_catalog.cardinality(parts) = 0 THEN
         RETURN;
     END IF;
-    FOR s IN EXECUTE 'SELECT * FROM (' || array_to_string(parts, ' UNION ALL ') || ') c '
+    FOR s IN EXECUTE 'SELECT * FROM (' || pg_catalog.array_to_string(parts, ' UNION ALL ') || ') c '
                      'ORDER BY c.total_ms DESC NULLS LAST, c.calls DESC, c.query LIMIT $1'
              USING top
     LOOP
@@ -1833,15 +1842,20 @@ BEGIN
             e := cachekit.explain(s.query);
             fingerprint := (e ->> 'fingerprint')::int8;
             registered := (e ->> 'registered')::bool;
-            qualifies := (e ->> 'cacheable')::bool;
+            -- What create_cache accepts: cacheable, and reading a table
+            -- (a write to it is what invalidates).
+            qualifies := (e -> 'transparent' ->> 'registrable')::bool;
             reason := e ->> 'reason'; detail := e ->> 'detail'; hint := e ->> 'hint';
+            IF NOT qualifies AND reason IS NULL THEN
+                reason := 'the statement reads no table';
+            END IF;
             dependencies := ARRAY(SELECT d ->> 'table'
-                                  FROM jsonb_array_elements(e -> 'dependencies') d);
+                                  FROM pg_catalog.jsonb_array_elements(e -> 'dependencies') d);
         EXCEPTION WHEN OTHERS THEN
             fingerprint := NULL; registered := NULL; qualifies := false;
             GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
                                     hint = PG_EXCEPTION_HINT;
-            detail := nullif(detail, ''); hint := nullif(hint, '');
+            detail := NULLIF(detail, ''); hint := NULLIF(hint, '');
             dependencies := NULL;
         END;
         RETURN NEXT;

@@ -213,6 +213,7 @@ std::string explain_json(const std::string &text) {
          ", \"fingerprint\": " + std::to_string(static_cast<int64_t>(tp->fingerprint)) +
          ", \"registered\": " + bool_json(tp->registered) + ", \"registration\": " + registration +
          ", \"transparent\": {\"mode\": " + json_quote(mode_name(settings.transparent)) +
+         ", \"registrable\": " + bool_json(cacheable && !q.deps.empty()) +
          ", \"wrapped\": " + bool_json(w.wrapped) +
          ", \"served\": " + bool_json(w.wrapped && cacheable) +
          ", \"reason\": " + null_or_quoted(w.wrapped && cacheable ? "" : (w.wrapped ? q.reason : w.why_not)) +
