@@ -9,6 +9,7 @@
 // registrations, which a role that may not read them should not learn
 // through a cache.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -197,6 +198,12 @@ std::string explain_json(const std::string &text) {
   {
     ErrorPosition position(text.c_str());
     tp = analyse_shape(text, "explain");
+  }
+  // analyse_shape leaves the registration to its caller.
+  if (std::optional<Registration> reg = find_registration(tp->fingerprint)) {
+    tp->registered = true;
+    tp->ttl = reg->ttl;
+    tp->ns = reg->ns;
   }
   const PreparedQuery &q = tp->q;
   check_privileges(q);
