@@ -99,8 +99,7 @@ std::string dependencies_json(const PreparedQuery &q) {
   std::string out = "[";
   for (size_t i = 0; i < q.deps.size(); ++i) {
     if (i > 0) out += ", ";
-    const DependencyScope *d =
-        q.values && i < q.values->deps.size() ? &q.values->deps[i] : nullptr;
+    const DependencyScope *d = q.values && i < q.values->deps.size() ? &q.values->deps[i] : nullptr;
     out += "{\"table\": " + json_quote(d ? d->label : table_label(q.deps[i]));
     if (d && d->by_value) {
       out += ", \"scope\": \"value\", \"column\": " + json_quote(d->col.name) +
@@ -209,6 +208,9 @@ std::string explain_json(const std::string &text) {
   check_privileges(q);
   const Wrapping w = transparent_wrapping(*tp);
   const bool cacheable = !q.uncacheable;
+  // Why a statement is not served transparently: not wrapped, or wrapped
+  // (a registered shape) but bypassing as uncacheable.
+  const std::string not_served = !w.wrapped ? w.why_not : cacheable ? "" : q.reason;
   std::string registration = "null";
   if (tp->registered) {
     registration = "{\"ttl\": " + (tp->ttl ? std::to_string(*tp->ttl) : std::string("null")) +
@@ -223,7 +225,7 @@ std::string explain_json(const std::string &text) {
          ", \"registrable\": " + bool_json(cacheable && !q.deps.empty()) +
          ", \"wrapped\": " + bool_json(w.wrapped) +
          ", \"served\": " + bool_json(w.wrapped && cacheable) +
-         ", \"reason\": " + null_or_quoted(w.wrapped && cacheable ? "" : (w.wrapped ? q.reason : w.why_not)) +
+         ", \"reason\": " + null_or_quoted(not_served) +
          "}, \"cached_query\": {\"cacheable\": " + bool_json(cacheable) +
          ", \"fingerprint\": " + std::to_string(cached_query_fingerprint(text)) +
          "}, \"dependencies\": " + dependencies_json(q) + ", \"key\": " + key_json(q) +
@@ -239,7 +241,6 @@ using namespace cachekit::pg;
 
 CK_SQL_FUNCTION(ck_explain) {
   Arg query = varlena_arg(fcinfo, 0);
-  return cpp_entry([&]() -> Datum {
-    return jsonb_datum(explain_json(std::string(required(query, "query"))));
-  });
+  return cpp_entry(
+      [&]() -> Datum { return jsonb_datum(explain_json(std::string(required(query, "query")))); });
 }
