@@ -18,14 +18,21 @@
 #include "pg/boundary.h"
 #include "pg/cache_lookup.h"
 #include "pg/datum.h"
+#include "pg/generations.h"
 #include "pg/guc.h"
+#include "pg/invalidation.h"
 #include "pg/query_plan.h"
+#include "pg/query_stats.h"
+#include "pg/shmem.h"
 #include "pg/sql_function.h"
 #include "pg/transparent_plan.h"
 #include "pg/value_plan.h"
 
 extern "C" {
 #include "postgres.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 }
@@ -159,12 +166,48 @@ int64_t cached_query_fingerprint(const std::string &text) {
   return static_cast<int64_t>(std::stoull(sha256_hex(text).substr(0, 15), nullptr, 16));
 }
 
-const char *const kBypasses =
-    "[\"a write to a dependency earlier in the same transaction\", "
-    "\"REPEATABLE READ or SERIALIZABLE isolation\", "
-    "\"Redis unavailable (L1 still serves what it holds)\", "
-    "\"hot standby\", "
-    "\"a prepared transaction not yet committed or rolled back\"]";
+// When a call does not use the cache although the statement is cacheable,
+// by the names query_stats' bypasses and last_outcome() use.
+struct BypassCase {
+  Bypass bypass;
+  const char *when;
+};
+const BypassCase kBypasses[] = {
+    {Bypass::kWriteInTransaction,
+     "the transaction wrote a dependency (it must see its own writes)"},
+    {Bypass::kIsolationLevel,
+     "REPEATABLE READ or SERIALIZABLE: the transaction's snapshot is older"},
+    {Bypass::kPreparedTransaction,
+     "a prepared transaction of this database is not yet committed or rolled back"},
+    {Bypass::kHotStandby, "the server is a hot standby"},
+    {Bypass::kRedisUnavailable, "Redis is unavailable (L1 still serves what it holds)"},
+    {Bypass::kTooLarge, "the result is larger than cachekit.max_result_bytes (runs, not stored)"},
+    {Bypass::kPlanChanged, "the statement was re-planned while it ran (runs, not stored)"},
+};
+
+std::string bypasses_json() {
+  std::string out = "[";
+  for (const BypassCase &b : kBypasses) {
+    if (out.size() > 1) out += ", ";
+    out += "{\"bypass\": " + json_quote(bypass_name(b.bypass)) +
+           ", \"when\": " + json_quote(b.when) + "}";
+  }
+  return out + "]";
+}
+
+// The bypass a call made now, in this transaction, would take, of those
+// known without Redis: the order is check_bypasses' (cache_lookup.cpp).
+const char *bypass_now(const PreparedQuery &q) {
+  if (q.uncacheable) return bypass_name(Bypass::kUncacheable);
+  if (RecoveryInProgress()) return bypass_name(Bypass::kHotStandby);
+  if (IsolationUsesXactSnapshot()) return bypass_name(Bypass::kIsolationLevel);
+  bool wrote = changed_in_transaction(InvalidOid);
+  for (Oid d : q.deps) wrote = wrote || changed_in_transaction(d);
+  if (wrote) return bypass_name(Bypass::kWriteInTransaction);
+  if (shmem_available() && pg_call([] { return database_in_doubt(MyDatabaseId); }))
+    return bypass_name(Bypass::kPreparedTransaction);
+  return nullptr;
+}
 
 // An error's cursor position points into the statement given, not into the
 // query that called explain(): report it as an internal query, as SPI does.
@@ -211,6 +254,8 @@ std::string explain_json(const std::string &text) {
   // Why a statement is not served transparently: not wrapped, or wrapped
   // (a registered shape) but bypassing as uncacheable.
   const std::string not_served = !w.wrapped ? w.why_not : cacheable ? "" : q.reason;
+  const char *now_name = bypass_now(q);
+  const std::string now = now_name ? json_quote(now_name) : "null";
   std::string registration = "null";
   if (tp->registered) {
     registration = "{\"ttl\": " + (tp->ttl ? std::to_string(*tp->ttl) : std::string("null")) +
@@ -229,7 +274,7 @@ std::string explain_json(const std::string &text) {
          "}, \"cached_query\": {\"cacheable\": " + bool_json(cacheable) +
          ", \"fingerprint\": " + std::to_string(cached_query_fingerprint(text)) +
          "}, \"dependencies\": " + dependencies_json(q) + ", \"key\": " + key_json(q) +
-         ", \"bypasses\": " + kBypasses + "}";
+         ", \"bypasses\": " + bypasses_json() + ", \"bypass_now\": " + now + "}";
 }
 
 }  // namespace

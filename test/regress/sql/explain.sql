@@ -21,13 +21,13 @@ SELECT cachekit.watch('expl_secret');
 
 -- The analysis without the parts that are the same for every statement.
 CREATE FUNCTION pg_temp.ex(q text) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT e - 'key' - 'bypasses' - 'fingerprint' - 'cached_query' - 'transparent'
+    SELECT e - 'key' - 'bypasses' - 'bypass_now' - 'fingerprint' - 'cached_query' - 'transparent'
              - 'registered' - 'registration'
            || jsonb_build_object('registrable', e #> '{transparent,registrable}')
       FROM cachekit.explain(q) e $$;
 
 -- cacheable: one dependency keyed on the values of owner_id, one on the table
-SELECT jsonb_pretty(cachekit.explain('SELECT i.v, o.name FROM expl_items i JOIN expl_owners o ON o.id = i.owner_id WHERE i.owner_id = $1 AND i.v <> $2') - 'fingerprint' - 'cached_query');
+SELECT jsonb_pretty(cachekit.explain('SELECT i.v, o.name FROM expl_items i JOIN expl_owners o ON o.id = i.owner_id WHERE i.owner_id = $1 AND i.v <> $2') - 'fingerprint' - 'cached_query' - 'bypasses');
 SELECT pg_temp.ex('SELECT v FROM expl_items WHERE owner_id IN (1, 2)') -> 'dependencies';
 SELECT pg_temp.ex('SELECT v FROM expl_items WHERE owner_id > 1') -> 'dependencies';
 SELECT pg_temp.ex('SELECT id, name FROM expl_view WHERE id = 3') -> 'dependencies';
@@ -63,7 +63,18 @@ SELECT cachekit.explain('SELECT id FROM expl_items') #> '{key,settings}' AS sett
 SET cachekit.key_settings = 'app.tenant';
 SELECT cachekit.explain('SELECT id FROM expl_items') #> '{key,key_settings}' AS key_settings;
 RESET cachekit.key_settings;
-SELECT cachekit.explain('SELECT id FROM expl_items') -> 'bypasses' AS bypasses;
+SELECT jsonb_pretty(cachekit.explain('SELECT id FROM expl_items') -> 'bypasses') AS bypasses;
+-- the bypass a call would take now, in this transaction
+SELECT cachekit.explain('SELECT id FROM expl_items') -> 'bypass_now' AS bypass_now;
+SELECT cachekit.explain('SELECT random() FROM expl_items') -> 'bypass_now' AS bypass_now;
+BEGIN;
+UPDATE expl_owners SET name = name WHERE id = 0;
+SELECT cachekit.explain('SELECT id FROM expl_items') -> 'bypass_now' AS other_table;
+SELECT cachekit.explain('SELECT name FROM expl_owners') -> 'bypass_now' AS written_table;
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT cachekit.explain('SELECT id FROM expl_items') -> 'bypass_now' AS bypass_now;
+COMMIT;
 -- cached_query's own fingerprint: query_stats' for that text
 SELECT * FROM cachekit.cached_query('SELECT count(*) FROM expl_owners') AS r(n bigint);
 SELECT (cachekit.explain('SELECT count(*) FROM expl_owners') #>> '{cached_query,fingerprint}')::int8 = s.fingerprint AS same_as_query_stats
