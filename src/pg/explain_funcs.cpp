@@ -93,6 +93,7 @@ struct Wrapping {
 Wrapping transparent_wrapping(const TransparentPlan &tp) {
   const PreparedQuery &q = tp.q;
   if (settings.transparent == kTransparentOff) return {false, "cachekit.transparent is off"};
+  if (!shmem_available()) return {false, "pg_cachekit is not in shared_preload_libraries"};
   if (never_wrapped(q)) return {false, q.reason};
   if (tp.registered) return {true, ""};
   if (settings.transparent != kTransparentAll)
