@@ -325,23 +325,27 @@ tpcb_workload() {
 # client (-t CHECKS, so -M prepared re-executes its prepared statements) per
 # mode reads a hot key twice (the second read is served by the cache), has
 # another connection commit abalance + 1 on that row (\shell psql), and reads
-# it again: the third read must see the increment. Transparent, and pgpool
-# (with the UPDATE sent through pgpool, a write it sees) for comparison.
+# it again: the third read must see the increment. Transparent; for
+# comparison pgpool with the UPDATE sent through pgpool (a write it sees) and
+# pgpool_unseen with the UPDATE sent straight to Postgres (never seen by
+# pgpool: stale by design, the case the issue contrasts with).
 stale_checks() {
-	local mode v port upd script out n stale before=() after=()
+	local mode v port wport upd script out n stale before=() after=()
 	((CHECKS > 0)) || return 0
-	for v in transparent pgpool; do
-		if [[ $v == transparent ]]; then
+	for v in transparent pgpool pgpool_unseen; do
+		case $v in
+		transparent)
 			[[ -n $TRANSPARENT ]] || continue
-			port=$PG_PORT
-		else
-			port=$PGPOOL_PORT
-		fi
+			port=$PG_PORT wport=$PG_PORT
+			;;
+		pgpool) port=$PGPOOL_PORT wport=$PGPOOL_PORT ;;
+		pgpool_unseen) port=$PGPOOL_PORT wport=$PG_PORT ;;
+		esac
 		upd=$WORK/update-$v.sh
 		cat >"$upd" <<SH
 #!/bin/sh
 # A committed UPDATE on a connection of its own (not the reader's).
-PGOPTIONS= exec psql -X -q -At -h 127.0.0.1 -p $port -U postgres -d postgres -v ON_ERROR_STOP=1 \\
+PGOPTIONS= exec psql -X -q -At -h 127.0.0.1 -p $wport -U postgres -d postgres -v ON_ERROR_STOP=1 \\
 	-c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = \$1"
 SH
 		chmod 755 "$upd"
@@ -363,11 +367,18 @@ SQL
 			stale=$(echo "$out" | awk '$1 == "check" && $5 != $3 + 1' | wc -l)
 			if [[ $v == transparent ]]; then
 				note "stale check, transparent -M $mode: $stale stale of $n reads after a committed UPDATE on another connection (cachekit.caches during the check: $((after[0] - before[0])) hits of $((after[1] - before[1])) lookups)"
-			else
+				# Every second read should have been a hit; fewer hits and the
+				# third reads may not have had a cached entry to go stale.
+				if ((after[0] - before[0] < n)); then
+					note "ANOMALY: only $((after[0] - before[0])) cache hits in $n stale checks (-M $mode): the check did not exercise cached entries"
+				fi
+			elif [[ $v == pgpool ]]; then
 				note "stale check, pgpool -M $mode (UPDATE through pgpool): $stale stale of $n reads after a committed UPDATE on another connection"
+			else
+				note "stale check, pgpool -M $mode (UPDATE straight to Postgres, expected stale): $stale stale of $n reads after a committed UPDATE on another connection"
 			fi
 			((n == CHECKS)) || note "ANOMALY: stale check $v -M $mode ran $n of $CHECKS checks: $(grep -m 2 -iE 'error|abort' "$LOGS/stale-$v-$mode.log" | tr '\n' ' ')"
-			if ((stale > 0)); then
+			if ((stale > 0)) && [[ $v != pgpool_unseen ]]; then
 				note "STALE: $v -M $mode returned a value older than a committed UPDATE $stale times ($(echo "$out" | awk '$1 == "check" && $5 != $3 + 1 { printf "aid %s: %s -> %s; ", $2, $3, $5 }'))"
 			fi
 			echo "$v,$mode,$n,$stale" >>"$WORK/stale.csv"

@@ -170,8 +170,10 @@ def main():
         out += ["", "Stale reads after an UPDATE committed on another connection (reader: one pgbench client reading",
                 "a hot key twice, then again after the UPDATE):"]
         for r in stale_rows:
-            what = "transparent" if r["variant"] == "transparent" else "pgpool (UPDATE through pgpool)"
-            out.append(f"  {what:32} -M {r['mode']:9} {r['stale']} stale of {r['checks']} checks")
+            what = {"transparent": "transparent",
+                    "pgpool": "pgpool, UPDATE through pgpool",
+                    "pgpool_unseen": "pgpool, UPDATE straight to Postgres (stale by design)"}.get(r["variant"], r["variant"])
+            out.append(f"  {what:54} -M {r['mode']:9} {r['stale']} stale of {r['checks']} checks")
 
     # --- targets ---
     targets = []
