@@ -104,16 +104,32 @@ max_wal_size = '8GB'
 autovacuum = off"
 bench_start_sandbox "$SANDBOX_CONF"
 
-# The transparent mode is in this build when both its setting and
-# create_cache exist; without it only direct and pgpool run.
-TRANSPARENT=1
-if [[ $(psqlx -c "SELECT count(*) FROM pg_settings WHERE name = 'cachekit.transparent'") != 1 ||
-	$(psqlx -c "SELECT to_regproc('cachekit.create_cache') IS NOT NULL") != t ]]; then
-	TRANSPARENT=
-	note "NOTE: the installed pg_cachekit has no transparent mode (cachekit.transparent, cachekit.create_cache): transparent variants and TPC-B skipped"
-	read -r -a VARIANTS <<<"$(for v in "${VARIANTS[@]}"; do [[ $v == transparent* ]] || echo -n "$v "; done)"
+# What of the transparent mode this build has: the setting (enough for
+# transparent = all), the registry (create_cache: transparent = registered,
+# TPC-B), the cachekit.caches view (hit counts; else cachekit.query_stats).
+# Variants the build cannot run are skipped; direct and pgpool always run.
+TRANSPARENT='' REGISTRY='' CACHES_VIEW=''
+[[ $(psqlx -c "SELECT count(*) FROM pg_settings WHERE name = 'cachekit.transparent'") == 1 ]] && TRANSPARENT=1
+[[ $(psqlx -c "SELECT to_regproc('cachekit.create_cache') IS NOT NULL AND to_regproc('cachekit.drop_cache') IS NOT NULL") == t ]] && REGISTRY=1
+[[ $(psqlx -c "SELECT to_regclass('cachekit.caches') IS NOT NULL") == t ]] && CACHES_VIEW=1
+if [[ -z $TRANSPARENT || -z $REGISTRY ]]; then
+	skip=()
+	for v in "${VARIANTS[@]}"; do
+		if [[ $v == transparent || ($v == transparent_all && -z $TRANSPARENT) ]]; then skip+=("$v"); fi
+	done
+	read -r -a VARIANTS <<<"$(for v in "${VARIANTS[@]}"; do [[ " ${skip[*]} " == *" $v "* ]] || echo -n "$v "; done)"
 	read -r -a WORKLOADS <<<"$(for w in "${WORKLOADS[@]}"; do [[ $w == tpcb ]] || echo -n "$w "; done)"
+	note "NOTE: the installed pg_cachekit has $([[ -n $TRANSPARENT ]] && echo "cachekit.transparent but no" || echo "no cachekit.transparent and no") cachekit.create_cache/drop_cache: skipped ${skip[*]:-no read variant} and TPC-B"
 fi
+if [[ -n $TRANSPARENT && -z $CACHES_VIEW ]]; then
+	note "NOTE: no cachekit.caches view in this build: hit counts from cachekit.query_stats"
+fi
+# The variant whose session the checks read through: registered if it runs,
+# else all; none without the transparent mode.
+SERVED=
+for v in transparent transparent_all; do
+	if [[ -z $SERVED && " ${VARIANTS[*]} " == *" $v "* ]]; then SERVED=$v; fi
+done
 
 log "pgbench -i -s $SCALE"
 pgbench -i -s "$SCALE" -q postgres >"$LOGS/init.log" 2>&1 || {
@@ -122,7 +138,7 @@ pgbench -i -s "$SCALE" -q postgres >"$LOGS/init.log" 2>&1 || {
 }
 for t in "${TABLES[@]}"; do psqlx -c "SELECT cachekit.watch('$t')" >/dev/null; done
 psqlx -c 'CREATE SEQUENCE bench_warm_seq'
-if [[ -n $TRANSPARENT ]]; then
+if [[ -n $REGISTRY ]]; then
 	psqlx -c "SELECT cachekit.create_cache('$PK_QUERY')" >/dev/null
 	psqlx -c "SELECT cachekit.create_cache('$AGG_QUERY')" >/dev/null
 fi
@@ -130,10 +146,14 @@ psqlx -c CHECKPOINT
 
 bench_start_pgpool
 
-# "hits calls" summed over the registered shapes (cachekit.caches).
+# "hits calls" of the transparent path: summed over the registered shapes
+# (cachekit.caches), or over cachekit.query_stats (which also counts
+# transparent calls; no cached_query runs here) when the view is missing.
 ck_counters() {
-	if [[ -n $TRANSPARENT ]]; then
+	if [[ -n $CACHES_VIEW ]]; then
 		psqlx -F ' ' -c 'SELECT coalesce(sum(hits), 0), coalesce(sum(calls), 0) FROM cachekit.caches'
+	elif [[ -n $TRANSPARENT ]]; then
+		psqlx -F ' ' -c 'SELECT coalesce(sum(hits), 0), coalesce(sum(calls), 0) FROM cachekit.query_stats'
 	else
 		echo "0 0"
 	fi
@@ -229,44 +249,48 @@ warm_caches() {
 	done
 }
 
-# outcome SQL...: cachekit.last_outcome() after the statements, in one
-# transparent session.
-outcome() {
+# outcomes SQL...: in one transparent session, each statement followed by
+# SELECT cachekit.last_outcome(); prints the outcomes, space-separated
+# (a statement that outputs nothing, such as PREPARE, reports the outcome
+# before it).
+outcomes() {
 	local args=() s
-	for s in "$@"; do args+=(-c "$s"); done
-	PGOPTIONS=$(variant_options transparent) psqlx "${args[@]}" -c 'SELECT cachekit.last_outcome()' | tail -n 1
+	for s in "$@"; do args+=(-c "$s" -c 'SELECT $$outcome$$, cachekit.last_outcome()'); done
+	PGOPTIONS=$(variant_options "$SERVED") psqlx -F ' ' "${args[@]}" | awk '$1 == "outcome" { printf "%s%s", sep, $2; sep = " " }'
 }
 
 # After the warm-up: the statements the benchmark sends are served (hit), in
 # simple and in prepared form, and give the direct answer.
 check_hits() {
-	local rep=$1 out direct cached explain
-	[[ -n $TRANSPARENT ]] || return 0
+	local rep=$1 out direct cached explain oc=()
+	[[ -n $SERVED ]] || return 0
 	local pk='SELECT abalance FROM pgbench_accounts WHERE aid = 42;'
 	local agg='SELECT bid, count(*), sum(abalance) FROM pgbench_accounts WHERE aid BETWEEN 7000 AND 7000+5000 GROUP BY bid;'
 	if has hot; then
-		out=$(outcome "$pk")
-		note "rep $rep: after warm-up, transparent PK aid=42 (simple) -> last_outcome() = $out"
+		out=$(outcomes "$pk")
+		note "rep $rep: after warm-up, $SERVED PK aid=42 (simple) -> last_outcome() = $out"
 		[[ $out == hit ]] || note "ANOMALY: expected a hit for the warmed PK key 42, got '$out'"
-		out=$(outcome "PREPARE p(int) AS ${PK_QUERY}" 'EXECUTE p(42)')
-		note "rep $rep: after warm-up, transparent PK aid=42 (PREPARE/EXECUTE) -> last_outcome() = $out"
-		[[ $out == hit ]] || note "ANOMALY: expected a hit for the warmed PK key 42 (prepared), got '$out'"
+		# The first EXECUTE is informative (whether the literal and the
+		# parameter form share a key); the second must be a hit.
+		read -r -a oc <<<"$(outcomes "PREPARE p(int) AS ${PK_QUERY}" 'EXECUTE p(42)' 'EXECUTE p(42)')"
+		note "rep $rep: after warm-up, $SERVED PK aid=42, SQL PREPARE then EXECUTE twice -> last_outcome() = ${oc[1]:-?}, ${oc[2]:-?}"
+		[[ ${oc[2]:-} == hit ]] || note "ANOMALY: expected a hit for the second EXECUTE of a prepared PK lookup, got '${oc[2]:-}'"
 	fi
 	if has agg; then
-		out=$(outcome "$agg")
-		note "rep $rep: after warm-up, transparent aggregate a=7000 -> last_outcome() = $out"
+		out=$(outcomes "$agg")
+		note "rep $rep: after warm-up, $SERVED aggregate a=7000 -> last_outcome() = $out"
 		[[ $out == hit ]] || note "ANOMALY: expected a hit for the warmed aggregate key 7000, got '$out'"
 		direct=$(psqlx -c "$agg" | sort | tr '\n' ' ')
-		cached=$(PGOPTIONS=$(variant_options transparent) psqlx -c "$agg" | sort | tr '\n' ' ')
+		cached=$(PGOPTIONS=$(variant_options "$SERVED") psqlx -c "$agg" | sort | tr '\n' ' ')
 		if [[ $direct == "$cached" ]]; then
-			note "rep $rep: transparent aggregate a=7000 equals the direct result ($direct)"
+			note "rep $rep: $SERVED aggregate a=7000 equals the direct result ($direct)"
 		else
-			note "ANOMALY: transparent aggregate a=7000 '$cached' differs from direct '$direct'"
+			note "ANOMALY: $SERVED aggregate a=7000 '$cached' differs from direct '$direct'"
 		fi
 	fi
 	if ((rep == 1)); then
-		explain=$(PGOPTIONS=$(variant_options transparent) psqlx -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $pk" | tr '\n' '|')
-		note "rep $rep: EXPLAIN ANALYZE of the PK statement, transparent: $explain"
+		explain=$(PGOPTIONS=$(variant_options "$SERVED") psqlx -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $pk" | tr '\n' '|')
+		note "rep $rep: EXPLAIN ANALYZE of the PK statement, $SERVED: $explain"
 		[[ $explain == *"Custom Scan (cachekit)"* ]] || note "ANOMALY: no Custom Scan (cachekit) node in the transparent plan of the PK statement"
 	fi
 }
@@ -335,7 +359,7 @@ stale_checks() {
 	for v in transparent pgpool pgpool_unseen; do
 		case $v in
 		transparent)
-			[[ -n $TRANSPARENT ]] || continue
+			[[ -n $SERVED ]] || continue
 			port=$PG_PORT wport=$PG_PORT
 			;;
 		pgpool) port=$PGPOOL_PORT wport=$PGPOOL_PORT ;;
@@ -360,13 +384,13 @@ SELECT abalance FROM pgbench_accounts WHERE aid = :aid \\gset r2_
 SQL
 		for mode in "${MODES[@]}"; do
 			read -r -a before <<<"$(ck_counters)"
-			out=$(PGOPTIONS=$(variant_options "$v") pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" -c 1 \
+			out=$(PGOPTIONS=$(variant_options "${v/#transparent/$SERVED}") pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" -c 1 \
 				-t "$CHECKS" -f "$script" postgres 2>&1 | tee "$LOGS/stale-$v-$mode.log" | grep '^check' || true)
 			read -r -a after <<<"$(ck_counters)"
 			n=$(echo "$out" | grep -c '^check' || true)
 			stale=$(echo "$out" | awk '$1 == "check" && $5 != $3 + 1' | wc -l)
 			if [[ $v == transparent ]]; then
-				note "stale check, transparent -M $mode: $stale stale of $n reads after a committed UPDATE on another connection (cachekit.caches during the check: $((after[0] - before[0])) hits of $((after[1] - before[1])) lookups)"
+				note "stale check, $SERVED -M $mode: $stale stale of $n reads after a committed UPDATE on another connection (cache counters during the check: $((after[0] - before[0])) hits of $((after[1] - before[1])) lookups)"
 				# Every second read should have been a hit; fewer hits and the
 				# third reads may not have had a cached entry to go stale.
 				if ((after[0] - before[0] < n)); then
@@ -381,7 +405,7 @@ SQL
 			if ((stale > 0)) && [[ $v != pgpool_unseen ]]; then
 				note "STALE: $v -M $mode returned a value older than a committed UPDATE $stale times ($(echo "$out" | awk '$1 == "check" && $5 != $3 + 1 { printf "aid %s: %s -> %s; ", $2, $3, $5 }'))"
 			fi
-			echo "$v,$mode,$n,$stale" >>"$WORK/stale.csv"
+			echo "${v/#transparent/$SERVED},$mode,$n,$stale" >>"$WORK/stale.csv"
 		done
 	done
 }
@@ -395,7 +419,7 @@ SQL
 	echo "settings: ${SECS}s per run, $REPS repetitions, clients ${CLIENTS[*]} (-j min(c,2)), modes ${MODES[*]}, scale $SCALE ($((SCALE * 100000)) accounts), hot set aid random(1, $HOT_KEYS), TPC-B $TPCB_CLIENTS clients"
 	echo "variants: ${VARIANTS[*]}; TPC-B: ${TPCB_VARIANTS[*]}; workloads: ${WORKLOADS[*]}"
 	echo "postgres: fsync and synchronous_commit on, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g')"
-	if [[ -n $TRANSPARENT ]]; then echo "registered shapes: $(psqlx -c 'SELECT string_agg(query, $$ | $$ ORDER BY query) FROM cachekit.caches')"; fi
+	if [[ -n $CACHES_VIEW ]]; then echo "registered shapes: $(psqlx -c 'SELECT string_agg(query, $$ | $$ ORDER BY query) FROM cachekit.caches')"; fi
 } >>"$NOTES"
 echo "variant,mode,checks,stale" >"$WORK/stale.csv"
 
@@ -415,7 +439,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	if has tpcb; then tpcb_workload "$rep"; fi
 done
 stale_checks
-if [[ -n $TRANSPARENT ]]; then
+if [[ -n $CACHES_VIEW ]]; then
 	note "cachekit.caches at the end: $(psqlx -F ' ' -c 'SELECT fingerprint, calls, hits, misses, bypasses, l1_hits FROM cachekit.caches ORDER BY query' | paste -sd ';' -)"
 fi
 

@@ -170,7 +170,7 @@ def main():
         out += ["", "Stale reads after an UPDATE committed on another connection (reader: one pgbench client reading",
                 "a hot key twice, then again after the UPDATE):"]
         for r in stale_rows:
-            what = {"transparent": "transparent",
+            what = {"transparent": "transparent (registered)", "transparent_all": "transparent (all)",
                     "pgpool": "pgpool, UPDATE through pgpool",
                     "pgpool_unseen": "pgpool, UPDATE straight to Postgres (stale by design)"}.get(r["variant"], r["variant"])
             out.append(f"  {what:54} -M {r['mode']:9} {r['stale']} stale of {r['checks']} checks")
@@ -198,7 +198,7 @@ def main():
         target(f"tpcb -M {mode} c{c}: overhead {fmt(100 * (1 - r), 1)}% (paired) <= {100 * TARGET_TPCB_OVERHEAD:.0f}%",
                r, 1 - r <= TARGET_TPCB_OVERHEAD)
     for r in stale_rows:
-        if r["variant"] == "transparent":
+        if r["variant"].startswith("transparent"):
             target(f"stale reads through the transparent path, -M {r['mode']}: {r['stale']} of {r['checks']}",
                    1, r["stale"] == "0" and r["checks"] != "0")
     if targets:
