@@ -17,6 +17,7 @@
 #   BENCH_VARIANTS      read variants, subset of "transparent direct pgpool transparent_all"
 #                       (default "transparent direct pgpool")
 #   BENCH_TPCB_CLIENTS  TPC-B clients (default 4)
+#   BENCH_TPCB_SECONDS  seconds per TPC-B run (default BENCH_SECONDS)
 #   BENCH_TPCB_VARIANTS subset of "off registered registered_pk" (default "off registered")
 #   BENCH_SCALE         pgbench scale (default 10 = 1M accounts)
 #   BENCH_HOT_KEYS      hot set of the "hot" workload: aid random(1, N) (default 1000)
@@ -52,6 +53,7 @@ read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-hot agg select tpcb}"
 read -r -a VARIANTS <<<"${BENCH_VARIANTS:-transparent direct pgpool}"
 read -r -a TPCB_VARIANTS <<<"${BENCH_TPCB_VARIANTS:-off registered}"
 TPCB_CLIENTS=${BENCH_TPCB_CLIENTS:-4}
+TPCB_SECS=${BENCH_TPCB_SECONDS:-$SECS}
 SCALE=${BENCH_SCALE:-10}
 HOT_KEYS=${BENCH_HOT_KEYS:-1000}
 CHECKS=${BENCH_CHECKS:-20}
@@ -70,6 +72,7 @@ has() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
 
 [[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || die "BENCH_SECONDS must be a positive integer"
 [[ $REPS =~ ^[0-9]+$ && $REPS -gt 0 ]] || die "REPS must be a positive integer"
+[[ $TPCB_SECS =~ ^[0-9]+$ && $TPCB_SECS -gt 0 ]] || die "BENCH_TPCB_SECONDS must be a positive integer"
 [[ $HOT_KEYS =~ ^[0-9]+$ && $HOT_KEYS -gt 0 ]] || die "BENCH_HOT_KEYS must be a positive integer"
 [[ $CHECKS =~ ^[0-9]+$ ]] || die "BENCH_CHECKS must be a non-negative integer"
 for w in "${WORKLOADS[@]}"; do
@@ -187,7 +190,7 @@ run_one() {
 		read -r -a before <<<"$(ck_counters)"
 	fi
 	PGOPTIONS=$(variant_options "$variant") pgbench -n -h 127.0.0.1 -p "$port" -U postgres -M "$mode" \
-		-c "$c" -j "$j" -T "$SECS" -D pk_keys="$HOT_KEYS" "$@" postgres >"$logf" 2>&1 || rc=$?
+		-c "$c" -j "$j" -T "$([[ $wl == tpcb ]] && echo "$TPCB_SECS" || echo "$SECS")" -D pk_keys="$HOT_KEYS" "$@" postgres >"$logf" 2>&1 || rc=$?
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | tail -n 1)
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logf" | tail -n 1)
 	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$logf" | tail -n 1)
@@ -324,8 +327,8 @@ tpcb_workload() {
 	if ((rep == 1)); then
 		# Unmeasured: the first writes to each page after the checkpoint
 		# write full-page images; get them out of the way.
-		log "TPC-B warm-up (${SECS}s, not measured)"
-		pgbench -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$TPCB_CLIENTS" -j 2 -T "$SECS" -b tpcb-like postgres \
+		log "TPC-B warm-up (${TPCB_SECS}s, not measured)"
+		pgbench -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$TPCB_CLIENTS" -j 2 -T "$TPCB_SECS" -b tpcb-like postgres \
 			>"$LOGS/tpcb-warmup.log" 2>&1 || note "ANOMALY: TPC-B warm-up failed: $(tail -n 2 "$LOGS/tpcb-warmup.log" | tr '\n' ' ')"
 	fi
 	for mode in "${MODES[@]}"; do
@@ -416,7 +419,7 @@ SQL
 	# What the server actually loaded (preloaded at start: later installs do not change it).
 	bench_library_line
 	echo "host: $(nproc) cores, $(uname -r); $(psqlx -c 'SELECT version()' | cut -d, -f1); $("$PGPOOL" --version 2>&1)"
-	echo "settings: ${SECS}s per run, $REPS repetitions, clients ${CLIENTS[*]} (-j min(c,2)), modes ${MODES[*]}, scale $SCALE ($((SCALE * 100000)) accounts), hot set aid random(1, $HOT_KEYS), TPC-B $TPCB_CLIENTS clients"
+	echo "settings: ${SECS}s per run, $REPS repetitions, clients ${CLIENTS[*]} (-j min(c,2)), modes ${MODES[*]}, scale $SCALE ($((SCALE * 100000)) accounts), hot set aid random(1, $HOT_KEYS), TPC-B $TPCB_CLIENTS clients ${TPCB_SECS}s per run"
 	echo "variants: ${VARIANTS[*]}; TPC-B: ${TPCB_VARIANTS[*]}; workloads: ${WORKLOADS[*]}"
 	echo "postgres: fsync and synchronous_commit on, $(echo "$SANDBOX_CONF" | paste -sd, - | sed 's/,/, /g')"
 	if [[ -n $CACHES_VIEW ]]; then echo "registered shapes: $(psqlx -c 'SELECT string_agg(query, $$ | $$ ORDER BY query) FROM cachekit.caches')"; fi
