@@ -438,7 +438,9 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	# Last of the reads: its misses over the whole table store entries that
 	# may push the hot keys out of L1.
 	if has select; then read_workload "$rep" select; fi
-	note "rep $rep: pgpool SHOW POOL_CACHE after the read workloads: $(pgpoolx -F ' ' -c 'SHOW POOL_CACHE' | awk '{ printf "num_cache_hits=%s num_selects(misses)=%s cache_hit_ratio=%s num_cache_entries=%s", $1, $2, $3, $6 }')"
+	if has hot || has agg || has select; then
+		note "rep $rep: pgpool SHOW POOL_CACHE after the read workloads: $(pgpoolx -F ' ' -c 'SHOW POOL_CACHE' | awk '{ printf "num_cache_hits=%s num_selects(misses)=%s cache_hit_ratio=%s num_cache_entries=%s", $1, $2, $3, $6 }')"
+	fi
 	if has tpcb; then tpcb_workload "$rep"; fi
 done
 stale_checks
