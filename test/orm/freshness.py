@@ -20,6 +20,8 @@ Phases:
              sees it (a bypass), and a rolled-back write leaves no trace;
   cursors    yield_per (psycopg2 named cursor) and a raw named cursor with
              several fetch sizes, across a write;
+  concurrent readers racing a writer's commits: no read older than a commit
+             that finished before it started, none newer than one begun;
   registered transparent = registered with one ORM statement registered by
              create_cache: it hits (other constants too), nothing else is
              cached.
@@ -34,6 +36,7 @@ import argparse
 import datetime
 import random
 import sys
+import threading
 from decimal import Decimal
 
 from sqlalchemy import create_engine, event, select, text, update
@@ -348,6 +351,71 @@ def phase_cursors(app, truth, writer, checker, stats):
     return d
 
 
+def phase_concurrent(app, writer, checker, stats, increments=300, readers=3):
+    """Reads racing commits. The writer only ever raises product 1's stock by
+    one, so each value names the commit that made it: a read must return at
+    least the value committed before it started (not stale) and at most the
+    value being written when it ended (not phantom)."""
+    lock = threading.Lock()
+    state = {"committed": None, "writing": None, "done": False}
+    errors = []
+    with Session(app) as s:
+        state["committed"] = state["writing"] = s.get(shop.Product, 1).stock
+
+    def write():
+        try:
+            for _ in range(increments):
+                with Session(writer) as s, s.begin():
+                    p = s.get(shop.Product, 1)
+                    with lock:
+                        state["writing"] = p.stock + 1
+                    p.stock += 1
+                with lock:
+                    state["committed"] = state["writing"]
+        finally:
+            state["done"] = True
+
+    def by_pk(s):
+        return s.get(shop.Product, 1).stock
+
+    def by_filter(s):
+        return s.scalar(select(shop.Product.stock).filter_by(sku="SKU-0001"))
+
+    counts = {"reads": 0}
+
+    def read():
+        fns = [by_pk, by_filter]
+        i = 0
+        while not state["done"] and not errors:
+            with lock:
+                low = state["committed"]
+            fn = fns[i % 2]
+            i += 1
+            with Session(app) as s:
+                v = fn(s)
+            with lock:
+                high = state["writing"]
+                counts["reads"] += 1
+            if not low <= v <= high:
+                errors.append(f"{fn.__name__}: read {v}, committed before the read {low}, "
+                              f"being written after it {high}")
+
+    before = stats.snapshot()
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    d = Stats.delta(before, stats.snapshot())
+    hits, misses, bypassed, _ = Stats.totals(d)
+    checker.checks += counts["reads"]
+    print(f"# concurrent: {counts['reads']} reads racing {increments} commits: "
+          f"hits {hits}, misses {misses}, bypassed {bypassed}")
+    for e in errors:
+        checker.stale.append(e)
+        print(f"not ok - STALE or phantom read under concurrent commits: {e}")
+
+
 def phase_registered(args, admin, writer, checker, stats):
     reg = engine_for(args.db, user=args.app_role, transparent="registered")
     capture = Capture(reg)
@@ -392,7 +460,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=24)
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--break", dest="break_mode", choices=["stale"])
-    ap.add_argument("--phases", default="rounds,steady,own-write,cursors,registered")
+    ap.add_argument("--phases", default="rounds,steady,own-write,cursors,concurrent,registered")
     args = ap.parse_args()
     phases = args.phases.split(",")
 
@@ -424,6 +492,8 @@ def main():
             phase_own_write(app, truth, checker, stats, args.transparent)
         if "cursors" in phases:
             phase_cursors(app, truth, writer, checker, stats)
+        if "concurrent" in phases:
+            phase_concurrent(app, writer, checker, stats)
         if "registered" in phases and args.transparent != "off":
             phase_registered(args, admin, writer, checker, stats)
     except Failed as e:
