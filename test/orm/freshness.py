@@ -59,18 +59,27 @@ def engine_for(db, user=None, transparent=None):
 
 
 class Capture:
-    """The SQL an engine sends, as the server receives it: psycopg2 binds
-    parameters on the client, so mogrify gives the exact text."""
+    """The SQL an engine sends, as the server receives it (psycopg2 binds
+    parameters on the client, so mogrify gives the exact text), and with
+    outcomes=True the cache's decision for each statement, asked on the same
+    connection right after it (cachekit.last_outcome(); a SELECT that reads
+    no table is never served, so asking does not change the answer)."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, outcomes=False):
         self.statements = []
-        event.listen(engine, "before_cursor_execute", self._before)
+        self.outcomes = outcomes
+        event.listen(engine, "after_cursor_execute", self._after)
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany):
-        if executemany or not parameters:
-            self.statements.append(statement)
-        else:
-            self.statements.append(cursor.mogrify(statement, parameters).decode())
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        if not executemany and parameters:
+            statement = cursor.mogrify(statement, parameters).decode()
+        outcome = None
+        # A named (server-side) cursor has only been declared at this point.
+        if self.outcomes and not executemany and getattr(cursor, "name", None) is None:
+            with cursor.connection.cursor() as c:
+                c.execute("SELECT cachekit.last_outcome()")
+                outcome = c.fetchone()[0]
+        self.statements.append((statement, outcome))
 
     def take(self):
         out, self.statements = self.statements, []
@@ -120,6 +129,8 @@ class Checker:
         self.checks = 0
         self.stale = []
         self.previous_truth = {}
+        # read name -> outcome class (hit, miss, bypass:..., none) -> count
+        self.outcomes = {}
 
     def check_all(self, after, times=2):
         """Every read, `times` times through the cache, against the truth."""
@@ -133,8 +144,16 @@ class Checker:
                 for i in range(times):
                     self.capture.take()
                     got = shop.run_read(self.app, fn, arg)
+                    statements = self.capture.take()
+                    self.count(name, statements)
                     self.compare(f"{name}({arg!r}) read {i + 1} after {after}", expected, got,
-                                 self.capture.take())
+                                 statements)
+
+    def count(self, name, statements):
+        per = self.outcomes.setdefault(name, {})
+        for _, outcome in statements:
+            key = outcome or "none"
+            per[key] = per.get(key, 0) + 1
 
     def compare(self, what, expected, got, statements):
         self.checks += 1
@@ -142,8 +161,8 @@ class Checker:
             return
         self.stale.append(what)
         print(f"not ok - STALE read: {what}")
-        for st in statements:
-            print(f"#   statement: {' '.join(st.split())}")
+        for st, outcome in statements:
+            print(f"#   statement ({outcome or 'outcome unknown'}): {' '.join(st.split())}")
         print(f"#   through the cache: {got!r}")
         print(f"#   direct (truth):    {expected!r}")
 
@@ -277,8 +296,8 @@ def phase_own_write(app, truth, checker, stats, mode):
             if got[0] != (p.sku, Decimal("0.01")):
                 checker.stale.append("own write")
                 print(f"not ok - own write not seen in its transaction: {got!r}")
-                for st in statements:
-                    print(f"#   statement: {' '.join(st.split())}")
+                for st, outcome in statements:
+                    print(f"#   statement ({outcome}): {' '.join(st.split())}")
             if mode != "off":
                 s.execute(text("SET LOCAL cachekit.transparent = off"))
                 direct = read(s, 0)
@@ -418,11 +437,11 @@ def phase_concurrent(app, writer, checker, stats, increments=300, readers=3):
 
 def phase_registered(args, admin, writer, checker, stats):
     reg = engine_for(args.db, user=args.app_role, transparent="registered")
-    capture = Capture(reg)
+    capture = Capture(reg, checker.capture.outcomes)
     checker_reg = Checker(reg, checker.truth, capture, args.break_mode)
     checker_reg.previous_truth = checker.previous_truth
     shop.run_read(reg, shop.orders_of_customer, 1)
-    (statement,) = capture.take()
+    ((statement, _),) = capture.take()
     with admin.begin() as c:
         fp = c.scalar(text("SELECT cachekit.create_cache(:q)"), {"q": statement})
     print(f"# registered {fp}: {' '.join(statement.split())}")
@@ -479,7 +498,10 @@ def main():
             if got != (args.transparent, "off"):
                 print(f"not ok - cachekit.transparent (app, truth) = {got}")
                 return 1
-    checker = Checker(app, truth, Capture(app), args.break_mode)
+    with admin.connect() as c:
+        outcomes = off is not None and c.scalar(
+            text("SELECT to_regprocedure('cachekit.last_outcome()') IS NOT NULL"))
+    checker = Checker(app, truth, Capture(app, outcomes), args.break_mode)
     stats = Stats(admin)
     rng = random.Random(args.seed)
     start = stats.snapshot()
@@ -509,6 +531,17 @@ def main():
     print(f"# totals: hits {hits} (l1 {l1}), misses {misses}, bypassed {bypassed}; "
           f"freshness checks {checker.checks}, stale reads {len(checker.stale)}")
     rc = 0
+    if checker.outcomes and checker.capture.outcomes:
+        print("# outcomes per read (cachekit.last_outcome() after each statement):")
+        for name, per in checker.outcomes.items():
+            print(f"#   {name:26} " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))
+        if args.transparent == "all":
+            never = [n for n, per in checker.outcomes.items() if not per.get("hit")]
+            if never:
+                print(f"not ok - reads never served from the cache: {', '.join(never)}")
+                rc = 1
+            else:
+                print(f"ok - every one of the {len(checker.outcomes)} kinds of read was served from the cache")
     if checker.stale:
         print(f"not ok - {len(checker.stale)} stale reads out of {checker.checks} checks")
         rc = 1
