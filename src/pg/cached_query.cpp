@@ -26,6 +26,7 @@
 #include "core/keys.h"
 #include "core/row_codec.h"
 #include "pg/boundary.h"
+#include "pg/cache_lookup.h"
 #include "pg/datum.h"
 #include "pg/generations.h"
 #include "pg/guc.h"
@@ -62,36 +63,6 @@ using namespace cachekit;
 using namespace cachekit::pg;
 
 namespace {
-
-// Settings that change what a query returns or how its values print.
-const char *const kOutputSettings[] = {
-    "TimeZone",
-    "DateStyle",
-    "IntervalStyle",
-    "extra_float_digits",
-    "bytea_output",
-    "lc_monetary",
-    "lc_numeric",
-    "lc_time",
-    "standard_conforming_strings",
-    "row_security",
-    "default_text_search_config",
-    "xmlbinary",
-    "xmloption",
-    "transform_null_equals",
-    "search_path",
-};
-
-std::string last_outcome = "none";
-
-// Releases the key's lease when the call ends, however it ends (the store
-// done, an error, a bypass): waiters then look in Redis or run it themselves.
-struct LeaseGuard {
-  bool held = false;
-  ~LeaseGuard() {
-    if (held) release_lease();
-  }
-};
 
 struct CallArgs {
   std::string query;
@@ -159,111 +130,6 @@ void read_args(FunctionCallInfo fcinfo, CallArgs &out) {
   }
 }
 
-// For the tests of the races: wait on an advisory lock at a named point.
-void debug_pause(int point) {
-  if (settings.debug_pause_lock == 0 || settings.debug_pause_at != point) return;
-  int64 key = settings.debug_pause_lock;
-  pg_call([&] {
-    DirectFunctionCall1(pg_advisory_lock_int8, Int64GetDatum(key));
-    DirectFunctionCall1(pg_advisory_unlock_int8, Int64GetDatum(key));
-  });
-}
-
-// The built-in settings' records, found once: GetConfigOption's search by
-// name, fifteen times per call, was a visible part of a hit. Built-in
-// records are static and never replaced (custom ones are, when their
-// extension defines them: those are looked up by name every time).
-struct config_generic *output_records[std::size(kOutputSettings)];
-bool output_records_found = false;
-
-// GetConfigOption's formatting, for a record in hand.
-const char *setting_text(struct config_generic *record, char *buffer, size_t size) {
-  switch (record->vartype) {
-    case PGC_BOOL:
-      return *reinterpret_cast<struct config_bool *>(record)->variable ? "on" : "off";
-    case PGC_INT:
-      snprintf(buffer, size, "%d", *reinterpret_cast<struct config_int *>(record)->variable);
-      return buffer;
-    case PGC_REAL:
-      snprintf(buffer, size, "%g", *reinterpret_cast<struct config_real *>(record)->variable);
-      return buffer;
-    case PGC_STRING:
-      return *reinterpret_cast<struct config_string *>(record)->variable;
-    case PGC_ENUM: {
-      auto *e = reinterpret_cast<struct config_enum *>(record);
-      return pg_call([&] { return config_enum_lookup_by_value(e, *e->variable); });
-    }
-  }
-  return nullptr;
-}
-
-void find_output_records() {
-  if (output_records_found) return;
-  struct config_generic **vars = get_guc_variables();
-  int n = GetNumConfigOptions();
-  for (size_t k = 0; k < std::size(kOutputSettings); ++k) {
-    output_records[k] = nullptr;
-    for (int i = 0; i < n; ++i)
-      if (pg_strcasecmp(vars[i]->name, kOutputSettings[k]) == 0) output_records[k] = vars[i];
-    if (!output_records[k])
-      throw Error(sqlstate::kInternalError, "setting not found",
-                  std::string("The built-in setting ") + kOutputSettings[k] + " does not exist.");
-  }
-  output_records_found = true;
-}
-
-void add_settings(KeyMaterial &km, bool row_security) {
-  find_output_records();
-  char buffer[64];
-  for (size_t k = 0; k < std::size(kOutputSettings); ++k) {
-    const char *name = kOutputSettings[k];
-    const char *v = setting_text(output_records[k], buffer, sizeof(buffer));
-    km.add('o', name);
-    if (v)
-      km.add('v', v);
-    else
-      km.add_null('v');
-  }
-  // Row-level security policies often read custom settings
-  // (current_setting('app.tenant_id')), and so may the query itself: then
-  // every custom setting counts.
-  if (row_security) {
-    struct config_generic **vars = get_guc_variables();
-    int n = GetNumConfigOptions();
-    for (int i = 0; i < n; ++i) {
-      const char *name = vars[i]->name;
-      if (strchr(name, '.') == nullptr || strncmp(name, "cachekit.", 9) == 0) continue;
-      const char *v = pg_call([&] { return GetConfigOption(name, true, false); });
-      km.add('c', name);
-      if (v)
-        km.add('v', v);
-      else
-        km.add_null('v');
-    }
-  }
-  if (settings.key_settings && settings.key_settings[0] != '\0') {
-    std::string list = settings.key_settings;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t comma = list.find(',', start);
-      std::string name =
-          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      name.erase(0, name.find_first_not_of(" \t"));
-      name.erase(name.find_last_not_of(" \t") + 1);
-      if (!name.empty()) {
-        const char *v = pg_call([&] { return GetConfigOption(name.c_str(), true, false); });
-        km.add('k', name);
-        if (v)
-          km.add('v', v);
-        else
-          km.add_null('v');
-      }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-}
-
 struct ParamValues {
   std::vector<Datum> values;
   std::string nulls;  // SPI convention: 'n' null, ' ' not null
@@ -296,30 +162,6 @@ ParamValues convert_params(const PreparedQuery &q, const CallArgs &args) {
   }
   return pv;
 }
-
-int requested_ttl(const CallArgs &args) {
-  if (args.ttl) return *args.ttl;
-  if (!args.ns.empty()) {
-    int ttl = pg_call([&] {
-      Datum arg = CStringGetTextDatum(args.ns.c_str());
-      Oid argtype = TEXTOID;
-      int ret =
-          SPI_execute_with_args("SELECT ttl FROM cachekit.namespace_ttls WHERE namespace = $1", 1,
-                                &argtype, &arg, nullptr, true, 1);
-      if (ret != SPI_OK_SELECT || SPI_processed == 0) return 0;
-      bool isnull = false;
-      Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-      return isnull ? 0 : DatumGetInt32(d);
-    });
-    if (ttl > 0) return ttl;
-  }
-  return settings.default_ttl;
-}
-
-// Capped by cachekit.max_ttl: any caller chooses the ttl, and how long an
-// entry may live (in Redis memory, and past whatever Redis did not hear of)
-// is the DBA's to bound.
-int ttl_for(const CallArgs &args) { return std::min(requested_ttl(args), settings.max_ttl); }
 
 void check_result_types(const std::vector<Oid> &have, TupleDesc expected) {
   if (static_cast<int>(have.size()) != expected->natts)
@@ -384,32 +226,6 @@ bool replay(const std::string &stored, const std::vector<Oid> &types, Tuplestore
   return !dec->corrupt();
 }
 
-// Prepared transactions left from before a restart were never seen by this
-// server's PREPARE callback: register them all as in doubt (coarse: the whole
-// database, never late).
-// False when they do not all fit (they always should, see generations.h):
-// the caller then bypasses the cache and the next call scans again.
-bool register_prepared_after_restart() {
-  std::vector<TransactionId> xids;
-  pg_call([&] {
-    int ret = SPI_execute(
-        "SELECT transaction FROM pg_catalog.pg_prepared_xacts "
-        "WHERE database = pg_catalog.current_database()",
-        true, 0);
-    if (ret != SPI_OK_SELECT)
-      ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not read pg_prepared_xacts")));
-  });
-  for (uint64 i = 0; i < SPI_processed; ++i) {
-    bool isnull = false;
-    Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-    if (!isnull) xids.push_back(DatumGetTransactionId(d));
-  }
-  for (TransactionId xid : xids)
-    if (!pg_call([&] { return register_in_doubt(MyDatabaseId, xid); })) return false;
-  prepared_scan_done(MyDatabaseId);
-  return true;
-}
-
 enum class Mode { kRows, kJson };
 
 Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
@@ -460,158 +276,41 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     if (mode == Mode::kRows) check_result_types(q.result_types, out_desc);
     check_param_count(q, args);
 
-    // Should this call use the cache at all?
-    QueryCall call{Outcome::kMiss, Bypass::kCount, 0, 0, 0, 0};
-    bool use_cache = true;
-    auto bypass = [&](Bypass why) {
-      use_cache = false;
-      call.outcome = Outcome::kBypass;
-      call.bypass = why;
-    };
-    if (q.uncacheable) {
-      if (settings.uncacheable == kUncacheableError)
-        throw Error(sqlstate::kFeatureNotSupported, q.reason, q.detail, q.hint);
-      bypass(Bypass::kUncacheable);
-    } else if (RecoveryInProgress()) {
-      bypass(Bypass::kHotStandby);
-    } else if (IsolationUsesXactSnapshot()) {
-      bypass(Bypass::kIsolationLevel);
-    } else {
-      // (changed_in_transaction also answers true after invalidate_all().)
-      bool wrote = changed_in_transaction(InvalidOid);
-      for (Oid d : q.deps) wrote = wrote || changed_in_transaction(d);
-      if (wrote) bypass(Bypass::kWriteInTransaction);
-      if (use_cache && prepared_scan_needed(MyDatabaseId)) {
-        need_spi();
-        if (!register_prepared_after_restart()) bypass(Bypass::kPreparedTransaction);
-      }
-      if (use_cache && pg_call([] { return database_in_doubt(MyDatabaseId); }))
-        bypass(Bypass::kPreparedTransaction);
-    }
-
-    // The generations, read before the query's snapshot exists.
-    std::string key;
-    KeyMaterial gens;
-    clear_last_dependencies();
-    if (use_cache) {
-      KeyMaterial km;
-      km.add_u64('S', GetSystemIdentifier());
-      km.add_u64('D', MyDatabaseId);
-      km.add_u64('E', server_epoch());
-      km.add('A', q.analysed_digest);
-      km.add_u64('U', GetUserId());
-      if (q.reads_session_user) km.add_u64('L', GetSessionUserId());
-      km.add('N', args.ns);
-      for (size_t i = 0; i < args.params.size(); ++i) {
-        km.add_u64('T', q.param_types[i]);
-        if (args.params[i])
-          km.add('P', *args.params[i]);
-        else
-          km.add_null('P');
-      }
-      Generation db = read_generation(MyDatabaseId, InvalidOid);
-      gens.add_u64('d', db.value);
-      gens.add_u64('o', db.overflow ? 1 : 0);
-      // Per dependency the table generation, or for a table watched by a
-      // column whose values the query fixes, its structural generation and
-      // the counters of those values' buckets (value_plan.h).
-      call.scope = add_dependency_generations(q, args.params, gens) ? 'v' : 't';
-      km.add('G', gens.bytes());
-      add_settings(km, q.row_security || q.reads_settings);
-      key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));
-      call.generations_digest = std::hash<std::string>{}(gens.bytes());
-    }
+    // Should this call use the cache at all? Then the generations, read
+    // before the query's snapshot exists, and the key.
+    CacheCall c;
+    check_bypasses(c, q, need_spi);
+    build_query_key(c, q, args.params, args.ns);
     debug_pause(kPauseAfterGenerations);
 
     // A hit serves rows the executor would only give a caller who may read
     // them: check now what it would check (a miss runs the executor).
-    if (use_cache) check_privileges(q);
+    if (c.use_cache) check_privileges(q);
 
-    // Hit?
     Datum json_result = 0;
     bool json_null = true;
     std::string json_hit;  // built into a Datum after SPI_finish (SPI memory goes away)
     // A stored result, served as a hit; false when it does not decode.
-    auto serve = [&](const std::string &stored) {
-      bool ok = false;
+    look_up(c, [&](const std::string &stored) {
       if (mode == Mode::kRows) {
         uint64_t rows = 0;
         // A partly replayed result must not be mixed with a fresh one.
-        ok = replay(stored, q.result_types, store, out_desc, rows);
+        bool ok = replay(stored, q.result_types, store, out_desc, rows);
         if (!ok) pg_call([&] { tuplestore_clear(store); });
-        call.rows = rows;
-      } else {
-        auto dec = RowDecoder::open(stored);
-        if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
-            dec->next_row() && dec->column(0)) {
-          json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
-          ok = true;
-          call.rows = 1;
-        }
+        c.call.rows = rows;
+        return ok;
       }
-      if (ok) {
-        call.outcome = Outcome::kHit;
-        call.bytes = stored.size();
-      }
-      return ok;
-    };
-    // L1 first: its entry under this key is as fresh as Redis' (l1_cache.h),
-    // also while Redis is down.
-    const bool l1_on = use_cache && l1_active();
-    auto serve_l1 = [&] {
-      std::string value;
-      if (!l1_lookup(key, value) || !serve(value)) return false;
-      call.l1_hit = true;
-      return true;
-    };
-    // Redis: false when it is unavailable. A hit fills L1 for the time the
-    // Redis entry has left, so that L1 never keeps it longer.
-    auto serve_redis = [&] {
-      if (!l1_on) {
-        auto reply = run(RedisTarget::kCache, {"GET", key});
-        if (!reply) return false;
-        check_reply(*reply);
-        if (!reply->is_nil()) serve(reply->str);
+      auto dec = RowDecoder::open(stored);
+      if (dec && dec->column_types().size() == 1 && dec->column_types()[0] == JSONBOID &&
+          dec->next_row() && dec->column(0)) {
+        json_hit.assign(dec->column(0)->data(), dec->column(0)->size());
+        c.call.rows = 1;
         return true;
       }
-      const int64_t sent = l1_clock_ms();
-      auto replies = run_pipeline(RedisTarget::kCache, {{"GET", key}, {"PTTL", key}});
-      if (!replies) return false;
-      const RedisReply &value = (*replies)[0];
-      check_reply(value);
-      // PTTL: -2 gone since the GET, -1 no expiry (not set by cached_query).
-      // An error (a Redis ACL allowing GET and SET only) leaves L1 unfilled:
-      // it must not fail a call that Redis answered.
-      const RedisReply &remaining = (*replies)[1];
-      const long long pttl = remaining.is_error() ? -2 : remaining.integer;
-      const int64_t ttl_ms = pttl == -1 ? int64_t{settings.max_ttl} * 1000 : pttl;
-      if (!value.is_nil() && serve(value.str) && ttl_ms > 0)
-        l1_store(key, value.str, sent + ttl_ms);
-      return true;
-    };
-    if (l1_on) serve_l1();
-    if (use_cache && call.outcome != Outcome::kHit && !serve_redis())
-      bypass(Bypass::kRedisUnavailable);
-
-    // A miss while another session runs the same key: wait for its result
-    // (bounded), then look again; otherwise this call runs the query and
-    // holds the key's lease until it has stored the result (leases.h).
-    LeaseGuard lease;
-    if (use_cache && call.outcome == Outcome::kMiss && settings.coalesce_wait_ms > 0) {
-      LeaseOutcome lo = take_lease(key);
-      if (lo == LeaseOutcome::kOwner) {
-        lease.held = true;
-      } else if (lo == LeaseOutcome::kWait) {
-        const int wait_ms = settings.coalesce_wait_ms;
-        const char *k = key.c_str();
-        // No C++ objects in the frame a query cancel would longjmp over.
-        bool released = pg_call([&] { return wait_for_lease(k, wait_ms); });
-        if (released) {
-          if ((l1_on && serve_l1()) || (serve_redis() && call.outcome == Outcome::kHit))
-            count_coalesced();
-        }
-      }
-    }
+      return false;
+    });
+    QueryCall &call = c.call;
+    const bool use_cache = c.use_cache;
 
     // Miss or bypass: run it.
     if (call.outcome != Outcome::kHit) {
@@ -630,11 +329,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       if (mode == Mode::kRows) check_result_types(types, out_desc);
       RowEncoder enc(types);
       bool too_large = false;
-      std::vector<Oid> output(desc->natts);
-      for (int i = 0; i < desc->natts; ++i) {
-        bool varlena;
-        pg_call([&] { getTypeOutputInfo(types[i], &output[i], &varlena); });
-      }
+      const std::vector<Oid> output = output_functions(types);
       for (uint64 r = 0; r < nrows; ++r) {
         HeapTuple tup = tuptable->vals[r];
         if (mode == Mode::kRows) pg_call([&] { tuplestore_puttuple(store, tup); });
@@ -663,22 +358,15 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
         }
       }
       if (use_cache && too_large) {
-        bypass(Bypass::kTooLarge);
+        c.bypass(Bypass::kTooLarge);
       } else if (use_cache && plan_invalidations() != invalidations_before) {
         // The key (analysed query, dependencies) came from the plan prepared
         // before; the rows maybe from a new one (a view now reading another
         // table). Stored, they could be hit by a key that misses the new
         // table's generation.
-        bypass(Bypass::kPlanChanged);
+        c.bypass(Bypass::kPlanChanged);
       } else if (use_cache) {
-        std::string value = enc.finish();
-        call.bytes = value.size();
-        debug_pause(kPauseBeforeStore);
-        const int ttl = ttl_for(args);
-        const int64_t sent = l1_clock_ms();
-        auto reply = run(RedisTarget::kCache, {"SET", key, value, "EX", std::to_string(ttl)});
-        if (reply) check_reply(*reply);
-        if (l1_on) l1_store(key, value, sent + int64_t{ttl} * 1000);
+        store_result(c, enc.finish(), result_ttl(args.ttl, args.ns));
       }
     }
 
@@ -686,10 +374,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
     call.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
                   .count();
     record_query_call(q.fingerprint, args.ns, shown_query, call);
-    last_outcome = call.outcome == Outcome::kHit ? "hit"
-                   : call.outcome == Outcome::kMiss
-                       ? "miss"
-                       : std::string("bypass:") + bypass_name(call.bypass);
+    last_outcome = outcome_text(call);
     if (mode == Mode::kJson) {
       if (call.outcome == Outcome::kHit) return jsonb_datum(json_hit);
       if (json_null) PG_RETURN_NULL();

@@ -55,6 +55,7 @@ ExtensionObjects find_extension_objects() {
   o.cdn_queue = member_table(o.extension, schema, "_cdn_queue");
   o.cdn_batches = member_table(o.extension, schema, "_cdn_batches");
   o.cdn_providers = member_table(o.extension, schema, "_cdn_providers");
+  o.caches = member_table(o.extension, schema, "_caches");
   return o;
 }
 

@@ -22,6 +22,7 @@ struct ExtensionObjects {
   Oid cdn_queue = InvalidOid;      // cachekit._cdn_queue
   Oid cdn_batches = InvalidOid;    // cachekit._cdn_batches
   Oid cdn_providers = InvalidOid;  // cachekit._cdn_providers
+  Oid caches = InvalidOid;         // cachekit._caches (transparent caching's registry)
 };
 
 // Looks pg_cachekit up in this database (inside a transaction). Tables that

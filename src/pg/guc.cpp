@@ -18,6 +18,7 @@
 extern "C" {
 #include "postgres.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
 }
 
 namespace cachekit::pg {
@@ -153,6 +154,20 @@ const struct config_enum_entry uncacheable_options[] = {
     {"bypass", kUncacheableBypass, false},
     {nullptr, 0, false},
 };
+
+const struct config_enum_entry transparent_options[] = {
+    {"off", kTransparentOff, false},
+    {"registered", kTransparentRegistered, false},
+    {"all", kTransparentAll, false},
+    {nullptr, 0, false},
+};
+
+// A cached plan was made under the old mode: wrapped in the cache node or
+// not (transparent_plan.cpp). Forget this backend's plans, as a changed
+// search_path does, so that prepared statements follow the new mode.
+void assign_transparent(int newval, void *) {
+  if (newval != settings.transparent) ResetPlanCache();
+}
 
 const struct config_enum_entry pause_options[] = {
     {"none", kPauseNone, false},
@@ -302,6 +317,19 @@ void define_settings(bool preloading) {
       PGC_USERSET,
       0,
       nullptr, nullptr, nullptr);
+
+  DefineCustomEnumVariable(
+      "cachekit.transparent",
+      "Serves the application's own SELECT statements from the cache: off, registered, or all.",
+      "registered: statements of a shape registered with cachekit.create_cache(); all: every "
+      "cacheable SELECT that reads only watched tables. Served statements keep cached_query's "
+      "guarantee (never stale after a commit) and its bypasses. Needs shared_preload_libraries.",
+      &settings.transparent,
+      kTransparentOff,
+      transparent_options,
+      PGC_USERSET,
+      0,
+      nullptr, assign_transparent, nullptr);
 
   // Sizes shared memory: only while the postmaster loads the library.
   if (preloading) {

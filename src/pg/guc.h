@@ -82,6 +82,8 @@ struct Settings {
   // Plan `SELECT * FROM cachekit.cached_query(...) AS r(...)` without the
   // planner (call_plan.cpp).
   bool call_plan = true;
+  // Transparent caching of the application's own SELECTs (TransparentMode).
+  int transparent = 0;
   // L1 tier (l1_cache.h): its shared memory in kB (0: none), whether this
   // session uses it, and the largest entry (key + value bytes).
   int l1_size_kb = 65536;
@@ -95,6 +97,8 @@ struct Settings {
 };
 
 enum CdnHttpMethod { kCdnPurge, kCdnBan };
+
+enum TransparentMode { kTransparentOff, kTransparentRegistered, kTransparentAll };
 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
 

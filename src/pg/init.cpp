@@ -7,6 +7,7 @@
 #include "pg/query_plan.h"
 #include "pg/shmem.h"
 #include "pg/task_common.h"
+#include "pg/transparent_plan.h"
 #include "worker/launcher.h"
 
 extern "C" {
@@ -29,6 +30,9 @@ extern "C" void _PG_init(void) {
   cachekit::pg::install_utility_hook();
   cachekit::pg::install_task_callbacks();
   cachekit::pg::install_call_planner();
+  // After the call planner: the transparent hook is called first.
+  cachekit::pg::install_transparent_planner();
+  cachekit::pg::install_transparent_executor();
   if (process_shared_preload_libraries_in_progress) {
     cachekit::pg::install_shmem_hooks();
     cachekit::pg::register_launcher();

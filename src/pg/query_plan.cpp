@@ -468,14 +468,8 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
   q.analysed_digest = sha256_hex(analysed);
   CachedPlan *cplan = pg_call([&] { return SPI_plan_get_cached_plan(q.plan); });
   const PlannedStmt *stmt = linitial_node(PlannedStmt, cplan->stmt_list);
-  std::string plan_text = pg_call([&] { return nodeToString(stmt); });
   try {
-    collect_dependencies(q, stmt, depends_on);
-    check_functions(q, analysed.c_str(), plan_text.c_str(), !depends_on.empty());
-    keep_permission_info(q, stmt);
-    if (!q.uncacheable)
-      q.values = analyse_value_scope(linitial_node(Query, source->query_list), stmt, q.deps,
-                                     depends_on, q.param_types, q.memory);
+    analyse_plan(q, linitial_node(Query, source->query_list), stmt, analysed, depends_on);
   } catch (...) {
     pg_call([&] { ReleaseCachedPlan(cplan, CurrentResourceOwner); });
     throw;
@@ -486,6 +480,16 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
 }
 
 }  // namespace
+
+void analyse_plan(PreparedQuery &q, const Query *query, const PlannedStmt *stmt,
+                  const std::string &analysed_text, const std::vector<Oid> &depends_on) {
+  std::string plan_text = pg_call([&] { return nodeToString(stmt); });
+  collect_dependencies(q, stmt, depends_on);
+  check_functions(q, analysed_text.c_str(), plan_text.c_str(), !depends_on.empty());
+  keep_permission_info(q, stmt);
+  if (!q.uncacheable)
+    q.values = analyse_value_scope(query, stmt, q.deps, depends_on, q.param_types, q.memory);
+}
 
 std::string sha256_hex(const std::string &bytes) {
   uint8 digest[PG_SHA256_DIGEST_LENGTH];
@@ -545,10 +549,14 @@ QueryPin prepare_query(const std::string &query, const std::vector<Oid> &depends
 
 void check_privileges(const PreparedQuery &q) {
   List *rtable = q.perm_rtable;
+  if (rtable != NIL) pg_call([&] { ExecCheckRTPerms(rtable, true); });
+  check_execute_privileges(q);
+}
+
+void check_execute_privileges(const PreparedQuery &q) {
   const Oid *fns = q.execute_checked.data();
   const size_t nfns = q.execute_checked.size();
   pg_call([&] {
-    if (rtable != NIL) ExecCheckRTPerms(rtable, true);
     for (size_t i = 0; i < nfns; ++i)
       if (pg_proc_aclcheck(fns[i], GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
         aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(fns[i]));

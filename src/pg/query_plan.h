@@ -84,10 +84,20 @@ class QueryPin {
 QueryPin prepare_query(const std::string &query, const std::vector<Oid> &depends_on,
                        const std::function<void()> &connect_spi);
 
+// What a key needs from an analysed (rewritten) query and its plan, and
+// whether it can be cached: deps, the flags, execute_checked, perm_rtable,
+// the value scope (in q.memory, created here), or uncacheable and why.
+// analysed_text: nodeToString of the query (functions it called that the
+// planner inlined away). Used by prepare_query and the transparent path.
+void analyse_plan(PreparedQuery &q, const Query *query, const PlannedStmt *stmt,
+                  const std::string &analysed_text, const std::vector<Oid> &depends_on);
+
 // Raises the executor's own error (42501) when the current user may not run
 // the prepared query: SELECT on its tables and columns, EXECUTE on its
 // functions. No catalog scan: syscache lookups only.
 void check_privileges(const PreparedQuery &q);
+// Only the EXECUTE part (the executor checked the tables already).
+void check_execute_privileges(const PreparedQuery &q);
 
 // Counts the invalidations that can change a prepared query (relcache,
 // functions, roles, schemas) seen by this backend. A call compares it before

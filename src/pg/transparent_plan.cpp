@@ -1,0 +1,414 @@
+// Transparent caching, planner side: see transparent_plan.h.
+#include "pg/transparent_plan.h"
+
+#include <climits>
+#include <list>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "pg/boundary.h"
+#include "pg/extension_objects.h"
+#include "pg/guc.h"
+#include "pg/shmem.h"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/planmain.h"
+#include "optimizer/planner.h"
+#include "tcop/tcopprot.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/plancache.h"
+#include "utils/queryjumble.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+}
+
+namespace cachekit::pg {
+
+int executor_depth = 0;
+bool transparent_busy = false;
+
+TransparentPlan::~TransparentPlan() {
+  if (q.memory != nullptr) MemoryContextDelete(q.memory);
+  q.memory = nullptr;
+}
+
+namespace {
+
+planner_hook_type prev_planner = nullptr;
+
+// Postgres 15 declares walkers and mutators without their arguments.
+using Walker = bool (*)(Node *, void *);
+using Mutator = Node *(*)(Node *, void *);
+auto as_walker(Walker w) { return reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(w)); }
+auto as_mutator(Mutator m) {
+  return reinterpret_cast<Node *(*)()>(reinterpret_cast<void (*)()>(m));
+}
+
+// ---- the fingerprint --------------------------------------------------
+
+// A parameter becomes a constant of its type, as a literal in its place
+// would be: the jumble then sees `id = $1` and `id = 7` alike.
+Node *params_as_constants(Node *node, void *context) {
+  if (node == nullptr) return nullptr;
+  if (IsA(node, Param) && castNode(Param, node)->paramkind == PARAM_EXTERN) {
+    auto *p = castNode(Param, node);
+    Const *c = makeConst(p->paramtype, p->paramtypmod, p->paramcollid, sizeof(int32),
+                         Int32GetDatum(p->paramid), false, true);
+    c->location = p->location;
+    return reinterpret_cast<Node *>(c);
+  }
+  if (IsA(node, Query))
+    return reinterpret_cast<Node *>(
+        query_tree_mutator(castNode(Query, node), as_mutator(params_as_constants), context, 0));
+  return expression_tree_mutator(node, as_mutator(params_as_constants), context);
+}
+
+// ---- the registry -----------------------------------------------------
+
+std::unordered_map<uint64_t, Registration> registry;
+bool registry_valid = false;
+Oid registry_oid = InvalidOid;
+
+// cachekit._caches changed (its statement trigger sends a relcache
+// invalidation), here or in another backend: read it again, and re-plan
+// this backend's cached plans, which were wrapped or not by the old one.
+void registry_changed(Datum, Oid relid) {
+  if (relid == InvalidOid || (registry_oid != InvalidOid && relid == registry_oid)) {
+    registry_valid = false;
+    ResetPlanCache();
+  }
+}
+
+struct RegistryRow {
+  int64 fingerprint;
+  bool ttl_null;
+  int32 ttl;
+  char *ns;  // nullptr: default
+};
+
+// Columns of cachekit._caches (sql/): fingerprint 1, ttl 3, namespace 4.
+// Read directly, without the caller's privileges: planning any statement
+// of any role consults it.
+void load_registry() {
+  registry.clear();
+  registry_oid = InvalidOid;
+  ExtensionObjects o = pg_call([] { return find_extension_objects(); });
+  if (!OidIsValid(o.caches)) {
+    registry_valid = true;  // until the extension is created (checked per call)
+    return;
+  }
+  List *rows = NIL;
+  const Oid relid = o.caches;
+  pg_call([&] {
+    Relation rel = table_open(relid, AccessShareLock);
+    Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
+    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, nullptr);
+    HeapTuple tup;
+    TupleDesc desc = RelationGetDescr(rel);
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
+      auto *row = static_cast<RegistryRow *>(palloc0(sizeof(RegistryRow)));
+      bool isnull = false;
+      row->fingerprint = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
+      Datum ttl = heap_getattr(tup, 3, desc, &row->ttl_null);
+      if (!row->ttl_null) row->ttl = DatumGetInt32(ttl);
+      Datum ns = heap_getattr(tup, 4, desc, &isnull);
+      row->ns = isnull ? nullptr : TextDatumGetCString(ns);
+      rows = lappend(rows, row);
+    }
+    systable_endscan(scan);
+    UnregisterSnapshot(snapshot);
+    table_close(rel, AccessShareLock);
+  });
+  ListCell *lc;
+  foreach (lc, rows) {
+    auto *row = static_cast<RegistryRow *>(lfirst(lc));
+    Registration r;
+    if (!row->ttl_null) r.ttl = row->ttl;
+    if (row->ns) r.ns = row->ns;
+    registry[static_cast<uint64_t>(row->fingerprint)] = r;
+  }
+  registry_oid = relid;
+  registry_valid = true;
+}
+
+// ---- plans kept for their nodes ----------------------------------------
+
+struct PlanSlot {
+  std::shared_ptr<TransparentPlan> plan;
+  std::list<uint64_t>::iterator use;
+};
+std::unordered_map<uint64_t, PlanSlot> plans;
+std::list<uint64_t> plan_use;  // most recently used first
+uint64_t next_plan_id = 1;
+
+// Simple-protocol statements make a plan per execution, used once:
+// least recently used go first, prepared statements' plans stay.
+size_t plans_kept() { return static_cast<size_t>(settings.max_prepared_queries) * 4 + 64; }
+
+uint64_t remember(std::shared_ptr<TransparentPlan> tp) {
+  const uint64_t id = next_plan_id++;
+  plan_use.push_front(id);
+  plans.emplace(id, PlanSlot{std::move(tp), plan_use.begin()});
+  while (plans.size() > plans_kept()) {
+    plans.erase(plan_use.back());
+    plan_use.pop_back();
+  }
+  return id;
+}
+
+// ---- the planner hook --------------------------------------------------
+
+struct ParamTypes {
+  Oid *types;
+  int n;
+};
+
+bool collect_param_types(Node *node, void *context) {
+  if (node == nullptr) return false;
+  if (IsA(node, Param) && castNode(Param, node)->paramkind == PARAM_EXTERN) {
+    auto *p = castNode(Param, node);
+    auto *pt = static_cast<ParamTypes *>(context);
+    if (p->paramid > 0 && p->paramid <= 65535) {
+      if (p->paramid > pt->n) {
+        pt->types = static_cast<Oid *>(repalloc(pt->types, sizeof(Oid) * p->paramid));
+        for (int i = pt->n; i < p->paramid; ++i) pt->types[i] = InvalidOid;
+        pt->n = p->paramid;
+      }
+      pt->types[p->paramid - 1] = p->paramtype;
+    }
+    return false;
+  }
+  if (IsA(node, Query))
+    return query_tree_walker(castNode(Query, node), as_walker(collect_param_types), context, 0);
+  return expression_tree_walker(node, as_walker(collect_param_types), context);
+}
+
+PlannedStmt *next_planner(Query *parse, const char *query_string, int cursor_options,
+                          ParamListInfo bound_params) {
+  if (prev_planner) return prev_planner(parse, query_string, cursor_options, bound_params);
+  return standard_planner(parse, query_string, cursor_options, bound_params);
+}
+
+// Cheap checks first: most statements stop here.
+bool may_wrap(const Query *parse) {
+  return settings.transparent != kTransparentOff && !transparent_busy && executor_depth == 0 &&
+         MyBackendType == B_BACKEND && parse->commandType == CMD_SELECT &&
+         parse->utilityStmt == nullptr && parse->rowMarks == NIL && !parse->hasModifyingCTE &&
+         !parse->hasForUpdate && shmem_available();
+}
+
+void add_relation(PlannedStmt *stmt, Oid relid) {
+  if (!list_member_oid(stmt->relationOids, relid))
+    stmt->relationOids = lappend_oid(stmt->relationOids, relid);
+}
+
+// The child's output, as the node's: the same columns (junk ones too, with
+// their origin for RowDescription), read from the node's scan tuple.
+// custom_scan_tlist points at the child's columns (OUTER_VAR, the child
+// being the node's lefttree too) so that EXPLAIN VERBOSE can name them.
+CustomScan *make_node(Plan *child, uint64_t id) {
+  CustomScan *cs = makeNode(CustomScan);
+  Plan *p = &cs->scan.plan;
+  p->startup_cost = child->startup_cost;
+  p->total_cost = child->total_cost;
+  p->plan_rows = child->plan_rows;
+  p->plan_width = child->plan_width;
+  p->parallel_aware = false;
+  p->parallel_safe = false;
+  p->plan_node_id = INT_MAX - 1;  // not under a Gather: never looked up by id
+  p->lefttree = child;
+  cs->scan.scanrelid = 0;
+  cs->flags = 0;
+  cs->custom_plans = list_make1(child);
+  cs->methods = &transparent_scan_methods;
+  cs->custom_private = list_make1(makeString(psprintf(UINT64_FORMAT, id)));
+  ListCell *lc;
+  foreach (lc, child->targetlist) {
+    auto *tle = lfirst_node(TargetEntry, lc);
+    Var *outer = makeVarFromTargetEntry(OUTER_VAR, tle);
+    cs->custom_scan_tlist = lappend(
+        cs->custom_scan_tlist,
+        makeTargetEntry(reinterpret_cast<Expr *>(outer), tle->resno, tle->resname, tle->resjunk));
+    TargetEntry *out = flatCopyTargetEntry(tle);
+    out->expr = reinterpret_cast<Expr *>(makeVarFromTargetEntry(INDEX_VAR, tle));
+    p->targetlist = lappend(p->targetlist, out);
+  }
+  return cs;
+}
+
+PlannedStmt *wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed, uint64_t fp,
+                  const std::optional<Registration> &reg, int cursor_options) {
+  if (stmt->commandType != CMD_SELECT || stmt->planTree == nullptr || stmt->hasModifyingCTE ||
+      stmt->rowMarks != NIL || stmt->utilityStmt != nullptr)
+    return stmt;
+  auto tp = std::make_shared<TransparentPlan>();
+  tp->fingerprint = fp;
+  tp->q.fingerprint = fp;
+  tp->registered = reg.has_value();
+  if (reg) {
+    tp->ttl = reg->ttl;
+    tp->ns = reg->ns;
+  }
+  ParamTypes pt{nullptr, 0};
+  pg_call([&] {
+    pt.types = static_cast<Oid *>(palloc0(sizeof(Oid)));
+    query_tree_walker(pristine, as_walker(collect_param_types), &pt, 0);
+  });
+  tp->q.param_types.assign(pt.types, pt.types + pt.n);
+  tp->q.analysed_digest = sha256_hex(analysed);
+  analyse_plan(tp->q, pristine, stmt, analysed, {});
+  // `all`: only what can be cached; a registered shape is wrapped anyway,
+  // so that EXPLAIN and cachekit.caches say why it is not served.
+  if (!reg && (tp->q.uncacheable || tp->q.deps.empty())) return stmt;
+
+  const TransparentPlan &t = *tp;
+  const uint64_t id = remember(std::move(tp));
+  pg_call([&] {
+    CustomScan *cs = make_node(stmt->planTree, id);
+    Plan *top = &cs->scan.plan;
+    // The node reads forward only; a scroll cursor gets its rows kept.
+    if (cursor_options & CURSOR_OPT_SCROLL) {
+      top = materialize_finished_plan(top);
+      top->plan_node_id = INT_MAX - 2;
+    }
+    stmt->planTree = top;
+    // Re-plan when what the key depends on changes: a watched ancestor
+    // (only the table read is in the range table), the EXECUTE privilege of
+    // a built-in function the plan calls.
+    for (Oid d : t.q.deps) add_relation(stmt, d);
+    for (Oid fn : t.q.execute_checked) {
+      PlanInvalItem *item = makeNode(PlanInvalItem);
+      item->cacheId = PROCOID;
+      item->hashValue = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(fn));
+      stmt->invalItems = lappend(stmt->invalItems, item);
+    }
+  });
+  return stmt;
+}
+
+PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cursor_options,
+                                 ParamListInfo bound_params) {
+  if (!may_wrap(parse)) return next_planner(parse, query_string, cursor_options, bound_params);
+  return cpp_entry([&]() -> PlannedStmt * {
+    // Before planning: the planner scribbles on its input.
+    uint64_t fp = statement_fingerprint(parse);
+    std::optional<Registration> reg = find_registration(fp);
+    if (!reg && settings.transparent != kTransparentAll)
+      return pg_call(
+          [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+    Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(parse)); });
+    std::string analysed = pg_call([&] { return nodeToString(pristine); });
+    PlannedStmt *stmt =
+        pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+    return wrap(stmt, pristine, analysed, fp, reg, cursor_options);
+  });
+}
+
+}  // namespace
+
+uint64_t statement_fingerprint(Query *query) {
+  return pg_call([&] {
+    auto *marked =
+        reinterpret_cast<Query *>(params_as_constants(reinterpret_cast<Node *>(query), nullptr));
+    JumbleState *js = JumbleQuery(marked, "");
+    if (js) {
+      pfree(js->jumble);
+      pfree(js->clocations);
+      pfree(js);
+    }
+    return marked->queryId;
+  });
+}
+
+std::shared_ptr<TransparentPlan> analyse_shape(const std::string &text, const char *caller) {
+  Query *query = nullptr;
+  Oid *types = nullptr;
+  int ntypes = 0;
+  pg_call([&] {
+    List *raw = pg_parse_query(text.c_str());
+    if (list_length(raw) != 1)
+      ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
+                      errmsg("%s takes exactly one statement, got %d", caller, list_length(raw))));
+    List *queries = pg_analyze_and_rewrite_varparams(linitial_node(RawStmt, raw), text.c_str(),
+                                                     &types, &ntypes, nullptr);
+    if (list_length(queries) != 1)
+      ereport(
+          ERROR,
+          (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("%s takes a SELECT statement", caller),
+           errdetail("The statement is rewritten into %d statements.", list_length(queries))));
+    query = linitial_node(Query, queries);
+  });
+  if (query->commandType != CMD_SELECT || query->utilityStmt != nullptr)
+    throw Error(sqlstate::kFeatureNotSupported, std::string(caller) + " takes a SELECT statement",
+                "Only SELECT statements are served from the cache.");
+  auto tp = std::make_shared<TransparentPlan>();
+  tp->fingerprint = statement_fingerprint(query);
+  tp->q.fingerprint = tp->fingerprint;
+  for (int i = 0; i < ntypes; ++i)
+    tp->q.param_types.push_back(types[i] == InvalidOid || types[i] == UNKNOWNOID ? TEXTOID
+                                                                                 : types[i]);
+  if (query->rowMarks != NIL || query->hasForUpdate) {
+    tp->q.uncacheable = true;
+    tp->q.reason = "a statement that locks rows is never served from the cache";
+    tp->q.detail = "The statement uses FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE or FOR KEY SHARE.";
+    tp->q.hint = "Remove the locking clause.";
+  } else if (query->hasModifyingCTE) {
+    tp->q.uncacheable = true;
+    tp->q.reason = "a statement with a data-modifying WITH clause is never served from the cache";
+    tp->q.detail = "A WITH clause inserts, updates or deletes rows.";
+  }
+  Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(query)); });
+  std::string analysed = pg_call([&] { return nodeToString(pristine); });
+  tp->q.analysed_digest = sha256_hex(analysed);
+  PlannedStmt *stmt = nullptr;
+  {
+    struct Guard {
+      Guard() { transparent_busy = true; }
+      ~Guard() { transparent_busy = false; }
+    } busy;
+    stmt = pg_call(
+        [&] { return pg_plan_query(query, text.c_str(), CURSOR_OPT_PARALLEL_OK, nullptr); });
+  }
+  analyse_plan(tp->q, pristine, stmt, analysed, {});
+  return tp;
+}
+
+std::optional<Registration> find_registration(uint64_t fingerprint) {
+  if (!registry_valid || (registry_oid == InvalidOid && OidIsValid(pg_call([] {
+                            return get_extension_oid("pg_cachekit", true);
+                          }))))
+    load_registry();
+  auto it = registry.find(fingerprint);
+  if (it == registry.end()) return std::nullopt;
+  return it->second;
+}
+
+std::shared_ptr<TransparentPlan> find_transparent_plan(const CustomScan *node) {
+  if (node->custom_private == NIL) return nullptr;
+  const char *s = strVal(linitial(node->custom_private));
+  uint64_t id = strtoull(s, nullptr, 10);
+  auto it = plans.find(id);
+  if (it == plans.end()) return nullptr;
+  plan_use.splice(plan_use.begin(), plan_use, it->second.use);
+  return it->second.plan;
+}
+
+void install_transparent_planner() {
+  prev_planner = planner_hook;
+  planner_hook = transparent_planner;
+  CacheRegisterRelcacheCallback(registry_changed, 0);
+}
+
+}  // namespace cachekit::pg
