@@ -1669,6 +1669,65 @@ GRANT EXECUTE ON FUNCTION
     cachekit.drop_cdn_rule(pg_catalog.text)
 TO cachekit_admin;
 
+-- Transparent caching (transparent_plan.cpp): the statement shapes served
+-- from the cache when cachekit.transparent = registered. Read by every
+-- backend's planner directly (not through these privileges); written by
+-- create_cache and drop_cache (cachekit_admin). Its statement trigger makes
+-- every backend read it again and re-plan.
+CREATE TABLE cachekit._caches (
+    fingerprint pg_catalog.int8 PRIMARY KEY,
+    query pg_catalog.text NOT NULL,
+    ttl pg_catalog.int4 CHECK (ttl > 0),
+    namespace pg_catalog.text CHECK (pg_catalog.octet_length(namespace) < 64),
+    created_by pg_catalog.name NOT NULL DEFAULT current_user,
+    created_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+REVOKE ALL ON cachekit._caches FROM PUBLIC;
+
+CREATE FUNCTION cachekit._caches_changed()
+RETURNS trigger AS 'MODULE_PATHNAME', 'ck_caches_changed' LANGUAGE C;
+REVOKE ALL ON FUNCTION cachekit._caches_changed() FROM PUBLIC;
+CREATE TRIGGER caches_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON cachekit._caches
+    FOR EACH STATEMENT EXECUTE FUNCTION cachekit._caches_changed();
+
+-- Registers the shape of `query` (constants and $n parameters ignored);
+-- returns its fingerprint. Refused, with the reason, for a statement that
+-- could not be served.
+CREATE FUNCTION cachekit.create_cache(query pg_catalog.text, ttl pg_catalog.int4 DEFAULT NULL,
+                                      namespace pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8 AS 'MODULE_PATHNAME', 'ck_create_cache' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION cachekit.drop_cache(query pg_catalog.text)
+RETURNS pg_catalog.bool AS 'MODULE_PATHNAME', 'ck_drop_cache' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION cachekit.create_cache(pg_catalog.text, pg_catalog.int4, pg_catalog.text),
+                       cachekit.drop_cache(pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cachekit.create_cache(pg_catalog.text, pg_catalog.int4, pg_catalog.text),
+                          cachekit.drop_cache(pg_catalog.text) TO cachekit_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON cachekit._caches TO cachekit_admin;
+
+-- Counts of the registered shapes, over all roles (no query text).
+CREATE FUNCTION cachekit._shape_stats(
+    OUT fingerprint pg_catalog.int8, OUT calls pg_catalog.int8, OUT hits pg_catalog.int8,
+    OUT misses pg_catalog.int8, OUT bypassed pg_catalog.int8, OUT l1_hits pg_catalog.int8,
+    OUT hit_ms pg_catalog.float8, OUT miss_ms pg_catalog.float8)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_shape_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW cachekit.caches AS
+    SELECT c.fingerprint, c.query, c.ttl, c.namespace, c.created_by, c.created_at,
+           COALESCE(s.calls, 0) AS calls, COALESCE(s.hits, 0) AS hits,
+           COALESCE(s.misses, 0) AS misses, COALESCE(s.bypassed, 0) AS bypasses,
+           COALESCE(s.l1_hits, 0) AS l1_hits,
+           CASE WHEN s.hits > 0 THEN s.hit_ms / s.hits END AS mean_hit_ms,
+           CASE WHEN s.misses > 0 THEN s.miss_ms / s.misses END AS mean_miss_ms,
+           -- what the hits would have cost as misses, less what they cost
+           CASE WHEN s.hits > 0 AND s.misses > 0
+                THEN pg_catalog.round((s.hits * (s.miss_ms / s.misses - s.hit_ms / s.hits))::pg_catalog.numeric, 3)
+           END AS time_saved_ms
+    FROM cachekit._caches c
+    LEFT JOIN cachekit._shape_stats() s ON s.fingerprint = c.fingerprint;
+COMMENT ON VIEW cachekit.caches IS
+    'Statement shapes registered for transparent caching, with their hits, misses, bypasses and time saved (all roles)';
+GRANT SELECT ON cachekit.caches TO cachekit_user, cachekit_admin, pg_monitor;
+
 -- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
 -- connects as): the statistics and status, nothing that changes state or
 -- shows task arguments, results or purge paths (hence cdn_counters(), not

@@ -1,7 +1,9 @@
 // Transparent caching, planner side: see transparent_plan.h.
 #include "pg/transparent_plan.h"
 
+#include <cctype>
 #include <climits>
+#include <cstring>
 #include <list>
 #include <string>
 #include <unordered_map>
@@ -73,6 +75,38 @@ Node *params_as_constants(Node *node, void *context) {
     return reinterpret_cast<Node *>(
         query_tree_mutator(castNode(Query, node), as_mutator(params_as_constants), context, 0));
   return expression_tree_mutator(node, as_mutator(params_as_constants), context);
+}
+
+// The analysed statement without its positions in the source text, so that
+// the same statement sent with other spacing, or inside EXPLAIN ANALYZE,
+// has the same key. Only the fields themselves go: a name containing the
+// same characters is printed with its spaces escaped ("\ ").
+std::string without_locations(const std::string &text) {
+  static const char *const fields[] = {" :location ", " :stmt_location ", " :stmt_len "};
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    bool cut = false;
+    if (text[i] == ' ' && (i == 0 || text[i - 1] != '\\')) {
+      for (const char *f : fields) {
+        size_t len = strlen(f);
+        if (text.compare(i, len, f) == 0) {
+          size_t j = i + len;
+          if (j < text.size() && text[j] == '-') ++j;
+          size_t digits = j;
+          while (j < text.size() && isdigit(static_cast<unsigned char>(text[j]))) ++j;
+          if (j > digits) {
+            i = j;
+            cut = true;
+          }
+          break;
+        }
+      }
+    }
+    if (!cut) out.push_back(text[i++]);
+  }
+  return out;
 }
 
 // ---- the registry -----------------------------------------------------
@@ -309,7 +343,7 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
       return pg_call(
           [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(parse)); });
-    std::string analysed = pg_call([&] { return nodeToString(pristine); });
+    std::string analysed = without_locations(pg_call([&] { return nodeToString(pristine); }));
     PlannedStmt *stmt =
         pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     return wrap(stmt, pristine, analysed, fp, reg, cursor_options);
@@ -370,7 +404,7 @@ std::shared_ptr<TransparentPlan> analyse_shape(const std::string &text, const ch
     tp->q.detail = "A WITH clause inserts, updates or deletes rows.";
   }
   Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(query)); });
-  std::string analysed = pg_call([&] { return nodeToString(pristine); });
+  std::string analysed = without_locations(pg_call([&] { return nodeToString(pristine); }));
   tp->q.analysed_digest = sha256_hex(analysed);
   PlannedStmt *stmt = nullptr;
   {
