@@ -18,6 +18,8 @@ Phases:
   steady     a pass with no write in between: every statement must hit;
   per-value  orders are watched by customer_id: a new order of one customer
              leaves another customer's cached orders served (a hit);
+  transactions  a session open across another's commit: READ COMMITTED
+             sees it, REPEATABLE READ keeps its snapshot (a bypass);
   own-write  a read after its own uncommitted write in the same transaction
              sees it (a bypass), and a rolled-back write leaves no trace;
   cursors    yield_per (psycopg2 named cursor) and a raw named cursor with
@@ -308,6 +310,50 @@ def phase_per_value(app, truth, writer, checker, mode):
                      f"(hit) and customer 9's not (miss); got {got[1]}, {got[9]}")
 
 
+def phase_transactions(app, truth, writer, checker, mode):
+    """A session that stays open while another commits: under READ COMMITTED
+    each statement sees the commits made before it (so the cache must serve
+    the new rows); under REPEATABLE READ the transaction keeps its snapshot
+    (so the cache must not serve the new rows). Column and aggregate reads:
+    the ORM's identity map would keep loaded objects as they were anyway."""
+    reads = [("open_order_count", shop.open_order_count, "open"),
+             ("category_summary", shop.category_summary, None),
+             ("top_customers", shop.top_customers, 5)]
+    for _, fn, arg in reads:  # cached before the transactions start
+        shop.run_read(app, fn, arg)
+    t = shop.Order.__table__
+    with Session(app) as s:
+        for name, fn, arg in reads:
+            fn(s, arg)
+        with writer.begin() as c:
+            c.execute(update(t).where(t.c.id == 5).values(status="cancelled"))
+        for name, fn, arg in reads:
+            checker.capture.take()
+            got = fn(s, arg)
+            checker.compare(f"{name}({arg!r}) in a READ COMMITTED transaction begun before "
+                            "another session cancelled order 5",
+                            shop.run_read(truth, fn, arg), got, checker.capture.take())
+    rr = app.execution_options(isolation_level="REPEATABLE READ")
+    rr_outcomes = []
+    with Session(rr) as s:
+        first = {name: fn(s, arg) for name, fn, arg in reads}
+        with writer.begin() as c:
+            c.execute(update(t).where(t.c.id == 5).values(status="open"))
+        for name, fn, arg in reads:
+            checker.capture.take()
+            got = fn(s, arg)
+            statements = checker.capture.take()
+            rr_outcomes += [o for _, o in statements]
+            checker.compare(f"{name}({arg!r}) in a REPEATABLE READ transaction after another "
+                            "session reopened order 5 (must keep its snapshot)",
+                            first[name], got, statements)
+    print(f"# transactions: REPEATABLE READ reads after a concurrent commit: "
+          f"{', '.join(map(str, rr_outcomes))}")
+    if mode == "all" and checker.capture.outcomes and \
+            not all(o and o.startswith("bypass") for o in rr_outcomes):
+        raise Failed("transactions: reads under REPEATABLE READ must bypass the cache")
+
+
 def phase_own_write(app, truth, checker, stats, mode):
     """Reads in the transaction that wrote: own rows, and no cache poisoning."""
     read = shop.products_page
@@ -539,7 +585,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=24)
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--break", dest="break_mode", choices=["stale"])
-    ap.add_argument("--phases", default="rounds,steady,per-value,own-write,cursors,concurrent,registered")
+    ap.add_argument("--phases", default="rounds,steady,per-value,transactions,own-write,cursors,concurrent,registered")
     args = ap.parse_args()
     phases = args.phases.split(",")
 
@@ -574,6 +620,8 @@ def main():
                 phase_steady(app, checker, stats, args.transparent)
             elif phase == "per-value":
                 phase_per_value(app, truth, writer, checker, args.transparent)
+            elif phase == "transactions":
+                phase_transactions(app, truth, writer, checker, args.transparent)
             elif phase == "own-write":
                 phase_own_write(app, truth, checker, stats, args.transparent)
             elif phase == "cursors":
