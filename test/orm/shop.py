@@ -12,7 +12,7 @@ map would otherwise answer session.get() without asking the server.
 import datetime
 from decimal import Decimal
 
-from sqlalchemy import (Column, Date, ForeignKey, Integer, Numeric, String,
+from sqlalchemy import (Column, Date, DateTime, ForeignKey, Integer, Numeric, String,
                         desc, func, select)
 from sqlalchemy.orm import (Session, declarative_base, joinedload,
                             relationship, selectinload)
@@ -46,6 +46,7 @@ class Order(Base):
     customer_id = Column(ForeignKey("customers.id"), nullable=False, index=True)
     status = Column(String(16), nullable=False, default="open")
     placed_on = Column(Date, nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, server_default=func.now())
     customer = relationship("Customer", back_populates="orders")
     lines = relationship("OrderLine", back_populates="order", order_by="OrderLine.id",
                          cascade="all, delete-orphan")
@@ -171,6 +172,13 @@ def revenue_by_day(s, since):
                      .join(Order.lines).where(Order.placed_on >= since)
                      .group_by(Order.placed_on).order_by(Order.placed_on))
     return [tuple(r) for r in rows]
+
+
+def recent_order_count(s, seconds):
+    """Orders created in the last `seconds`: its answer changes with the
+    clock alone, so it is not among READS (see freshness.py's clock phase)."""
+    since = func.now() - datetime.timedelta(seconds=seconds)
+    return s.scalar(select(func.count()).select_from(Order).where(Order.created_at > since))
 
 
 READS = [
