@@ -279,6 +279,7 @@ def phase_rounds(args, app, writer, checker, rng):
 
 def phase_steady(app, checker, stats, mode):
     """No write since the last pass: every statement is served from the cache."""
+    checker.check_all("nothing (warming pass)", times=1)
     before = stats.snapshot()
     checker.check_all("nothing (steady pass)", times=1)
     d = Stats.delta(before, stats.snapshot())
