@@ -234,6 +234,13 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
     if (rte->rtekind != RTE_RELATION) continue;
     char kind = rte->relkind;
     if (kind == RELKIND_VIEW) continue;  // kept for permission checks; no rows of its own
+    if ((kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE) &&
+        pg_call([&] { return get_rel_persistence(rte->relid); }) != RELPERSISTENCE_TEMP) {
+      // The common case, without naming it (names are for the reasons).
+      for (Oid r : table_and_ancestors(rte->relid))
+        if (std::find(tables.begin(), tables.end(), r) == tables.end()) tables.push_back(r);
+      continue;
+    }
     std::string label = relation_label(rte->relid);
     if (kind == RELKIND_MATVIEW) {
       uncacheable(q, "cached_query cannot cache a query that reads a materialized view",
