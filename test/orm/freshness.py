@@ -28,6 +28,7 @@ Phases:
              that finished before it started, none newer than one begun;
   clock      (not by default) a read with now() in its WHERE clause, after the
              clock alone changed its answer;
+  latency    (not by default) median time of each ORM read, cached vs direct;
   registered transparent = registered with one ORM statement registered by
              create_cache: it hits (other constants too), nothing else is
              cached.
@@ -386,6 +387,27 @@ def phase_clock(app, truth, writer, checker, timeout=10.0):
                     shop.run_read(truth, read, 2), got, statements)
 
 
+def phase_latency(app, truth, capture, n=100):
+    """Not by default, nothing asserted (a shared machine): median time of a
+    whole ORM read (session, SQL, rows to objects) through the cache (hits)
+    and directly, alternating."""
+    import statistics
+    probing, capture.outcomes = capture.outcomes, False  # no extra round trip
+    for name, fn, args in shop.READS:
+        arg = args[0]
+        shop.run_read(app, fn, arg)
+        times = {"cache": [], "direct": []}
+        for _ in range(n):
+            for label, engine in (("cache", app), ("direct", truth)):
+                t0 = time.perf_counter()
+                shop.run_read(engine, fn, arg)
+                times[label].append((time.perf_counter() - t0) * 1000)
+        c, d = statistics.median(times["cache"]), statistics.median(times["direct"])
+        print(f"# latency {name:26} cache {c:7.3f} ms  direct {d:7.3f} ms  ({d / c:4.1f}x)")
+    capture.outcomes = probing
+    capture.take()
+
+
 def phase_own_write(app, truth, checker, stats, mode):
     """Reads in the transaction that wrote: own rows, and no cache poisoning."""
     read = shop.products_page
@@ -661,6 +683,8 @@ def main():
                 phase_transactions(app, truth, writer, checker, args.transparent)
             elif phase == "clock":
                 phase_clock(app, truth, writer, checker)
+            elif phase == "latency":
+                phase_latency(app, truth, checker.capture)
             elif phase == "own-write":
                 phase_own_write(app, truth, checker, stats, args.transparent)
             elif phase == "cursors":
