@@ -5,7 +5,7 @@ cachekit.transparent on; every read made after a committed write is compared
 with the same read run directly (transparent off, separate connection).
 
     test/orm/freshness.py --db NAME [--transparent all|off] [--rounds N]
-                          [--seed S] [--break stale]
+                          [--seed S] [--break stale] [--phases A,B,...]
 
 Connection parameters come from libpq's environment (PGHOST, PGPORT, PGUSER =
 a superuser). The database must exist with pg_cachekit created and nothing
@@ -71,7 +71,8 @@ class Capture:
     parameters on the client, so mogrify gives the exact text), and with
     outcomes=True the cache's decision for each statement, asked on the same
     connection right after it (cachekit.last_outcome(); a SELECT that reads
-    no table is never served, so asking does not change the answer)."""
+    no table is never served, so asking does not change the answer; after a
+    statement that was not served at all it still names the one before)."""
 
     def __init__(self, engine, outcomes=False):
         self.statements = []
