@@ -1710,6 +1710,8 @@ CREATE FUNCTION cachekit._shape_stats(
     OUT misses pg_catalog.int8, OUT bypassed pg_catalog.int8, OUT l1_hits pg_catalog.int8,
     OUT hit_ms pg_catalog.float8, OUT miss_ms pg_catalog.float8)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_shape_stats' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION cachekit._shape_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cachekit._shape_stats() TO cachekit_user, cachekit_admin, pg_monitor;
 
 CREATE VIEW cachekit.caches AS
     SELECT c.fingerprint, c.query, c.ttl, c.namespace, c.created_by, c.created_at,

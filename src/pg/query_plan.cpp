@@ -365,8 +365,14 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
   const std::string session_user_node =
       "{SQLVALUEFUNCTION :op " + std::to_string(SVFOP_SESSION_USER) + " ";
   if (strstr(plan_text, session_user_node.c_str()) != nullptr) q.reads_session_user = true;
+  for (int op = SVFOP_CURRENT_DATE; op <= SVFOP_LOCALTIMESTAMP_N; ++op) {
+    const std::string clock_node = "{SQLVALUEFUNCTION :op " + std::to_string(op) + " ";
+    if (strstr(plan_text, clock_node.c_str()) != nullptr) q.reads_clock = true;
+  }
   for (Oid fn : functions_in(plan_text)) {
     if (fn == F_SESSION_USER) q.reads_session_user = true;
+    if (fn == F_NOW || fn == F_TRANSACTION_TIMESTAMP || fn == F_STATEMENT_TIMESTAMP)
+      q.reads_clock = true;
     // current_setting('app.x') reads a setting, not a table: every custom
     // setting then joins the key, as for row-level security (and the
     // session user: current_setting('session_authorization')).

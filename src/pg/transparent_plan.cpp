@@ -316,7 +316,10 @@ Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
   analyse_plan(tp->q, pristine, stmt, analysed, {});
   // `all`: only what can be cached; a registered shape is wrapped anyway,
   // so that EXPLAIN and cachekit.caches say why it is not served.
-  if (!reg && (tp->q.uncacheable || tp->q.deps.empty())) return {stmt, nullptr, 0};
+  // Nor, with `all`, what reads the clock: the application did not ask for
+  // `now()` to keep the miss's value for the ttl.
+  if (!reg && (tp->q.uncacheable || tp->q.deps.empty() || tp->q.reads_clock))
+    return {stmt, nullptr, 0};
 
   const TransparentPlan &t = *tp;
   const uint64_t id = remember(tp);

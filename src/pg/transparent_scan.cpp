@@ -454,7 +454,9 @@ void explain_scan(CustomScanState *node, List *, ExplainState *es) {
                                           : "transparent = all";
     std::string decision;
     if (plan != nullptr)
-      decision = plan->q.uncacheable ? "not cacheable: " + plan->q.reason : "cacheable";
+      decision = plan->q.uncacheable   ? "not cacheable: " + plan->q.reason
+                 : plan->q.reads_clock ? "cacheable (reads the clock: a hit keeps the miss's time)"
+                                       : "cacheable";
     std::string outcome;
     if (call != nullptr && es->analyze && call->active) {
       outcome = outcome_text(call->c.call);

@@ -78,6 +78,11 @@ EXPLAIN (COSTS OFF) SELECT v FROM tr_unwatched;
 EXPLAIN (COSTS OFF) SELECT random() FROM tr_items;
 EXPLAIN (COSTS OFF) SELECT id FROM tr_items WHERE id = 1 FOR SHARE;
 EXPLAIN (COSTS OFF) SELECT now();
+-- the clock: `all` does not serve it (a hit would keep the miss's time)
+EXPLAIN (COSTS OFF) SELECT count(*) FROM tr_items WHERE id > 0 AND now() > '2000-01-01';
+EXPLAIN (COSTS OFF) SELECT id FROM tr_items WHERE id = 1 AND CURRENT_DATE > '2000-01-01';
+-- a literal 'now' is a constant of the statement: in the key, served
+EXPLAIN (COSTS OFF) SELECT id FROM tr_items WHERE id = 1 AND 'now'::timestamptz > '2000-01-01';
 -- a join with an unwatched table: not served
 EXPLAIN (COSTS OFF) SELECT i.id FROM tr_items i JOIN tr_unwatched u ON u.id = i.id;
 -- REPEATABLE READ: bypass
