@@ -100,6 +100,9 @@ Wrapping transparent_wrapping(const TransparentPlan &tp) {
     return {false, "the statement's shape is not registered with cachekit.create_cache"};
   if (q.uncacheable) return {false, q.reason};
   if (q.deps.empty()) return {false, "the statement reads no table"};
+  if (q.reads_clock)
+    return {false,
+            "the statement reads the clock (now(), CURRENT_DATE...): served only when registered"};
   return {true, ""};
 }
 
@@ -265,6 +268,8 @@ std::string explain_json(const std::string &text) {
   return "{\"cacheable\": " + std::string(bool_json(cacheable)) +
          ", \"reason\": " + null_or_quoted(q.reason) + ", \"detail\": " + null_or_quoted(q.detail) +
          ", \"hint\": " + null_or_quoted(q.hint) +
+         // A hit returns the time its miss read (cached_query documents it).
+         ", \"reads_clock\": " + bool_json(q.reads_clock) +
          ", \"fingerprint\": " + std::to_string(static_cast<int64_t>(tp->fingerprint)) +
          ", \"registered\": " + bool_json(tp->registered) + ", \"registration\": " + registration +
          ", \"transparent\": {\"mode\": " + json_quote(mode_name(settings.transparent)) +

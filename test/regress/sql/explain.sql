@@ -21,7 +21,7 @@ SELECT cachekit.watch('expl_secret');
 
 -- The analysis without the parts that are the same for every statement.
 CREATE FUNCTION pg_temp.ex(q text) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT e - 'key' - 'bypasses' - 'bypass_now' - 'fingerprint' - 'cached_query' - 'transparent'
+    SELECT e - 'key' - 'bypasses' - 'bypass_now' - 'reads_clock' - 'fingerprint' - 'cached_query' - 'transparent'
              - 'registered' - 'registration'
            || jsonb_build_object('registrable', e #> '{transparent,registrable}')
       FROM cachekit.explain(q) e $$;
@@ -141,6 +141,11 @@ SELECT cachekit.explain(:'unwatched') -> 'transparent' AS "all";
 EXPLAIN (COSTS OFF) :unwatched;
 SELECT cachekit.explain(:'notable') -> 'transparent' AS "all";
 EXPLAIN (COSTS OFF) :notable;
+-- the clock: cacheable (a hit keeps the miss's time), not served by `all`
+\set clock 'SELECT v FROM expl_items WHERE id = 7 AND now() > ''2000-01-01'''
+SELECT e -> 'cacheable' AS cacheable, e -> 'reads_clock' AS reads_clock, e -> 'transparent' AS "all"
+  FROM cachekit.explain(:'clock') e;
+EXPLAIN (COSTS OFF) :clock;
 -- a registered shape that can no longer be served is wrapped, and bypasses
 \set owners 'SELECT name FROM expl_owners WHERE id = 2'
 SELECT cachekit.create_cache('SELECT name FROM expl_owners WHERE id = $1') IS NOT NULL AS registered;
