@@ -29,6 +29,16 @@ SELECT cachekit.create_cache('SELECT 1; SELECT 2');
 SELECT cachekit.create_cache('SELEC 1');
 SELECT cachekit.create_cache('SELECT * FROM tr_nowhere');
 SELECT cachekit.create_cache('SELECT amount FROM tr_items WHERE id = $1', ttl => 0);
+CREATE TEMP TABLE tr_temp (id int);
+SELECT cachekit.create_cache('SELECT id FROM tr_temp');
+CREATE MATERIALIZED VIEW tr_mv AS SELECT id FROM tr_items;
+SELECT cachekit.create_cache('SELECT id FROM tr_mv');
+CREATE FUNCTION tr_stable(int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN $1; END $$;
+SELECT cachekit.create_cache('SELECT tr_stable(id) FROM tr_items');
+SELECT cachekit.create_cache('SELECT pg_stat_get_numscans(''tr_items''::regclass), id FROM tr_items');
+SELECT cachekit.create_cache('WITH d AS (DELETE FROM tr_items WHERE false RETURNING id) SELECT id FROM d');
+DROP MATERIALIZED VIEW tr_mv;
+DROP TABLE tr_temp;
 
 -- off: nothing is wrapped
 EXPLAIN (COSTS OFF) SELECT amount FROM tr_items WHERE id = 5;
@@ -234,6 +244,7 @@ RESET cachekit.transparent;
 SELECT cachekit.drop_cache(query) FROM cachekit.caches ORDER BY query;
 DROP TABLE tr_docs;
 DROP FUNCTION tr_amount(int);
+DROP FUNCTION tr_stable(int);
 REVOKE USAGE ON SCHEMA cachekit FROM tr_nobody;
 DROP ROLE tr_nobody;
 DROP TABLE tr_items, tr_unwatched;
