@@ -1730,29 +1730,6 @@ COMMENT ON VIEW cachekit.caches IS
     'Statement shapes registered for transparent caching, with their hits, misses, bypasses and time saved (all roles)';
 GRANT SELECT ON cachekit.caches TO cachekit_user, cachekit_admin, pg_monitor;
 
--- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
--- connects as): the statistics and status, nothing that changes state or
--- shows task arguments, results or purge paths (hence cdn_counters(), not
--- cdn_status()). Query text as query_stats shows it to pg_read_all_stats,
--- which pg_monitor includes.
-GRANT EXECUTE ON FUNCTION
-    cachekit.cache_stats(), cachekit.query_stats(), cachekit.table_stats(),
-    cachekit.app_invalidation_stats()
-TO pg_monitor;
-GRANT EXECUTE ON FUNCTION cachekit.cdn_counters() TO pg_monitor, cachekit_cdn, cachekit_admin;
-GRANT SELECT ON cachekit.cache_stats, cachekit.query_stats, cachekit.table_stats,
-                cachekit.invalidation_stats, cachekit.queue_stats
-TO pg_monitor;
-
--- Last, so that the script's own DDL above does not fire them.
-CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
-                 'CREATE INDEX', 'CREATE RULE', 'DROP RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
-                 'GRANT', 'REVOKE', 'COMMENT')
-    EXECUTE FUNCTION cachekit._on_ddl();
-CREATE EVENT TRIGGER cachekit_drop ON sql_drop
-    EXECUTE FUNCTION cachekit._on_drop();
-
 -- BEGIN explain
 -- What the cache would do with a statement, and which statements are worth
 -- caching. Both run as the caller: explain() plans the statement as the
@@ -1784,6 +1761,8 @@ DECLARE
     pgss_schema name;
     s record;
     e jsonb;
+    run_as name;
+    saved_role text := pg_catalog.current_setting('role');
     -- SELECT-like texts, after any leading comments and parentheses.
     selects constant text := '^(\s|\(|/\*.*?\*/|--[^\n]*\n)*(select|with|table|values)\M';
 BEGIN
@@ -1806,7 +1785,8 @@ BEGIN
             $q$SELECT 'pg_stat_statements'::text AS source, p.queryid, pg_catalog.min(p.query) AS query,
                       pg_catalog.sum(p.calls)::int8 AS calls, pg_catalog.sum(p.total_exec_time) AS total_ms,
                       pg_catalog.sum(p.total_exec_time) / nullif(pg_catalog.sum(p.calls), 0) AS mean_ms,
-                      pg_catalog.sum(p.rows)::int8 AS rows
+                      pg_catalog.sum(p.rows)::int8 AS rows,
+                      pg_catalog.array_agg(DISTINCT p.userid) AS userids
                FROM %I.pg_stat_statements p
                WHERE p.dbid = (SELECT oid FROM pg_catalog.pg_database
                                WHERE datname = pg_catalog.current_database())
@@ -1823,7 +1803,8 @@ BEGIN
                       pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0)) AS total_ms,
                       pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0))
                           / nullif(pg_catalog.sum(q.hits + q.misses), 0) AS mean_ms,
-                      pg_catalog.sum(q.rows)::int8 AS rows
+                      pg_catalog.sum(q.rows)::int8 AS rows,
+                      pg_catalog.array_agg(DISTINCT q.userid) AS userids
                FROM cachekit.query_stats q
                WHERE q.query IS NOT NULL AND q.query <> '<insufficient privilege>'
                  AND q.query ~* %L AND q.query !~* '\mcachekit\s*\.'
@@ -1840,8 +1821,35 @@ BEGIN
     LOOP
         source := s.source; queryid := s.queryid; query := s.query; calls := s.calls;
         total_ms := s.total_ms; mean_ms := s.mean_ms; rows := s.rows;
+        -- Planning a text runs the IMMUTABLE functions it calls with
+        -- constant arguments. Another role's statement is analysed as that
+        -- role (as pg_cron runs a job as its owner), when the session may
+        -- SET ROLE to it; else not at all: planned with the caller's rights,
+        -- its functions would run with them.
+        run_as := NULL;
+        IF (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) = ANY (s.userids) THEN
+            run_as := current_user;
+        ELSE
+            SELECT r.rolname INTO run_as FROM pg_catalog.pg_roles r
+            WHERE r.oid = ANY (s.userids) AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+            ORDER BY r.rolname LIMIT 1;
+        END IF;
+        IF run_as IS NULL THEN
+            fingerprint := NULL; registered := NULL; qualifies := NULL; dependencies := NULL;
+            reason := 'a statement of another role, not analysed';
+            detail := 'Planning it with your rights could run that role''s functions with them.';
+            hint := 'Run cachekit.candidates as a role that may SET ROLE to the statement''s role.';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         BEGIN
+            IF run_as <> current_user THEN
+                PERFORM pg_catalog.set_config('role', run_as, true);
+            END IF;
             e := cachekit.explain(s.query);
+            IF pg_catalog.current_setting('role') <> saved_role THEN
+                PERFORM pg_catalog.set_config('role', saved_role, true);
+            END IF;
             fingerprint := (e ->> 'fingerprint')::int8;
             registered := (e ->> 'registered')::bool;
             -- What create_cache accepts: cacheable, and reading a table
@@ -1875,3 +1883,27 @@ GRANT EXECUTE ON FUNCTION cachekit.explain(pg_catalog.text), cachekit.candidates
 TO cachekit_user, cachekit_admin, pg_monitor;
 GRANT SELECT ON cachekit.candidates TO cachekit_user, cachekit_admin, pg_monitor;
 -- END explain
+
+-- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
+-- connects as): the statistics and status, nothing that changes state or
+-- shows task arguments, results or purge paths (hence cdn_counters(), not
+-- cdn_status()). Query text as query_stats shows it to pg_read_all_stats,
+-- which pg_monitor includes.
+GRANT EXECUTE ON FUNCTION
+    cachekit.cache_stats(), cachekit.query_stats(), cachekit.table_stats(),
+    cachekit.app_invalidation_stats()
+TO pg_monitor;
+GRANT EXECUTE ON FUNCTION cachekit.cdn_counters() TO pg_monitor, cachekit_cdn, cachekit_admin;
+GRANT SELECT ON cachekit.cache_stats, cachekit.query_stats, cachekit.table_stats,
+                cachekit.invalidation_stats, cachekit.queue_stats
+TO pg_monitor;
+
+-- Last, so that the script's own DDL above does not fire them.
+CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER INDEX',
+                 'CREATE INDEX', 'CREATE RULE', 'DROP RULE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY',
+                 'GRANT', 'REVOKE', 'COMMENT')
+    EXECUTE FUNCTION cachekit._on_ddl();
+CREATE EVENT TRIGGER cachekit_drop ON sql_drop
+    EXECUTE FUNCTION cachekit._on_drop();
+

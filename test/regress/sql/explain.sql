@@ -193,6 +193,20 @@ SELECT v FROM expl_items WHERE owner_id = 2 AND id < 3;
 RESET cachekit.transparent;
 SELECT source, query, calls, qualifies, dependencies FROM cachekit.candidates(100000) WHERE query LIKE '%expl\_%';
 RESET ROLE;
+-- another role's statement is analysed as that role: an IMMUTABLE function
+-- in it, run when the text is planned, runs with that role's rights, never
+-- with the caller's
+CREATE FUNCTION expl_whoami() RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_catalog.set_config('regress.ran_as', current_user, false); RETURN 'x'; END $$;
+SET ROLE cachekit_user;
+SET cachekit.transparent = 'all';
+SELECT v FROM expl_items WHERE id = 4 AND expl_whoami() = 'x';
+RESET cachekit.transparent;
+RESET ROLE;
+SELECT set_config('regress.ran_as', 'nobody yet', false);
+SELECT query, qualifies FROM cachekit.candidates(100000) WHERE query LIKE '%expl_whoami%';
+SELECT current_setting('regress.ran_as') AS ran_as, current_user <> 'cachekit_user' AS role_restored;
+DROP FUNCTION expl_whoami();
 REVOKE SELECT ON expl_items, expl_secret FROM cachekit_user;
 
 SELECT cachekit.drop_cache('SELECT v FROM expl_items WHERE id = $1');
