@@ -21,7 +21,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o) $(WORKER_SRCS:.cpp=.o)
 MODULEDIR = extension
 DATA = extension/pg_cachekit.control $(wildcard sql/pg_cachekit--*.sql)
 
-REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans call_plan cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits cdn l1_cache value_invalidation monitoring
+REGRESS = setup boundary cache session privileges stats outage cached_query cached_query_uncacheable cached_query_security cached_query_writes key_rules cached_query_privileges cached_query_connection cached_query_plans call_plan cached_query_2pc install_schema redis_password kv_namespace replica_triggers key_rules_overflow replication_role stale_edges relay watch_disabled_trigger drop_no_generation_entry tasks tasks_limits cdn l1_cache value_invalidation monitoring transparent explain
 REGRESS_OPTS = --inputdir=test/regress --outputdir=build/regress
 ISOLATION := $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=build/isolation

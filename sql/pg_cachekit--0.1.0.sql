@@ -1710,6 +1710,8 @@ CREATE FUNCTION cachekit._shape_stats(
     OUT misses pg_catalog.int8, OUT bypassed pg_catalog.int8, OUT l1_hits pg_catalog.int8,
     OUT hit_ms pg_catalog.float8, OUT miss_ms pg_catalog.float8)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'ck_shape_stats' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION cachekit._shape_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cachekit._shape_stats() TO cachekit_user, cachekit_admin, pg_monitor;
 
 CREATE VIEW cachekit.caches AS
     SELECT c.fingerprint, c.query, c.ttl, c.namespace, c.created_by, c.created_at,
@@ -1727,6 +1729,160 @@ CREATE VIEW cachekit.caches AS
 COMMENT ON VIEW cachekit.caches IS
     'Statement shapes registered for transparent caching, with their hits, misses, bypasses and time saved (all roles)';
 GRANT SELECT ON cachekit.caches TO cachekit_user, cachekit_admin, pg_monitor;
+
+-- BEGIN explain
+-- What the cache would do with a statement, and which statements are worth
+-- caching. Both run as the caller: explain() plans the statement as the
+-- caller (and, like EXPLAIN, needs the privileges running it would need);
+-- candidates() sees pg_stat_statements' and query_stats' texts as the
+-- caller may see them, and analyses them with the caller's search_path
+-- (neither sets one).
+CREATE FUNCTION cachekit.explain(query pg_catalog.text)
+RETURNS pg_catalog.jsonb AS 'MODULE_PATHNAME', 'ck_explain' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION cachekit.explain(pg_catalog.text) IS
+    'Whether a SELECT can be cached (transparently and by cached_query) and why not, its shape''s fingerprint and registration, its dependencies and what its key holds';
+
+-- The most expensive statements by total time, from pg_stat_statements
+-- (when installed in this database: looked up at run time, so that this
+-- works without it) and from query_stats (when the library is preloaded),
+-- each analysed by explain(). A text that does not analyse (pg_stat_statements
+-- replaces constants by $n, which some syntax does not accept back; a table
+-- dropped since; no privilege) does not qualify, with the error as reason.
+-- Statements that call the extension (cached_query among them) are left out.
+CREATE FUNCTION cachekit.candidates(top pg_catalog.int4 DEFAULT 50,
+    OUT source pg_catalog.text, OUT queryid pg_catalog.int8, OUT query pg_catalog.text,
+    OUT calls pg_catalog.int8, OUT total_ms pg_catalog.float8, OUT mean_ms pg_catalog.float8,
+    OUT rows pg_catalog.int8, OUT fingerprint pg_catalog.int8, OUT registered pg_catalog.bool,
+    OUT qualifies pg_catalog.bool, OUT reason pg_catalog.text, OUT detail pg_catalog.text,
+    OUT hint pg_catalog.text, OUT dependencies pg_catalog.text[])
+RETURNS SETOF record LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    parts text[] := '{}';
+    pgss_schema name;
+    s record;
+    e jsonb;
+    run_as name;
+    saved_role text := pg_catalog.current_setting('role');
+    -- SELECT-like texts, after any leading comments and parentheses.
+    selects constant text := '^(\s|\(|/\*.*?\*/|--[^\n]*\n)*(select|with|table|values)\M';
+BEGIN
+    SELECT n.nspname INTO pgss_schema
+    FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+    WHERE x.extname = 'pg_stat_statements';
+    IF pgss_schema IS NOT NULL THEN
+        -- Created but not preloaded, pg_stat_statements' view raises 55000.
+        BEGIN
+            EXECUTE pg_catalog.format('SELECT 1 FROM %I.pg_stat_statements LIMIT 1', pgss_schema);
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            pgss_schema := NULL;
+        END;
+    END IF;
+    IF pgss_schema IS NOT NULL THEN
+        -- One row per statement of this database (pg_stat_statements keeps
+        -- one per role and nesting level); other roles' texts are hidden
+        -- by pg_stat_statements itself.
+        parts := parts || pg_catalog.format(
+            $q$SELECT 'pg_stat_statements'::text AS source, p.queryid, pg_catalog.min(p.query) AS query,
+                      pg_catalog.sum(p.calls)::int8 AS calls, pg_catalog.sum(p.total_exec_time) AS total_ms,
+                      pg_catalog.sum(p.total_exec_time) / nullif(pg_catalog.sum(p.calls), 0) AS mean_ms,
+                      pg_catalog.sum(p.rows)::int8 AS rows,
+                      pg_catalog.array_agg(DISTINCT p.userid) AS userids
+               FROM %I.pg_stat_statements p
+               WHERE p.dbid = (SELECT oid FROM pg_catalog.pg_database
+                               WHERE datname = pg_catalog.current_database())
+                 AND p.query IS NOT NULL AND p.query <> '<insufficient privilege>'
+                 AND p.query ~* %L AND p.query !~* '\mcachekit\s*\.'
+               GROUP BY p.queryid$q$, pgss_schema, selects);
+    END IF;
+    -- query_stats needs the shared memory of a preloaded library.
+    BEGIN
+        PERFORM 1 FROM cachekit.query_stats() LIMIT 1;
+        parts := parts || pg_catalog.format(
+            $q$SELECT 'cachekit'::text AS source, NULL::int8 AS queryid, q.query,
+                      pg_catalog.sum(q.calls)::int8 AS calls,
+                      pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0)) AS total_ms,
+                      pg_catalog.sum(coalesce(q.hits * q.mean_hit_ms, 0) + coalesce(q.misses * q.mean_miss_ms, 0))
+                          / nullif(pg_catalog.sum(q.hits + q.misses), 0) AS mean_ms,
+                      pg_catalog.sum(q.rows)::int8 AS rows,
+                      pg_catalog.array_agg(DISTINCT q.userid) AS userids
+               FROM cachekit.query_stats q
+               WHERE q.query IS NOT NULL AND q.query <> '<insufficient privilege>'
+                 AND q.query ~* %L AND q.query !~* '\mcachekit\s*\.'
+               GROUP BY q.query$q$, selects);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        NULL;
+    END;
+    IF pg_catalog.cardinality(parts) = 0 THEN
+        RETURN;
+    END IF;
+    FOR s IN EXECUTE 'SELECT * FROM (' || pg_catalog.array_to_string(parts, ' UNION ALL ') || ') c '
+                     'ORDER BY c.total_ms DESC NULLS LAST, c.calls DESC, c.query LIMIT $1'
+             USING top
+    LOOP
+        source := s.source; queryid := s.queryid; query := s.query; calls := s.calls;
+        total_ms := s.total_ms; mean_ms := s.mean_ms; rows := s.rows;
+        -- Planning a text runs the IMMUTABLE functions it calls with
+        -- constant arguments. Another role's statement is analysed as that
+        -- role (as pg_cron runs a job as its owner), when the session may
+        -- SET ROLE to it; else not at all: planned with the caller's rights,
+        -- its functions would run with them.
+        run_as := NULL;
+        IF (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) = ANY (s.userids) THEN
+            run_as := current_user;
+        ELSE
+            SELECT r.rolname INTO run_as FROM pg_catalog.pg_roles r
+            WHERE r.oid = ANY (s.userids) AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+            ORDER BY r.rolname LIMIT 1;
+        END IF;
+        IF run_as IS NULL THEN
+            fingerprint := NULL; registered := NULL; qualifies := NULL; dependencies := NULL;
+            reason := 'a statement of another role, not analysed';
+            detail := 'Planning it with your rights could run that role''s functions with them.';
+            hint := 'Run cachekit.candidates as a role that may SET ROLE to the statement''s role.';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        BEGIN
+            IF run_as <> current_user THEN
+                PERFORM pg_catalog.set_config('role', run_as, true);
+            END IF;
+            e := cachekit.explain(s.query);
+            IF pg_catalog.current_setting('role') <> saved_role THEN
+                PERFORM pg_catalog.set_config('role', saved_role, true);
+            END IF;
+            fingerprint := (e ->> 'fingerprint')::int8;
+            registered := (e ->> 'registered')::bool;
+            -- What create_cache accepts: cacheable, and reading a table
+            -- (a write to it is what invalidates).
+            qualifies := (e -> 'transparent' ->> 'registrable')::bool;
+            reason := e ->> 'reason'; detail := e ->> 'detail'; hint := e ->> 'hint';
+            IF NOT qualifies AND reason IS NULL THEN
+                reason := 'the statement reads no table';
+            END IF;
+            dependencies := ARRAY(SELECT d ->> 'table'
+                                  FROM pg_catalog.jsonb_array_elements(e -> 'dependencies') d);
+        EXCEPTION WHEN OTHERS THEN
+            fingerprint := NULL; registered := NULL; qualifies := false;
+            GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
+                                    hint = PG_EXCEPTION_HINT;
+            detail := NULLIF(detail, ''); hint := NULLIF(hint, '');
+            dependencies := NULL;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+CREATE VIEW cachekit.candidates AS
+    SELECT * FROM cachekit.candidates();
+COMMENT ON VIEW cachekit.candidates IS
+    'The 50 most expensive SELECTs by total time (pg_stat_statements when installed, and query_stats), whether each can be cached and why not';
+
+REVOKE ALL ON FUNCTION cachekit.explain(pg_catalog.text), cachekit.candidates(pg_catalog.int4) FROM PUBLIC;
+REVOKE ALL ON cachekit.candidates FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cachekit.explain(pg_catalog.text), cachekit.candidates(pg_catalog.int4)
+TO cachekit_user, cachekit_admin, pg_monitor;
+GRANT SELECT ON cachekit.candidates TO cachekit_user, cachekit_admin, pg_monitor;
+-- END explain
 
 -- pg_monitor, Postgres' read-only monitoring role (what postgres_exporter
 -- connects as): the statistics and status, nothing that changes state or
@@ -1750,3 +1906,4 @@ CREATE EVENT TRIGGER cachekit_ddl ON ddl_command_end
     EXECUTE FUNCTION cachekit._on_ddl();
 CREATE EVENT TRIGGER cachekit_drop ON sql_drop
     EXECUTE FUNCTION cachekit._on_drop();
+

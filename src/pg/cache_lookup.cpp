@@ -248,6 +248,8 @@ void build_query_key(CacheCall &c, const PreparedQuery &q,
                      const std::vector<std::optional<std::string>> &params, const std::string &ns) {
   clear_last_dependencies();
   if (!c.use_cache) return;
+  // (The transparent path's statement already has a snapshot here.)
+  debug_pause(kPauseBeforeGenerations);
   KeyMaterial km;
   km.add_u64('S', GetSystemIdentifier());
   km.add_u64('D', MyDatabaseId);
@@ -374,6 +376,10 @@ std::vector<Oid> output_functions(const std::vector<Oid> &types) {
     pg_call([&] { getTypeOutputInfo(t, &out[i], &varlena); });
   }
   return out;
+}
+
+std::vector<std::string> key_setting_names() {
+  return std::vector<std::string>(std::begin(kOutputSettings), std::end(kOutputSettings));
 }
 
 }  // namespace cachekit::pg

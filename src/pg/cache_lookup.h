@@ -67,6 +67,9 @@ void debug_pause(int point);
 std::string outcome_text(const QueryCall &call);
 extern std::string last_outcome;
 
+// The settings every key includes, by name (cachekit.explain shows them).
+std::vector<std::string> key_setting_names();
+
 // Output functions of the columns, for encoding rows (RowEncoder).
 std::vector<Oid> output_functions(const std::vector<Oid> &types);
 

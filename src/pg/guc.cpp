@@ -173,6 +173,7 @@ const struct config_enum_entry pause_options[] = {
     {"none", kPauseNone, false},
     {"after_generations", kPauseAfterGenerations, false},
     {"before_store", kPauseBeforeStore, false},
+    {"before_generations", kPauseBeforeGenerations, false},
     {nullptr, 0, false},
 };
 

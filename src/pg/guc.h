@@ -103,7 +103,12 @@ enum TransparentMode { kTransparentOff, kTransparentRegistered, kTransparentAll 
 enum UncacheablePolicy { kUncacheableError, kUncacheableBypass };
 
 // Points in cached_query where the isolation tests can hold a reader.
-enum DebugPausePoint { kPauseNone, kPauseAfterGenerations, kPauseBeforeStore };
+enum DebugPausePoint {
+  kPauseNone,
+  kPauseAfterGenerations,
+  kPauseBeforeStore,
+  kPauseBeforeGenerations
+};
 
 extern Settings settings;
 

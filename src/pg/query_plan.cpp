@@ -234,6 +234,13 @@ void collect_dependencies(PreparedQuery &q, const PlannedStmt *stmt,
     if (rte->rtekind != RTE_RELATION) continue;
     char kind = rte->relkind;
     if (kind == RELKIND_VIEW) continue;  // kept for permission checks; no rows of its own
+    if ((kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE) &&
+        pg_call([&] { return get_rel_persistence(rte->relid); }) != RELPERSISTENCE_TEMP) {
+      // The common case, without naming it (names are for the reasons).
+      for (Oid r : table_and_ancestors(rte->relid))
+        if (std::find(tables.begin(), tables.end(), r) == tables.end()) tables.push_back(r);
+      continue;
+    }
     std::string label = relation_label(rte->relid);
     if (kind == RELKIND_MATVIEW) {
       uncacheable(q, "cached_query cannot cache a query that reads a materialized view",
@@ -358,8 +365,14 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
   const std::string session_user_node =
       "{SQLVALUEFUNCTION :op " + std::to_string(SVFOP_SESSION_USER) + " ";
   if (strstr(plan_text, session_user_node.c_str()) != nullptr) q.reads_session_user = true;
+  for (int op = SVFOP_CURRENT_DATE; op <= SVFOP_LOCALTIMESTAMP_N; ++op) {
+    const std::string clock_node = "{SQLVALUEFUNCTION :op " + std::to_string(op) + " ";
+    if (strstr(plan_text, clock_node.c_str()) != nullptr) q.reads_clock = true;
+  }
   for (Oid fn : functions_in(plan_text)) {
     if (fn == F_SESSION_USER) q.reads_session_user = true;
+    if (fn == F_NOW || fn == F_TRANSACTION_TIMESTAMP || fn == F_STATEMENT_TIMESTAMP)
+      q.reads_clock = true;
     // current_setting('app.x') reads a setting, not a table: every custom
     // setting then joins the key, as for row-level security (and the
     // session user: current_setting('session_authorization')).

@@ -51,8 +51,11 @@ struct PreparedQuery {
   bool row_security = false;        // RLS applies to a dependency for this role
   bool reads_settings = false;      // calls current_setting(), or a function that may
   bool reads_session_user = false;  // SESSION_USER, or a function that may read it
-  std::string analysed_digest;      // hex SHA-256 of the rewritten query tree
-  uint64_t fingerprint = 0;         // of the query text, for query_stats
+  // now(), CURRENT_DATE, LOCALTIMESTAMP...: a hit keeps the miss's time for
+  // the ttl (documented for cached_query; transparent `all` does not serve it).
+  bool reads_clock = false;
+  std::string analysed_digest;  // hex SHA-256 of the rewritten query tree
+  uint64_t fingerprint = 0;     // of the query text, for query_stats
   // Set when the query cannot be cached safely.
   bool uncacheable = false;
   std::string reason, detail, hint;

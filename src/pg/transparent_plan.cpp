@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/key_material.h"
 #include "pg/boundary.h"
 #include "pg/extension_objects.h"
 #include "pg/guc.h"
@@ -20,6 +21,7 @@ extern "C" {
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -82,30 +84,28 @@ Node *params_as_constants(Node *node, void *context) {
 // has the same key. Only the fields themselves go: a name containing the
 // same characters is printed with its spaces escaped ("\ ").
 std::string without_locations(const std::string &text) {
-  static const char *const fields[] = {" :location ", " :stmt_location ", " :stmt_len "};
+  static const char *const fields[] = {":location ", ":stmt_location ", ":stmt_len "};
   std::string out;
   out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    bool cut = false;
-    if (text[i] == ' ' && (i == 0 || text[i - 1] != '\\')) {
-      for (const char *f : fields) {
-        size_t len = strlen(f);
-        if (text.compare(i, len, f) == 0) {
-          size_t j = i + len;
-          if (j < text.size() && text[j] == '-') ++j;
-          size_t digits = j;
-          while (j < text.size() && isdigit(static_cast<unsigned char>(text[j]))) ++j;
-          if (j > digits) {
-            i = j;
-            cut = true;
-          }
-          break;
-        }
+  size_t copied = 0;
+  for (size_t at = text.find(" :"); at != std::string::npos; at = text.find(" :", at + 2)) {
+    if (at > 0 && text[at - 1] == '\\') continue;
+    for (const char *f : fields) {
+      const size_t len = strlen(f);
+      if (text.compare(at + 1, len, f) != 0) continue;
+      size_t end = at + 1 + len;
+      if (end < text.size() && text[end] == '-') ++end;
+      const size_t digits = end;
+      while (end < text.size() && isdigit(static_cast<unsigned char>(text[end]))) ++end;
+      if (end > digits) {
+        out.append(text, copied, at - copied);
+        copied = end;
+        at = end - 2;
       }
+      break;
     }
-    if (!cut) out.push_back(text[i++]);
   }
+  out.append(text, copied, std::string::npos);
   return out;
 }
 
@@ -124,6 +124,9 @@ void registry_changed(Datum, Oid relid) {
     ResetPlanCache();
   }
 }
+
+void memo_invalidated(Datum, Oid);
+void memo_invalidated_syscache(Datum, int, uint32);
 
 struct RegistryRow {
   int64 fingerprint;
@@ -191,8 +194,9 @@ uint64_t next_plan_id = 1;
 // least recently used go first, prepared statements' plans stay.
 size_t plans_kept() { return static_cast<size_t>(settings.max_prepared_queries) * 4 + 64; }
 
-uint64_t remember(std::shared_ptr<TransparentPlan> tp) {
-  const uint64_t id = next_plan_id++;
+uint64_t remember(std::shared_ptr<TransparentPlan> tp, uint64_t id = 0) {
+  if (id == 0) id = next_plan_id++;
+  if (plans.count(id) != 0) return id;
   plan_use.push_front(id);
   plans.emplace(id, PlanSlot{std::move(tp), plan_use.begin()});
   while (plans.size() > plans_kept()) {
@@ -282,11 +286,18 @@ CustomScan *make_node(Plan *child, uint64_t id) {
   return cs;
 }
 
-PlannedStmt *wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed, uint64_t fp,
-                  const std::optional<Registration> &reg, int cursor_options) {
+struct Wrapped {
+  PlannedStmt *stmt;
+  std::shared_ptr<TransparentPlan> plan;  // null: not wrapped
+  uint64_t id;
+};
+
+Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
+             const std::string &digest, uint64_t fp, const std::optional<Registration> &reg,
+             int cursor_options) {
   if (stmt->commandType != CMD_SELECT || stmt->planTree == nullptr || stmt->hasModifyingCTE ||
       stmt->rowMarks != NIL || stmt->utilityStmt != nullptr)
-    return stmt;
+    return {stmt, nullptr, 0};
   auto tp = std::make_shared<TransparentPlan>();
   tp->fingerprint = fp;
   tp->q.fingerprint = fp;
@@ -301,14 +312,17 @@ PlannedStmt *wrap(PlannedStmt *stmt, Query *pristine, const std::string &analyse
     query_tree_walker(pristine, as_walker(collect_param_types), &pt, 0);
   });
   tp->q.param_types.assign(pt.types, pt.types + pt.n);
-  tp->q.analysed_digest = sha256_hex(analysed);
+  tp->q.analysed_digest = digest;
   analyse_plan(tp->q, pristine, stmt, analysed, {});
   // `all`: only what can be cached; a registered shape is wrapped anyway,
   // so that EXPLAIN and cachekit.caches say why it is not served.
-  if (!reg && (tp->q.uncacheable || tp->q.deps.empty())) return stmt;
+  // Nor, with `all`, what reads the clock: the application did not ask for
+  // `now()` to keep the miss's value for the ttl.
+  if (!reg && (tp->q.uncacheable || tp->q.deps.empty() || tp->q.reads_clock))
+    return {stmt, nullptr, 0};
 
   const TransparentPlan &t = *tp;
-  const uint64_t id = remember(std::move(tp));
+  const uint64_t id = remember(tp);
   pg_call([&] {
     CustomScan *cs = make_node(stmt->planTree, id);
     Plan *top = &cs->scan.plan;
@@ -329,13 +343,78 @@ PlannedStmt *wrap(PlannedStmt *stmt, Query *pristine, const std::string &analyse
       stmt->invalItems = lappend(stmt->invalItems, item);
     }
   });
-  return stmt;
+  return {stmt, tp, id};
+}
+
+// ---- plans made before, for the simple protocol ------------------------
+//
+// A statement sent as text is planned at every execution, and for a hit
+// that planning (and deciding what the key depends on) cost more than the
+// hit itself. A plan is a function of the analysed statement (constants
+// included), the catalogs and the planner's settings; so, as the plan cache
+// does for prepared statements, the wrapped plan of an analysed statement
+// is kept and a copy returned for the same analysed statement, until any
+// invalidation of the kinds that make the plan cache re-plan (relations,
+// functions, types, operators, roles, schemas) empties the memo. Statements
+// with bound parameter values (custom plans of prepared statements, whose
+// plan may hold those values) are never kept; plans that depend on the role
+// or are transient neither.
+
+struct Memo {
+  PlannedStmt *stmt;  // in `memory`; nullptr: `all` mode did not wrap it
+  MemoryContext memory;
+  std::shared_ptr<TransparentPlan> plan;
+  uint64_t id;
+  std::list<std::string>::iterator use;
+};
+std::unordered_map<std::string, Memo> memo;
+std::list<std::string> memo_use;  // most recently used first
+bool memo_stale = false;
+
+size_t memo_kept() { return static_cast<size_t>(settings.max_prepared_queries); }
+
+void forget_memo_entry(Memo &m) {
+  if (m.memory != nullptr) MemoryContextDelete(m.memory);
+  m.memory = nullptr;
+}
+
+void clear_memo() {
+  for (auto &[key, m] : memo) forget_memo_entry(m);
+  memo.clear();
+  memo_use.clear();
+  memo_stale = false;
+}
+
+void memo_invalidated(Datum, Oid) { memo_stale = true; }
+void memo_invalidated_syscache(Datum, int, uint32) { memo_stale = true; }
+
+void keep_in_memo(const std::string &key, const Wrapped &w) {
+  Memo m{nullptr, nullptr, w.plan, w.id, memo_use.end()};
+  if (w.plan) {
+    pg_call([&] {
+      m.memory = AllocSetContextCreate(CacheMemoryContext, "cachekit transparent plan",
+                                       ALLOCSET_SMALL_SIZES);
+      MemoryContext old = MemoryContextSwitchTo(m.memory);
+      m.stmt = static_cast<PlannedStmt *>(copyObjectImpl(w.stmt));
+      MemoryContextSwitchTo(old);
+    });
+  }
+  memo_use.push_front(key);
+  m.use = memo_use.begin();
+  memo.emplace(key, std::move(m));
+  while (memo.size() > memo_kept()) {
+    auto victim = memo.find(memo_use.back());
+    forget_memo_entry(victim->second);
+    memo.erase(victim);
+    memo_use.pop_back();
+  }
 }
 
 PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cursor_options,
                                  ParamListInfo bound_params) {
   if (!may_wrap(parse)) return next_planner(parse, query_string, cursor_options, bound_params);
   return cpp_entry([&]() -> PlannedStmt * {
+    if (memo_stale) clear_memo();
     // Before planning: the planner scribbles on its input.
     uint64_t fp = statement_fingerprint(parse);
     std::optional<Registration> reg = find_registration(fp);
@@ -344,9 +423,36 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
           [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(parse)); });
     std::string analysed = without_locations(pg_call([&] { return nodeToString(pristine); }));
+    const std::string digest = sha256_hex(analysed);
+
+    std::string key;
+    if (bound_params == nullptr || bound_params->numParams == 0) {
+      KeyMaterial id;
+      id.add('a', digest);
+      id.add_u64('u', GetUserId());
+      List *path = pg_call([] { return fetch_search_path(true); });
+      ListCell *lc;
+      foreach (lc, path) id.add_u64('s', lfirst_oid(lc));
+      id.add_u64('c', static_cast<uint64_t>(cursor_options));
+      id.add_u64('m', static_cast<uint64_t>(settings.transparent));
+      key = id.bytes();
+      auto it = memo.find(key);
+      if (it != memo.end()) {
+        Memo &m = it->second;
+        memo_use.splice(memo_use.begin(), memo_use, m.use);
+        if (m.stmt == nullptr)
+          return pg_call(
+              [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+        remember(m.plan, m.id);
+        PlannedStmt *kept = m.stmt;
+        return pg_call([&] { return static_cast<PlannedStmt *>(copyObjectImpl(kept)); });
+      }
+    }
     PlannedStmt *stmt =
         pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
-    return wrap(stmt, pristine, analysed, fp, reg, cursor_options);
+    Wrapped w = wrap(stmt, pristine, analysed, digest, fp, reg, cursor_options);
+    if (!key.empty() && !w.stmt->transientPlan && !w.stmt->dependsOnRole) keep_in_memo(key, w);
+    return w.stmt;
   });
 }
 
@@ -443,6 +549,9 @@ void install_transparent_planner() {
   prev_planner = planner_hook;
   planner_hook = transparent_planner;
   CacheRegisterRelcacheCallback(registry_changed, 0);
+  CacheRegisterRelcacheCallback(memo_invalidated, 0);
+  for (int cache : {PROCOID, TYPEOID, AUTHOID, NAMESPACEOID, OPEROID, AMOPOPID})
+    CacheRegisterSyscacheCallback(cache, memo_invalidated_syscache, 0);
 }
 
 }  // namespace cachekit::pg

@@ -11,9 +11,12 @@
 //   BeginCustomScan: the executor has checked the tables' privileges; the
 //     functions' EXECUTE is checked, then L1, Redis, coalescing. On a hit
 //     the child plan is not even started (unless EXPLAIN ANALYZE shows it).
-//   ExecCustomScan: a hit's rows decoded into the scan slot; a miss passes
-//     the child's rows through and encodes them; when the child is done they
-//     are stored. A portal closed before its last row stores nothing.
+//   ExecCustomScan: a hit's rows decoded into the scan slot. A miss first
+//     reads the child to its end (encoding and keeping the rows), stores the
+//     result, then returns the rows: a client that fetches a few rows at a
+//     time (a cursor, PL/pgSQL's SELECT INTO, a row limit on Execute) still
+//     leaves a stored result. Above cachekit.max_result_bytes it stops
+//     keeping, returns what it kept and then the child's rows as they come.
 //   EndCustomScan: the call is counted (query_stats, last_outcome).
 // The C++ state of an execution lives outside Postgres memory; a reset
 // callback of the executor's memory frees it (and the key's lease) when an
@@ -43,6 +46,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 }
 
 namespace cachekit::pg {
@@ -74,6 +78,11 @@ struct TransparentState {
   TransparentCall *call;
   PlanState *child;  // nullptr: not started (a hit)
   MemoryContext row_cxt;
+  // A miss: the rows read ahead of the caller, until the child's end.
+  Tuplestorestate *kept;
+  TupleTableSlot *kept_slot;
+  bool read_ahead;  // done: from now on `kept`, then the child
+  bool child_done;
   MemoryContextCallback cleanup;
 };
 
@@ -276,6 +285,8 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   if (start_child) {
     st->child = ExecInitNode(static_cast<Plan *>(linitial(cs->custom_plans)), estate, eflags);
     node->custom_ps = list_make1(st->child);
+    st->kept_slot = ExecInitExtraTupleSlot(estate, node->ss.ss_ScanTupleSlot->tts_tupleDescriptor,
+                                           &TTSOpsMinimalTuple);
   }
 }
 
@@ -366,22 +377,51 @@ void finish_store(TransparentState *st) {
   });
 }
 
+// A miss: the child's rows up to its end (or the size limit) into `kept`,
+// encoded as they pass; stored when the end was reached. Postgres frame: no
+// C++ object lives here (the child may raise an error).
+void read_ahead(TransparentState *st) {
+  TransparentCall *call = st->call;
+  st->read_ahead = true;
+  st->kept = tuplestore_begin_heap(false, false, work_mem);
+  for (;;) {
+    TupleTableSlot *slot = ExecProcNode(st->child);
+    if (TupIsNull(slot)) {
+      st->child_done = true;
+      if (call->storing) finish_store(st);
+      return;
+    }
+    ++call->rows;
+    tuplestore_puttupleslot(st->kept, slot);
+    encode_row(st, slot);
+    if (!call->storing) return;  // too large: the rest as it comes
+  }
+}
+
 TupleTableSlot *exec_scan(CustomScanState *node) {
   auto *st = reinterpret_cast<TransparentState *>(node);
   TransparentCall *call = st->call;
   if (call->decoder) return next_hit_row(st);
+  if (call->storing && !st->read_ahead) read_ahead(st);
+  if (st->kept != nullptr) {
+    if (tuplestore_gettupleslot(st->kept, true, false, st->kept_slot)) return st->kept_slot;
+    tuplestore_end(st->kept);
+    st->kept = nullptr;
+  }
+  if (st->child_done) return nullptr;
   TupleTableSlot *slot = ExecProcNode(st->child);
   if (TupIsNull(slot)) {
-    if (call->storing) finish_store(st);
+    st->child_done = true;
     return nullptr;
   }
   ++call->rows;
-  if (call->storing) encode_row(st, slot);
   return slot;
 }
 
 void end_scan(CustomScanState *node) {
   auto *st = reinterpret_cast<TransparentState *>(node);
+  if (st->kept != nullptr) tuplestore_end(st->kept);
+  st->kept = nullptr;
   if (st->child != nullptr) ExecEndNode(st->child);
   if (st->call != nullptr) {
     cpp_entry([&] { record(*st->call); });
@@ -398,6 +438,9 @@ void rescan(CustomScanState *node) {
   }
   // Rows may now come twice: not a result to store.
   call->storing = false;
+  if (st->kept != nullptr) tuplestore_end(st->kept);
+  st->kept = nullptr;
+  st->child_done = false;
   ExecReScan(st->child);
 }
 
@@ -411,7 +454,9 @@ void explain_scan(CustomScanState *node, List *, ExplainState *es) {
                                           : "transparent = all";
     std::string decision;
     if (plan != nullptr)
-      decision = plan->q.uncacheable ? "not cacheable: " + plan->q.reason : "cacheable";
+      decision = plan->q.uncacheable   ? "not cacheable: " + plan->q.reason
+                 : plan->q.reads_clock ? "cacheable (reads the clock: a hit keeps the miss's time)"
+                                       : "cacheable";
     std::string outcome;
     if (call != nullptr && es->analyze && call->active) {
       outcome = outcome_text(call->c.call);
@@ -422,9 +467,6 @@ void explain_scan(CustomScanState *node, List *, ExplainState *es) {
     pg_call([&] {
       ExplainPropertyText("Cache", mode.c_str(), es);
       if (!decision.empty()) ExplainPropertyText("Cache Decision", decision.c_str(), es);
-      if (es->verbose && plan != nullptr)
-        ExplainPropertyInteger("Cache Fingerprint", nullptr, static_cast<int64>(plan->fingerprint),
-                               es);
       if (!outcome.empty()) ExplainPropertyText("Cache Outcome", outcome.c_str(), es);
     });
   });

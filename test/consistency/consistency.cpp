@@ -2,7 +2,7 @@
 //
 //   cachekit_consistency --writers 3 --readers 3 --ops 2000 --seed 42
 //                        [--rows 20] [--writer-pause-us 200] [--direct] [--fake-stale]
-//                        [--watch-by id [--bucket-width N]]
+//                        [--watch-by id [--bucket-width N]] [--transparent]
 //
 // Connects with the usual PG* environment variables. Writer threads increment
 // counters in consistency.items (in several transaction shapes, some rolled
@@ -32,7 +32,9 @@
 // invalidated: a deliberately broken cache, to prove the checker can fail.
 // --watch-by id watches the table by its id column (per-value invalidation:
 // single-id reads then depend on their id's bucket only, sums on the whole
-// table), with --bucket-width N on ranges of N ids.
+// table), with --bucket-width N on ranges of N ids. --transparent sends the
+// inner queries as they are (extended protocol, $1 bound), to be served by
+// transparent caching: run it with PGOPTIONS='-c cachekit.transparent=all'.
 //
 // Exit status: 0 when every read checked out and no SQL error occurred
 // (setup included), 1 otherwise, 2 for a usage error.
@@ -76,6 +78,7 @@ struct Options {
   int writer_pause_us = 1000;
   bool direct = false;
   bool fake_stale = false;
+  bool transparent = false;  // plain queries, served by cachekit.transparent
   std::string watch_by;      // empty: watch the whole table
   std::string bucket_width;  // with watch_by
 };
@@ -85,7 +88,7 @@ struct Options {
   fprintf(stderr,
           "usage: cachekit_consistency --writers N --readers N --ops N --seed N\n"
           "                            [--rows N] [--writer-pause-us N (1000)] [--direct] "
-          "[--fake-stale]\n"
+          "[--fake-stale] [--transparent]\n"
           "                            [--watch-by id|v [--bucket-width N]]\n"
           "Connects using the PG* environment variables.\n");
   exit(2);
@@ -129,6 +132,8 @@ Options parse_args(int argc, char **argv) {
       o.writer_pause_us = static_cast<int>(parse_long("--writer-pause-us", value(), 0, 1000000));
     } else if (a == "--direct") {
       o.direct = true;
+    } else if (a == "--transparent") {
+      o.transparent = true;
     } else if (a == "--fake-stale") {
       o.fake_stale = true;
     } else if (a == "--watch-by") {
@@ -345,6 +350,8 @@ std::optional<int64_t> parse_single(const PGresult *r, int id, std::string &erro
 // --- writers -----------------------------------------------------------------
 
 class Writer {
+  bool plain() const { return s_.opt.direct || s_.opt.transparent; }
+
  public:
   Writer(Shared &s, int index, long ops) : s_(s), index_(index), ops_(ops) {
     rng_ = thread_rng(s.opt.seed, 1, index);
@@ -435,7 +442,7 @@ class Writer {
   // Reads id through the readers' query (cached_query unless --direct) inside
   // the open transaction, which has just set it to `want`.
   bool read_own_write(int id, int64_t want) {
-    Exec e = run(conn_.get(), s_.opt.direct ? kSingleDirect : kSingleCached, {std::to_string(id)});
+    Exec e = run(conn_.get(), plain() ? kSingleDirect : kSingleCached, {std::to_string(id)});
     if (!check(e, "read in own transaction")) return false;
     std::string error;
     std::optional<int64_t> v = parse_single(e.res.get(), id, error);
@@ -561,6 +568,7 @@ class Reader {
   Reader(Shared &s, int index, long ops) : s_(s), index_(index), ops_(ops) {
     rng_ = thread_rng(s.opt.seed, 2, index);
   }
+  bool plain() const { return s_.opt.direct || s_.opt.transparent; }
 
   void operator()() {
     std::string error;
@@ -623,8 +631,8 @@ class Reader {
         return r;
       }
     }
-    const char *sql = is_sum ? (s_.opt.direct ? kSumDirect : kSumCached)
-                             : (s_.opt.direct ? kSingleDirect : kSingleCached);
+    const char *sql =
+        is_sum ? (plain() ? kSumDirect : kSumCached) : (plain() ? kSingleDirect : kSingleCached);
     std::vector<std::string> params;
     if (!is_sum) params.push_back(std::to_string(id));
     r.start = Clock::now();
@@ -927,10 +935,13 @@ int main(int argc, char **argv) {
       "own_write_violations=%zu bad_results=%zu sql_errors=%zu commits=%ld rollbacks=%ld "
       "increments=%zu last_read_ms=%lld last_commit_ms=%lld elapsed_ms=%lld -> %s\n",
       static_cast<unsigned long long>(o.seed), o.writers, o.readers, o.ops, o.rows,
-      o.direct ? "direct" : "cached_query", o.fake_stale ? "+fake-stale" : "", s.reads.size(), hits,
-      misses, bypasses, other, stale.size(), phantom.size(), s.own_write_violations.size(),
-      s.bad_results.size(), s.sql_errors.size(), s.committed_txns, s.rolled_back_txns,
-      s.commits.size(), us_since(s, last_read) / 1000, us_since(s, last_commit) / 1000, elapsed_ms,
+      o.direct        ? "direct"
+      : o.transparent ? "transparent"
+                      : "cached_query",
+      o.fake_stale ? "+fake-stale" : "", s.reads.size(), hits, misses, bypasses, other,
+      stale.size(), phantom.size(), s.own_write_violations.size(), s.bad_results.size(),
+      s.sql_errors.size(), s.committed_txns, s.rolled_back_txns, s.commits.size(),
+      us_since(s, last_read) / 1000, us_since(s, last_commit) / 1000, elapsed_ms,
       fail ? "FAIL" : "ok");
   fflush(stdout);
   return fail ? 1 : 0;

@@ -55,3 +55,16 @@ got=$(read_replica)
 [ "$(rq "SELECT bypasses ->> 'hot_standby' FROM cachekit.query_stats WHERE query = 'SELECT v FROM s WHERE id = 1'")" = "3" ] ||
 	fail "hot_standby bypasses not counted"
 echo "ok - on a hot standby cached_query bypasses the cache (counted) and returns the replayed rows"
+
+# The same through transparent caching: the statement as the application
+# sends it, served by the cache node on the primary, bypassing on the standby.
+read_transparent() {
+	psql -X -q -At -h 127.0.0.1 -p "$rport" -d "$db" -v ON_ERROR_STOP=1 -c "SET cachekit.transparent = 'all'" \
+		-c "SELECT v FROM s WHERE id = 1" -c "SELECT cachekit.last_outcome()" | tr '\n' ' '
+}
+[ "$(read_transparent)" = "second bypass:hot_standby " ] || fail "standby, transparent: $(read_transparent)"
+psql -X -q -d "$db" -c "UPDATE s SET v = 'third'"
+wait_replay
+got=$(read_transparent)
+[ "$got" = "third bypass:hot_standby " ] || fail "standby, transparent, after the primary's commit: '$got'"
+echo "ok - on a hot standby a transparently served statement bypasses the cache and returns the replayed rows"
