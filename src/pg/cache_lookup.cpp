@@ -276,8 +276,29 @@ void build_query_key(CacheCall &c, const PreparedQuery &q,
   km.add('G', gens.bytes());
   add_settings(km, q.row_security || q.reads_settings);
   c.key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));
+  if (c.lenient) c.context = key_context(q);
   c.call.generations_digest = std::hash<std::string>{}(gens.bytes());
 }
+
+std::string key_context(const PreparedQuery &q) {
+  KeyMaterial km;
+  km.add_u64('U', GetUserId());
+  km.add_u64('L', GetSessionUserId());
+  add_settings(km, q.row_security || q.reads_settings);
+  return sha256_hex(km.bytes());
+}
+
+namespace {
+
+// False for an error reply the call tolerates (CacheCall::lenient); raises
+// the others, as check_reply does.
+bool reply_usable(const CacheCall &c, const RedisReply &reply) {
+  if (reply.is_error() && c.lenient && !settings.strict) return false;
+  check_reply(reply);
+  return true;
+}
+
+}  // namespace
 
 void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve_bytes) {
   if (!c.use_cache) return;
@@ -302,8 +323,7 @@ void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve
   auto serve_redis = [&] {
     if (!c.l1_on) {
       auto reply = run(RedisTarget::kCache, {"GET", key});
-      if (!reply) return false;
-      check_reply(*reply);
+      if (!reply || !reply_usable(c, *reply)) return false;
       if (!reply->is_nil()) serve(reply->str);
       return true;
     }
@@ -311,7 +331,7 @@ void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve
     auto replies = run_pipeline(RedisTarget::kCache, {{"GET", key}, {"PTTL", key}});
     if (!replies) return false;
     const RedisReply &value = (*replies)[0];
-    check_reply(value);
+    if (!reply_usable(c, value)) return false;
     // PTTL: -2 gone since the GET, -1 no expiry (not set by cached_query).
     // An error (a Redis ACL allowing GET and SET only) leaves L1 unfilled:
     // it must not fail a call that Redis answered.
@@ -349,7 +369,7 @@ void store_result(CacheCall &c, const std::string &value, int ttl) {
   debug_pause(kPauseBeforeStore);
   const int64_t sent = l1_clock_ms();
   auto reply = run(RedisTarget::kCache, {"SET", c.key, value, "EX", std::to_string(ttl)});
-  if (reply) check_reply(*reply);
+  if (reply && !reply_usable(c, *reply)) return;  // not stored: nor in L1
   if (c.l1_on) l1_store(c.key, value, sent + int64_t{ttl} * 1000);
 }
 

@@ -25,6 +25,14 @@ struct CacheCall {
   // The lease of `key` (leases.h), released when the call ends however it
   // ends: waiters then look in Redis or run it themselves.
   bool lease_held = false;
+  // An error reply of Redis (LOADING, READONLY, MISCONF...) is a bypass, not
+  // an error of the statement: the application's own SQL must not fail
+  // because of the cache (unless cachekit.strict). cached_query raises.
+  bool lenient = false;
+  // What the key holds besides generations and parameters (role, session
+  // user, settings), as a digest: a store checks it is unchanged (a cursor's
+  // rows are read after its key was built, maybe under another SET).
+  std::string context;
   CacheCall() = default;
   CacheCall(const CacheCall &) = delete;
   CacheCall &operator=(const CacheCall &) = delete;
@@ -52,6 +60,9 @@ void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve
 
 // Step 7: the result under the key, in Redis and L1, for ttl seconds.
 void store_result(CacheCall &c, const std::string &value, int ttl);
+
+// The digest CacheCall::context holds, for the current role and settings.
+std::string key_context(const PreparedQuery &q);
 
 // The ttl a result is stored for: given, else the namespace's, else
 // cachekit.default_ttl; capped by cachekit.max_ttl. Reads

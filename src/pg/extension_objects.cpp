@@ -56,6 +56,7 @@ ExtensionObjects find_extension_objects() {
   o.cdn_batches = member_table(o.extension, schema, "_cdn_batches");
   o.cdn_providers = member_table(o.extension, schema, "_cdn_providers");
   o.caches = member_table(o.extension, schema, "_caches");
+  o.namespace_ttls = member_table(o.extension, schema, "namespace_ttls");
   return o;
 }
 

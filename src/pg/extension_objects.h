@@ -23,6 +23,7 @@ struct ExtensionObjects {
   Oid cdn_batches = InvalidOid;    // cachekit._cdn_batches
   Oid cdn_providers = InvalidOid;  // cachekit._cdn_providers
   Oid caches = InvalidOid;         // cachekit._caches (transparent caching's registry)
+  Oid namespace_ttls = InvalidOid;  // cachekit.namespace_ttls
 };
 
 // Looks pg_cachekit up in this database (inside a transaction). Tables that

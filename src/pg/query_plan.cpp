@@ -380,6 +380,8 @@ void check_functions(PreparedQuery &q, const char *analysed_text, const char *pl
       q.reads_settings = true;
       q.reads_session_user = true;
     }
+    if (std::find(q.plan_functions.begin(), q.plan_functions.end(), fn) == q.plan_functions.end())
+      q.plan_functions.push_back(fn);
     if (execute_can_fail(fn) && std::find(q.execute_checked.begin(), q.execute_checked.end(), fn) ==
                                     q.execute_checked.end())
       q.execute_checked.push_back(fn);
@@ -499,6 +501,22 @@ void analyse_plan(PreparedQuery &q, const Query *query, const PlannedStmt *stmt,
   std::string plan_text = pg_call([&] { return nodeToString(stmt); });
   collect_dependencies(q, stmt, depends_on);
   check_functions(q, analysed_text.c_str(), plan_text.c_str(), !depends_on.empty());
+  // The analysed query names a SQL function the planner may inline; its body
+  // is not in the analysed text. CREATE OR REPLACE gives its pg_proc row a
+  // new xmin: part of the digest, so the old results are never hit again.
+  std::string versions;
+  for (Oid fn : functions_in(analysed_text.c_str())) {
+    if (fn < FirstNormalObjectId) continue;
+    TransactionId xmin = pg_call([&] {
+      HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+      if (!HeapTupleIsValid(tup)) return InvalidTransactionId;
+      TransactionId x = HeapTupleHeaderGetRawXmin(tup->t_data);
+      ReleaseSysCache(tup);
+      return x;
+    });
+    versions += std::to_string(fn) + "@" + std::to_string(xmin) + ";";
+  }
+  if (!versions.empty()) q.analysed_digest = sha256_hex(q.analysed_digest + "|" + versions);
   keep_permission_info(q, stmt);
   if (!q.uncacheable)
     q.values = analyse_value_scope(query, stmt, q.deps, depends_on, q.param_types, q.memory);

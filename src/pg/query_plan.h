@@ -42,6 +42,7 @@ struct PreparedQuery {
   // and built-ins with a non-default ACL (a REVOKE changes pg_proc, which
   // drops the entry, so the list is recomputed).
   std::vector<Oid> execute_checked;
+  std::vector<Oid> plan_functions;  // every function the plan calls
   std::vector<Oid> param_types;
   std::vector<Oid> result_types;
   std::vector<Oid> deps;  // tables, with their ancestors

@@ -1,6 +1,7 @@
 // Transparent caching, planner side: see transparent_plan.h.
 #include "pg/transparent_plan.h"
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstring>
@@ -31,6 +32,9 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "storage/lmgr.h"
+#include "catalog/pg_type.h"
 #include "utils/inval.h"
 #include "utils/plancache.h"
 #include "utils/queryjumble.h"
@@ -239,6 +243,13 @@ PlannedStmt *next_planner(Query *parse, const char *query_string, int cursor_opt
   return standard_planner(parse, query_string, cursor_options, bound_params);
 }
 
+// Functions the planner evaluates (estimates, constant folding) run their
+// statements inside this planning: not at the top level.
+struct PlanningDepth {
+  PlanningDepth() { ++executor_depth; }
+  ~PlanningDepth() { --executor_depth; }
+};
+
 // Cheap checks first: most statements stop here.
 bool may_wrap(const Query *parse) {
   return settings.transparent != kTransparentOff && !transparent_busy && executor_depth == 0 &&
@@ -286,6 +297,39 @@ CustomScan *make_node(Plan *child, uint64_t id) {
   return cs;
 }
 
+// Results are kept in the types' binary form (send/receive: exact, whatever
+// the output settings); a column of an anonymous record type cannot be read
+// back, nor one of a type without those functions.
+void check_output_types(PreparedQuery &q, List *tlist) {
+  ListCell *lc;
+  foreach (lc, tlist) {
+    auto *tle = lfirst_node(TargetEntry, lc);
+    const Oid type = pg_call([&] { return exprType(reinterpret_cast<Node *>(tle->expr)); });
+    bool ok = pg_call([&] {
+      Oid base = getBaseType(type);
+      if (base == RECORDOID || base == RECORDARRAYOID || get_typtype(base) == TYPTYPE_PSEUDO)
+        return false;
+      Oid elem = get_element_type(base);
+      if (elem == RECORDOID) return false;
+      HeapTuple tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(base));
+      if (!HeapTupleIsValid(tup)) return false;
+      auto *t = reinterpret_cast<Form_pg_type>(GETSTRUCT(tup));
+      bool binary = OidIsValid(t->typsend) && OidIsValid(t->typreceive);
+      ReleaseSysCache(tup);
+      return binary;
+    });
+    if (ok || q.uncacheable) continue;
+    q.uncacheable = true;
+    q.reason = "a statement returning a column of type " +
+               std::string(pg_call([&] { return format_type_be(type); })) +
+               " is never served from the cache";
+    q.detail = "Results are kept in binary form; an anonymous record (ROW(...), a "
+               "set-returning function's record) or a type without send and receive "
+               "functions cannot be read back.";
+    q.hint = "Select the record's fields as columns.";
+  }
+}
+
 struct Wrapped {
   PlannedStmt *stmt;
   std::shared_ptr<TransparentPlan> plan;  // null: not wrapped
@@ -314,6 +358,7 @@ Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
   tp->q.param_types.assign(pt.types, pt.types + pt.n);
   tp->q.analysed_digest = digest;
   analyse_plan(tp->q, pristine, stmt, analysed, {});
+  check_output_types(tp->q, stmt->planTree->targetlist);
   // `all`: only what can be cached; a registered shape is wrapped anyway,
   // so that EXPLAIN and cachekit.caches say why it is not served.
   // Nor, with `all`, what reads the clock: the application did not ask for
@@ -333,10 +378,11 @@ Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
     }
     stmt->planTree = top;
     // Re-plan when what the key depends on changes: a watched ancestor
-    // (only the table read is in the range table), the EXECUTE privilege of
-    // a built-in function the plan calls.
+    // (only the table read is in the range table), any function the plan
+    // calls (Postgres records user functions only; a REVOKE on a built-in
+    // must re-plan, so that the hit checks it).
     for (Oid d : t.q.deps) add_relation(stmt, d);
-    for (Oid fn : t.q.execute_checked) {
+    for (Oid fn : t.q.plan_functions) {
       PlanInvalItem *item = makeNode(PlanInvalItem);
       item->cacheId = PROCOID;
       item->hashValue = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(fn));
@@ -414,7 +460,6 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
                                  ParamListInfo bound_params) {
   if (!may_wrap(parse)) return next_planner(parse, query_string, cursor_options, bound_params);
   return cpp_entry([&]() -> PlannedStmt * {
-    if (memo_stale) clear_memo();
     // Before planning: the planner scribbles on its input.
     uint64_t fp = statement_fingerprint(parse);
     std::optional<Registration> reg = find_registration(fp);
@@ -423,7 +468,9 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
           [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     Query *pristine = pg_call([&] { return static_cast<Query *>(copyObjectImpl(parse)); });
     std::string analysed = without_locations(pg_call([&] { return nodeToString(pristine); }));
-    const std::string digest = sha256_hex(analysed);
+    // "b": results in binary form (transparent_scan.cpp); never the key of
+    // a cached_query result, kept as text.
+    const std::string digest = "b" + sha256_hex(analysed);
 
     std::string key;
     if (bound_params == nullptr || bound_params->numParams == 0) {
@@ -436,20 +483,51 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
       id.add_u64('c', static_cast<uint64_t>(cursor_options));
       id.add_u64('m', static_cast<uint64_t>(settings.transparent));
       key = id.bytes();
+      if (memo_stale) clear_memo();
       auto it = memo.find(key);
+      if (it != memo.end() && it->second.stmt != nullptr) {
+        // The planner's locks (partitions, inheritance children, inlined
+        // functions' tables: parse analysis locked only the tables named),
+        // taken as the plan cache takes them for a reused plan; a lock may
+        // bring invalidations that make the kept plan stale.
+        PlannedStmt *kept = it->second.stmt;
+        pg_call([&] {
+          ListCell *lc;
+          foreach (lc, kept->rtable) {
+            auto *rte = lfirst_node(RangeTblEntry, lc);
+            if (rte->rtekind == RTE_RELATION) LockRelationOid(rte->relid, rte->rellockmode);
+          }
+        });
+        if (memo_stale) {
+          clear_memo();
+          it = memo.end();
+        }
+      }
       if (it != memo.end()) {
         Memo &m = it->second;
         memo_use.splice(memo_use.begin(), memo_use, m.use);
-        if (m.stmt == nullptr)
+        if (m.stmt == nullptr) {
+          PlanningDepth depth;
           return pg_call(
               [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+        }
         remember(m.plan, m.id);
         PlannedStmt *kept = m.stmt;
-        return pg_call([&] { return static_cast<PlannedStmt *>(copyObjectImpl(kept)); });
+        return pg_call([&] {
+          auto *copy = static_cast<PlannedStmt *>(copyObjectImpl(kept));
+          copy->queryId = parse->queryId;
+          copy->stmt_location = parse->stmt_location;
+          copy->stmt_len = parse->stmt_len;
+          return copy;
+        });
       }
     }
-    PlannedStmt *stmt =
-        pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+    PlannedStmt *stmt = nullptr;
+    {
+      PlanningDepth depth;
+      stmt =
+          pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
+    }
     Wrapped w = wrap(stmt, pristine, analysed, digest, fp, reg, cursor_options);
     if (!key.empty() && !w.stmt->transientPlan && !w.stmt->dependsOnRole) keep_in_memo(key, w);
     return w.stmt;
@@ -522,6 +600,7 @@ std::shared_ptr<TransparentPlan> analyse_shape(const std::string &text, const ch
         [&] { return pg_plan_query(query, text.c_str(), CURSOR_OPT_PARALLEL_OK, nullptr); });
   }
   analyse_plan(tp->q, pristine, stmt, analysed, {});
+  check_output_types(tp->q, stmt->planTree->targetlist);
   return tp;
 }
 
@@ -533,6 +612,37 @@ std::optional<Registration> find_registration(uint64_t fingerprint) {
   auto it = registry.find(fingerprint);
   if (it == registry.end()) return std::nullopt;
   return it->second;
+}
+
+int registered_ttl(const TransparentPlan &plan) {
+  int ttl = plan.ttl.value_or(0);
+  if (ttl <= 0 && !plan.ns.empty()) {
+    const Oid relid = pg_call([] { return find_extension_objects().namespace_ttls; });
+    if (OidIsValid(relid)) {
+      const char *ns = plan.ns.c_str();
+      ttl = pg_call([&] {
+        int found = 0;
+        Relation rel = table_open(relid, AccessShareLock);
+        Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
+        SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, nullptr);
+        HeapTuple tup;
+        TupleDesc desc = RelationGetDescr(rel);
+        while (found == 0 && HeapTupleIsValid(tup = systable_getnext(scan))) {
+          bool isnull = false;
+          Datum name = heap_getattr(tup, 1, desc, &isnull);
+          if (isnull || strcmp(TextDatumGetCString(name), ns) != 0) continue;
+          Datum t = heap_getattr(tup, 2, desc, &isnull);
+          if (!isnull) found = DatumGetInt32(t);
+        }
+        systable_endscan(scan);
+        UnregisterSnapshot(snapshot);
+        table_close(rel, AccessShareLock);
+        return found;
+      });
+    }
+  }
+  if (ttl <= 0) ttl = settings.default_ttl;
+  return std::min(ttl, settings.max_ttl);
 }
 
 std::shared_ptr<TransparentPlan> find_transparent_plan(const CustomScan *node) {

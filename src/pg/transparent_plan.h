@@ -64,6 +64,11 @@ struct Registration {
 };
 std::optional<Registration> find_registration(uint64_t fingerprint);
 
+// The ttl of a registered shape stored without one: its namespace's
+// (cachekit.namespace_ttls, read directly: the application's role need not
+// read it), else cachekit.default_ttl; capped by cachekit.max_ttl.
+int registered_ttl(const TransparentPlan &plan);
+
 // The plan a node names (its custom_private), or nullptr when this backend
 // no longer keeps it (more plans were made than it keeps since).
 std::shared_ptr<TransparentPlan> find_transparent_plan(const CustomScan *node);

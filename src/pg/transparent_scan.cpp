@@ -42,11 +42,13 @@ extern "C" {
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "nodes/extensible.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
+#include "lib/stringinfo.h"
 }
 
 namespace cachekit::pg {
@@ -54,6 +56,7 @@ namespace cachekit::pg {
 namespace {
 
 struct TransparentCall {
+  const PlannedStmt *stmt = nullptr;      // the statement it was made for
   std::shared_ptr<TransparentPlan> plan;  // null: this backend forgot it
   CacheCall c;
   bool active = false;  // consulted the cache (or bypassed it, counted)
@@ -86,9 +89,20 @@ struct TransparentState {
   MemoryContextCallback cleanup;
 };
 
-// Made by the ExecutorStart hook, taken by the node's BeginCustomScan
-// (called inside standard_ExecutorStart).
-std::unique_ptr<TransparentCall> pending;
+// Made by the ExecutorStart hook, taken by the node's BeginCustomScan of
+// the same statement (called inside standard_ExecutorStart; a function run
+// while the subplans start may start statements of its own meanwhile).
+std::vector<std::unique_ptr<TransparentCall>> pending;
+
+std::unique_ptr<TransparentCall> take_pending(const PlannedStmt *stmt) {
+  for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
+    if ((*it)->stmt != stmt) continue;
+    std::unique_ptr<TransparentCall> call = std::move(*it);
+    pending.erase(std::next(it).base());
+    return call;
+  }
+  return nullptr;
+}
 
 ExecutorStart_hook_type prev_start = nullptr;
 ExecutorRun_hook_type prev_run = nullptr;
@@ -121,7 +135,12 @@ std::optional<std::vector<std::optional<std::string>>> param_texts(ParamListInfo
                  ? params->paramFetch(params, static_cast<int>(i) + 1, false, &workspace)
                  : &params->params[i];
     });
-    if (OidIsValid(q.param_types[i]) && prm->ptype != q.param_types[i]) return std::nullopt;
+    // A parameter the statement does not use cannot change its result.
+    if (!OidIsValid(q.param_types[i]) || prm->isnull) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    if (prm->ptype != q.param_types[i]) return std::nullopt;
     if (prm->isnull) {
       out.emplace_back(std::nullopt);
       continue;
@@ -151,15 +170,34 @@ std::string statement_text(const QueryDesc *qd) {
   return start == std::string::npos ? std::string() : text.substr(start);
 }
 
+// The cache's shared state (Redis, L1, leases, statistics) is for the roles
+// granted it, as cached_query is: cachekit_user or cachekit_admin. Another
+// role's statements run as they would without pg_cachekit.
+bool may_use_cache() {
+  return pg_call([] {
+    const Oid me = GetUserId();
+    if (superuser_arg(me)) return true;
+    for (const char *name : {"cachekit_user", "cachekit_admin"}) {
+      const Oid role = get_role_oid(name, true);
+      if (OidIsValid(role) && has_privs_of_role(me, role)) return true;
+    }
+    return false;
+  });
+}
+
 void prepare_call(QueryDesc *qd, const CustomScan *node, int eflags) {
   cpp_entry([&] {
-    pending.reset();
+    // At the top level nothing else can be pending but what an error left.
+    if (executor_depth == 0) pending.clear();
     auto call = std::make_unique<TransparentCall>();
+    call->stmt = qd->plannedstmt;
+    call->c.lenient = true;
     call->started = std::chrono::steady_clock::now();
     call->plan = find_transparent_plan(node);
     if (eflags & EXEC_FLAG_EXPLAIN_ONLY) {
       call->explain_only = true;
-    } else if (settings.transparent != kTransparentOff && executor_depth == 0) {
+    } else if (settings.transparent != kTransparentOff && executor_depth == 0 &&
+               may_use_cache()) {
       call->active = true;
       call->shown_query = statement_text(qd);
       CacheCall &c = call->c;
@@ -195,17 +233,26 @@ void prepare_call(QueryDesc *qd, const CustomScan *node, int eflags) {
           });
       }
     }
-    pending = std::move(call);
+    pending.push_back(std::move(call));
   });
 }
 
 void transparent_executor_start(QueryDesc *qd, int eflags) {
   const CustomScan *node = our_node(qd->plannedstmt->planTree);
   if (node != nullptr) prepare_call(qd, node, eflags);
-  if (prev_start)
-    prev_start(qd, eflags);
-  else
-    standard_ExecutorStart(qd, eflags);
+  // Functions evaluated while the plan starts (initial partition pruning)
+  // run their statements inside this one.
+  ++executor_depth;
+  PG_TRY();
+  {
+    if (prev_start)
+      prev_start(qd, eflags);
+    else
+      standard_ExecutorStart(qd, eflags);
+  }
+  PG_FINALLY();
+  { --executor_depth; }
+  PG_END_TRY();
 }
 
 // Counted once, at the end of a call that consulted the cache.
@@ -234,7 +281,7 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   auto *cs = reinterpret_cast<CustomScan *>(node->ss.ps.plan);
   bool start_child = true;
   cpp_entry([&] {
-    TransparentCall *call = pending.release();
+    TransparentCall *call = take_pending(estate->es_plannedstmt).release();
     if (call == nullptr) {  // not through our ExecutorStart hook: run it as is
       call = new TransparentCall();
       call->plan = find_transparent_plan(cs);
@@ -272,12 +319,16 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
         call->ioparam.resize(types.size());
         for (size_t i = 0; i < types.size(); ++i) {
           call->typmods.push_back(TupleDescAttr(desc, static_cast<int>(i))->atttypmod);
-          pg_call([&] { getTypeInputInfo(types[i], &call->input[i], &call->ioparam[i]); });
+          pg_call([&] { getTypeBinaryInputInfo(types[i], &call->input[i], &call->ioparam[i]); });
         }
         start_child = estate->es_instrument != 0;
       } else if (c.use_cache) {
         call->encoder.emplace(std::vector<uint32_t>(types.begin(), types.end()));
-        call->output = output_functions(types);
+        call->output.resize(types.size());
+        for (size_t i = 0; i < types.size(); ++i) {
+          bool varlena;
+          pg_call([&] { getTypeBinaryOutputInfo(types[i], &call->output[i], &varlena); });
+        }
         call->storing = true;
       }
     }
@@ -314,8 +365,10 @@ TupleTableSlot *next_hit_row(TransparentState *st) {
       const std::string_view text = *v;
       slot->tts_values[i] = pg_call([&] {
         MemoryContext old = MemoryContextSwitchTo(st->row_cxt);
-        char *cstr = pnstrdup(text.data(), text.size());
-        Datum d = OidInputFunctionCall(in, cstr, io, typmod);
+        StringInfoData buf;
+        initStringInfo(&buf);
+        appendBinaryStringInfo(&buf, text.data(), static_cast<int>(text.size()));
+        Datum d = OidReceiveFunctionCall(in, &buf, io, typmod);
         MemoryContextSwitchTo(old);
         return d;
       });
@@ -341,19 +394,20 @@ void encode_row(TransparentState *st, TupleTableSlot *slot) {
       }
       const Oid out = call.output[i];
       const Datum d = slot->tts_values[i];
-      char *s = pg_call([&] {
+      bytea *bytes = pg_call([&] {
         MemoryContext old = MemoryContextSwitchTo(st->row_cxt);
-        char *text = OidOutputFunctionCall(out, d);
+        bytea *b = OidSendFunctionCall(out, d);
         MemoryContextSwitchTo(old);
-        return text;
+        return b;
       });
-      enc.add_value(s);
+      enc.add_value(std::string_view(VARDATA(bytes), VARSIZE(bytes) - VARHDRSZ));
     }
     enc.end_row();
     if (enc.size() > static_cast<size_t>(settings.max_result_bytes)) {
       call.storing = false;
       call.encoder.reset();
       call.c.bypass(Bypass::kTooLarge);
+      call.c.release();  // nothing will be stored: waiters run it themselves
     }
   });
 }
@@ -362,18 +416,16 @@ void finish_store(TransparentState *st) {
   cpp_entry([&] {
     TransparentCall &call = *st->call;
     call.storing = false;
-    Busy busy;
-    const TransparentPlan &plan = *call.plan;
-    bool spi = false;
-    if (!plan.ttl && !plan.ns.empty()) {
-      if (pg_call([] { return SPI_connect(); }) != SPI_OK_CONNECT)
-        throw Error(sqlstate::kInternalError, "SPI_connect failed");
-      spi = true;
+    // The rows were read under the role and settings of now, the key built
+    // under those of the statement's start: a cursor may have been fetched
+    // after a SET or SET ROLE. Not stored then.
+    if (key_context(call.plan->q) != call.c.context) {
+      call.c.bypass(Bypass::kPlanChanged);
+    } else {
+      store_result(call.c, call.encoder->finish(), registered_ttl(*call.plan));
     }
-    const int ttl = result_ttl(plan.ttl, plan.ns);
-    if (spi) pg_call([] { SPI_finish(); });
-    store_result(call.c, call.encoder->finish(), ttl);
     call.encoder.reset();
+    call.c.release();  // stored: waiters find it
   });
 }
 
@@ -438,6 +490,7 @@ void rescan(CustomScanState *node) {
   }
   // Rows may now come twice: not a result to store.
   call->storing = false;
+  cpp_entry([&] { call->c.release(); });
   if (st->kept != nullptr) tuplestore_end(st->kept);
   st->kept = nullptr;
   st->child_done = false;
@@ -462,7 +515,9 @@ void explain_scan(CustomScanState *node, List *, ExplainState *es) {
       outcome = outcome_text(call->c.call);
       if (call->c.call.l1_hit) outcome += " (L1)";
     } else if (call != nullptr && es->analyze) {
-      outcome = "not consulted (cachekit.transparent is off, or a nested statement)";
+      outcome =
+          "not consulted (cachekit.transparent is off, a nested statement, or a role without "
+          "cachekit_user)";
     }
     pg_call([&] {
       ExplainPropertyText("Cache", mode.c_str(), es);
