@@ -236,6 +236,54 @@ SET ROLE tr_nobody;
 SELECT id, body FROM tr_docs ORDER BY id;
 RESET ROLE;
 
+-- a role that may not use the cache (not cachekit_user) is not served
+SET ROLE tr_nobody;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id, body FROM tr_docs ORDER BY id;
+RESET ROLE;
+
+-- anonymous records cannot be read back from their binary form: not cached
+SET cachekit.transparent = 'all';
+EXPLAIN (COSTS OFF) SELECT (id, owner) FROM tr_items WHERE id = 1;
+SELECT cachekit.create_cache('SELECT ROW(id, owner) FROM tr_items WHERE id = $1');
+-- a named composite type can
+CREATE TYPE tr_pair AS (id int, owner text);
+SELECT (id, owner)::tr_pair AS p FROM tr_items WHERE id = 1;
+SELECT (id, owner)::tr_pair AS p FROM tr_items WHERE id = 1;
+SELECT cachekit.last_outcome();
+
+-- a cursor fetched after a SET: its rows are not stored under its key
+BEGIN;
+SET LOCAL app.tenant = '1';
+DECLARE tr_t CURSOR FOR SELECT id FROM tr_items WHERE owner = 'user' || current_setting('app.tenant') ORDER BY id LIMIT 2;
+SET LOCAL app.tenant = '2';
+FETCH ALL FROM tr_t;
+COMMIT;
+SELECT cachekit.last_outcome();
+SET app.tenant = '1';
+SELECT id FROM tr_items WHERE owner = 'user' || current_setting('app.tenant') ORDER BY id LIMIT 2;
+SELECT cachekit.last_outcome();
+RESET app.tenant;
+
+-- the body of an inlined SQL function is part of the key
+CREATE FUNCTION tr_recent() RETURNS SETOF tr_items LANGUAGE sql STABLE AS $$ SELECT * FROM tr_items WHERE id > 28 $$;
+SELECT count(*) FROM tr_recent();
+SELECT count(*) FROM tr_recent();
+SELECT cachekit.last_outcome();
+CREATE OR REPLACE FUNCTION tr_recent() RETURNS SETOF tr_items LANGUAGE sql STABLE AS $$ SELECT * FROM tr_items WHERE id > 25 $$;
+SELECT count(*) FROM tr_recent();
+SELECT cachekit.last_outcome();
+DROP FUNCTION tr_recent();
+
+-- a parameter the statement does not use, on a table watched by value
+SELECT cachekit.watch('tr_items', by => 'id');
+PREPARE tr_u(int, int) AS SELECT amount FROM tr_items WHERE id = $2;
+EXECUTE tr_u(1, 12);
+EXECUTE tr_u(1, 12);
+SELECT cachekit.last_outcome();
+DEALLOCATE tr_u;
+SELECT cachekit.watch('tr_items');
+SET cachekit.transparent = registered;
+
 -- the caches view counts every role's calls
 SELECT query, calls > 0 AS called, hits > 0 AS hit, misses > 0 AS missed, bypasses > 0 AS bypassed
 FROM cachekit.caches ORDER BY query;
@@ -243,6 +291,7 @@ FROM cachekit.caches ORDER BY query;
 RESET cachekit.transparent;
 SELECT cachekit.drop_cache(query) FROM cachekit.caches ORDER BY query;
 DROP TABLE tr_docs;
+DROP TYPE tr_pair;
 DROP FUNCTION tr_amount(int);
 DROP FUNCTION tr_stable(int);
 REVOKE USAGE ON SCHEMA cachekit FROM tr_nobody;
