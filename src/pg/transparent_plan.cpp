@@ -323,10 +323,47 @@ void check_output_types(PreparedQuery &q, List *tlist) {
     q.reason = "a statement returning a column of type " +
                std::string(pg_call([&] { return format_type_be(type); })) +
                " is never served from the cache";
-    q.detail = "Results are kept in binary form; an anonymous record (ROW(...), a "
-               "set-returning function's record) or a type without send and receive "
-               "functions cannot be read back.";
+    q.detail =
+        "Results are kept in binary form; an anonymous record (ROW(...), a "
+        "set-returning function's record) or a type without send and receive "
+        "functions cannot be read back.";
     q.hint = "Select the record's fields as columns.";
+  }
+}
+
+// The analysis of a statement kept for its next plans: a prepared statement
+// whose parameters make Postgres choose custom plans is planned at every
+// execution, and deciding what its key depends on cost more than its hit.
+// Keyed by the analysed statement (parameters as parameters), the role,
+// search_path, options and the plan's relations (partitions pruned by the
+// bound values change them); emptied with the plan memo below, at any
+// invalidation that could change it.
+struct KeptAnalysis {
+  std::shared_ptr<TransparentPlan> plan;
+  uint64_t id;
+  std::list<std::string>::iterator use;
+};
+std::unordered_map<std::string, KeptAnalysis> analyses;
+std::list<std::string> analyses_use;
+
+struct Wrapped;
+Wrapped attach(PlannedStmt *stmt, const std::shared_ptr<TransparentPlan> &tp, uint64_t id,
+               int cursor_options);
+
+std::string analysis_key(const std::string &base, const PlannedStmt *stmt) {
+  std::string key = base;
+  ListCell *lc;
+  foreach (lc, stmt->relationOids) key += "r" + std::to_string(lfirst_oid(lc));
+  return key;
+}
+
+void keep_analysis(const std::string &key, const std::shared_ptr<TransparentPlan> &plan,
+                   uint64_t id) {
+  analyses_use.push_front(key);
+  analyses.emplace(key, KeptAnalysis{plan, id, analyses_use.begin()});
+  while (analyses.size() > static_cast<size_t>(settings.max_prepared_queries)) {
+    analyses.erase(analyses_use.back());
+    analyses_use.pop_back();
   }
 }
 
@@ -338,10 +375,18 @@ struct Wrapped {
 
 Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
              const std::string &digest, uint64_t fp, const std::optional<Registration> &reg,
-             int cursor_options) {
+             int cursor_options, const std::string &base_key) {
   if (stmt->commandType != CMD_SELECT || stmt->planTree == nullptr || stmt->hasModifyingCTE ||
       stmt->rowMarks != NIL || stmt->utilityStmt != nullptr)
     return {stmt, nullptr, 0};
+  const std::string akey = analysis_key(base_key, stmt);
+  auto kept = analyses.find(akey);
+  if (kept != analyses.end()) {
+    analyses_use.splice(analyses_use.begin(), analyses_use, kept->second.use);
+    if (!kept->second.plan) return {stmt, nullptr, 0};
+    return attach(stmt, kept->second.plan, remember(kept->second.plan, kept->second.id),
+                  cursor_options);
+  }
   auto tp = std::make_shared<TransparentPlan>();
   tp->fingerprint = fp;
   tp->q.fingerprint = fp;
@@ -363,11 +408,20 @@ Wrapped wrap(PlannedStmt *stmt, Query *pristine, const std::string &analysed,
   // so that EXPLAIN and cachekit.caches say why it is not served.
   // Nor, with `all`, what reads the clock: the application did not ask for
   // `now()` to keep the miss's value for the ttl.
-  if (!reg && (tp->q.uncacheable || tp->q.deps.empty() || tp->q.reads_clock))
+  if (!reg && (tp->q.uncacheable || tp->q.deps.empty() || tp->q.reads_clock)) {
+    keep_analysis(akey, nullptr, 0);
     return {stmt, nullptr, 0};
-
-  const TransparentPlan &t = *tp;
+  }
   const uint64_t id = remember(tp);
+  keep_analysis(akey, tp, id);
+  return attach(stmt, tp, id, cursor_options);
+}
+
+// The plan, wrapped in the node that names its analysis.
+Wrapped attach(PlannedStmt *stmt, const std::shared_ptr<TransparentPlan> &tp, uint64_t id,
+               int cursor_options) {
+  if (!tp) return {stmt, nullptr, 0};
+  const TransparentPlan &t = *tp;
   pg_call([&] {
     CustomScan *cs = make_node(stmt->planTree, id);
     Plan *top = &cs->scan.plan;
@@ -428,6 +482,8 @@ void clear_memo() {
   for (auto &[key, m] : memo) forget_memo_entry(m);
   memo.clear();
   memo_use.clear();
+  analyses.clear();
+  analyses_use.clear();
   memo_stale = false;
 }
 
@@ -473,7 +529,8 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
     const std::string digest = "b" + sha256_hex(analysed);
 
     std::string key;
-    if (bound_params == nullptr || bound_params->numParams == 0) {
+    const bool plan_reusable = bound_params == nullptr || bound_params->numParams == 0;
+    {
       KeyMaterial id;
       id.add('a', digest);
       id.add_u64('u', GetUserId());
@@ -484,7 +541,7 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
       id.add_u64('m', static_cast<uint64_t>(settings.transparent));
       key = id.bytes();
       if (memo_stale) clear_memo();
-      auto it = memo.find(key);
+      auto it = plan_reusable ? memo.find(key) : memo.end();
       if (it != memo.end() && it->second.stmt != nullptr) {
         // The planner's locks (partitions, inheritance children, inlined
         // functions' tables: parse analysis locked only the tables named),
@@ -528,8 +585,9 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
       stmt =
           pg_call([&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     }
-    Wrapped w = wrap(stmt, pristine, analysed, digest, fp, reg, cursor_options);
-    if (!key.empty() && !w.stmt->transientPlan && !w.stmt->dependsOnRole) keep_in_memo(key, w);
+    if (memo_stale) clear_memo();  // (planning took locks: invalidations)
+    Wrapped w = wrap(stmt, pristine, analysed, digest, fp, reg, cursor_options, key);
+    if (plan_reusable && !w.stmt->transientPlan && !w.stmt->dependsOnRole) keep_in_memo(key, w);
     return w.stmt;
   });
 }
