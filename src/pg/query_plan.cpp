@@ -53,6 +53,9 @@ extern "C" {
 #include "utils/rls.h"
 #include "utils/syscache.h"
 #include "commands/trigger.h"
+#include "commands/extension.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_proc.h"
 }
 
 namespace cachekit::pg {
@@ -142,10 +145,18 @@ void evict_over_limit() {
   }
 }
 
+// The extension's own trigger function: a database owner can create a
+// schema "cachekit" with a function of that name where pg_cachekit is not
+// installed, and a table "watched" by it would never be invalidated.
 Oid invalidate_trigger_oid() {
   return pg_call([] {
     List *name = list_make2(makeString(pstrdup("cachekit")), makeString(pstrdup("_invalidate")));
-    return LookupFuncName(name, 0, nullptr, true);
+    Oid fn = LookupFuncName(name, 0, nullptr, true);
+    if (!OidIsValid(fn)) return InvalidOid;
+    Oid extension = get_extension_oid("pg_cachekit", true);
+    if (!OidIsValid(extension) || getExtensionOfObject(ProcedureRelationId, fn) != extension)
+      return InvalidOid;
+    return fn;
   });
 }
 

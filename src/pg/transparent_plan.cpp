@@ -519,6 +519,11 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
     // Before planning: the planner scribbles on its input.
     uint64_t fp = statement_fingerprint(parse);
     std::optional<Registration> reg = find_registration(fp);
+    // Not where pg_cachekit is not installed (a look-alike schema "cachekit"
+    // is not it): the registry is read only from the extension's own table.
+    if (!OidIsValid(registry_oid))
+      return pg_call(
+          [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     if (!reg && settings.transparent != kTransparentAll)
       return pg_call(
           [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
