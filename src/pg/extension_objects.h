@@ -13,16 +13,16 @@ namespace cachekit::pg {
 
 struct ExtensionObjects {
   Oid extension = InvalidOid;
-  Oid owner = InvalidOid;          // pg_extension.extowner
-  Oid outbox = InvalidOid;         // cachekit.outbox
-  Oid key_rules = InvalidOid;      // cachekit._key_rules
-  Oid tasks = InvalidOid;          // cachekit._tasks
-  Oid queues = InvalidOid;         // cachekit._queues
-  Oid schedules = InvalidOid;      // cachekit._schedules
-  Oid cdn_queue = InvalidOid;      // cachekit._cdn_queue
-  Oid cdn_batches = InvalidOid;    // cachekit._cdn_batches
-  Oid cdn_providers = InvalidOid;  // cachekit._cdn_providers
-  Oid caches = InvalidOid;         // cachekit._caches (transparent caching's registry)
+  Oid owner = InvalidOid;           // pg_extension.extowner
+  Oid outbox = InvalidOid;          // cachekit.outbox
+  Oid key_rules = InvalidOid;       // cachekit._key_rules
+  Oid tasks = InvalidOid;           // cachekit._tasks
+  Oid queues = InvalidOid;          // cachekit._queues
+  Oid schedules = InvalidOid;       // cachekit._schedules
+  Oid cdn_queue = InvalidOid;       // cachekit._cdn_queue
+  Oid cdn_batches = InvalidOid;     // cachekit._cdn_batches
+  Oid cdn_providers = InvalidOid;   // cachekit._cdn_providers
+  Oid caches = InvalidOid;          // cachekit._caches (transparent caching's registry)
   Oid namespace_ttls = InvalidOid;  // cachekit.namespace_ttls
 };
 

@@ -196,8 +196,7 @@ void prepare_call(QueryDesc *qd, const CustomScan *node, int eflags) {
     call->plan = find_transparent_plan(node);
     if (eflags & EXEC_FLAG_EXPLAIN_ONLY) {
       call->explain_only = true;
-    } else if (settings.transparent != kTransparentOff && executor_depth == 0 &&
-               may_use_cache()) {
+    } else if (settings.transparent != kTransparentOff && executor_depth == 0 && may_use_cache()) {
       call->active = true;
       call->shown_query = statement_text(qd);
       CacheCall &c = call->c;

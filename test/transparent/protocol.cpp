@@ -150,7 +150,8 @@ int main() {
   check(same, "named prepared, binary: 8 executions return the direct bytes");
   check(outcomes == "miss hit hit hit hit hit hit hit ",
         "named prepared: miss then hits, custom and generic plans (" + outcomes + ")");
-  exec_ok(direct, "UPDATE cachekit_protocol.items SET n = 777.5, j = '{\"new\": true}' WHERE id = 7");
+  exec_ok(direct,
+          "UPDATE cachekit_protocol.items SET n = 777.5, j = '{\"new\": true}' WHERE id = 7");
   std::string after = run_prepared(cached, "p_one", "7", 1);
   std::string o_after = outcome(cached);
   check(after == run_prepared(direct, "p_one", "7", 1) && after.find("new") != std::string::npos,
