@@ -80,7 +80,30 @@ Node *params_as_constants(Node *node, void *context) {
   if (IsA(node, Query))
     return reinterpret_cast<Node *>(
         query_tree_mutator(castNode(Query, node), as_mutator(params_as_constants), context, 0));
-  return expression_tree_mutator(node, as_mutator(params_as_constants), context);
+  Node *out = expression_tree_mutator(node, as_mutator(params_as_constants), context);
+  // An implicit cast of a constant is a constant of the cast's type, as the
+  // parameter in its place would be: `amount > 500` (an integer cast to
+  // numeric) and `amount > $1` (a numeric parameter), `LIMIT 5` and
+  // `LIMIT $1`, are one shape.
+  if (IsA(out, FuncExpr)) {
+    auto *f = castNode(FuncExpr, out);
+    if (f->funcformat == COERCE_IMPLICIT_CAST && list_length(f->args) == 1 &&
+        IsA(linitial(f->args), Const)) {
+      auto *arg = castNode(Const, linitial(f->args));
+      Const *c = makeConst(f->funcresulttype, -1, f->funccollid, sizeof(int32), Int32GetDatum(0),
+                           arg->constisnull, true);
+      c->location = arg->location;
+      return reinterpret_cast<Node *>(c);
+    }
+  } else if (IsA(out, RelabelType) && IsA(castNode(RelabelType, out)->arg, Const)) {
+    auto *r = castNode(RelabelType, out);
+    auto *arg = castNode(Const, r->arg);
+    Const *c = makeConst(r->resulttype, r->resulttypmod, r->resultcollid, sizeof(int32),
+                         Int32GetDatum(0), arg->constisnull, true);
+    c->location = arg->location;
+    return reinterpret_cast<Node *>(c);
+  }
+  return out;
 }
 
 // The analysed statement without its positions in the source text, so that

@@ -16,6 +16,10 @@ RESET ROLE;
 SELECT cachekit.create_cache('SELECT amount FROM tr_items WHERE id = $1')
      = cachekit.create_cache('SELECT amount FROM tr_items WHERE id = 17') AS same_shape;
 SELECT cachekit.create_cache('SELECT owner, sum(amount) AS total, count(*) FROM tr_items GROUP BY owner ORDER BY owner', ttl => 60) IS NOT NULL AS registered;
+-- an implicitly cast constant is a constant of the cast's type: one shape
+SELECT cachekit.create_cache('SELECT id FROM tr_items WHERE amount > $1 ORDER BY id LIMIT $2')
+     = cachekit.create_cache('SELECT id FROM tr_items WHERE amount > 40 ORDER BY id LIMIT 3') AS same_shape;
+SELECT cachekit.drop_cache('SELECT id FROM tr_items WHERE amount > $1 ORDER BY id LIMIT $2');
 SELECT query, ttl, namespace, calls FROM cachekit.caches ORDER BY query;
 
 -- statements that could never be served are refused, with the reason
