@@ -129,26 +129,13 @@ void add_settings(KeyMaterial &km, bool row_security) {
         km.add_null('v');
     }
   }
-  if (settings.key_settings && settings.key_settings[0] != '\0') {
-    std::string list = settings.key_settings;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t comma = list.find(',', start);
-      std::string name =
-          list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      name.erase(0, name.find_first_not_of(" \t"));
-      name.erase(name.find_last_not_of(" \t") + 1);
-      if (!name.empty()) {
-        const char *v = pg_call([&] { return GetConfigOption(name.c_str(), true, false); });
-        km.add('k', name);
-        if (v)
-          km.add('v', v);
-        else
-          km.add_null('v');
-      }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
+  for (const std::string &name : key_settings_listed()) {
+    const char *v = pg_call([&] { return GetConfigOption(name.c_str(), true, false); });
+    km.add('k', name);
+    if (v)
+      km.add('v', v);
+    else
+      km.add_null('v');
   }
 }
 
@@ -396,6 +383,24 @@ std::vector<Oid> output_functions(const std::vector<Oid> &types) {
     pg_call([&] { getTypeOutputInfo(t, &out[i], &varlena); });
   }
   return out;
+}
+
+std::vector<std::string> key_settings_listed() {
+  std::vector<std::string> names;
+  if (settings.key_settings == nullptr) return names;
+  std::string list = settings.key_settings;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    std::string name =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    if (!name.empty()) names.push_back(name);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return names;
 }
 
 std::vector<std::string> key_setting_names() {

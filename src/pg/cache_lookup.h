@@ -80,6 +80,8 @@ extern std::string last_outcome;
 
 // The settings every key includes, by name (cachekit.explain shows them).
 std::vector<std::string> key_setting_names();
+// The names in cachekit.key_settings (comma-separated, trimmed), in order.
+std::vector<std::string> key_settings_listed();
 
 // Output functions of the columns, for encoding rows (RowEncoder).
 std::vector<Oid> output_functions(const std::vector<Oid> &types);

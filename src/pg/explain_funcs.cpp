@@ -126,24 +126,6 @@ std::string dependencies_json(const PreparedQuery &q) {
   return out + "]";
 }
 
-std::vector<std::string> key_settings_listed() {
-  std::vector<std::string> names;
-  if (settings.key_settings == nullptr) return names;
-  std::string list = settings.key_settings;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    std::string name =
-        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    name.erase(0, name.find_first_not_of(" \t"));
-    name.erase(name.find_last_not_of(" \t") + 1);
-    if (!name.empty()) names.push_back(name);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return names;
-}
-
 // What the key of one call holds besides the statement's analysed form and
 // its parameters' values (cache_lookup.cpp, build_query_key).
 std::string key_json(const PreparedQuery &q) {
