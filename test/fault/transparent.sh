@@ -8,7 +8,10 @@
 #     seen; Redis back: hits again;
 #  3. a session holding a key's lease (paused before its store) is
 #     terminated: a session waiting for that key is not stuck, answers with
-#     the right rows, and the next call hits.
+#     the right rows, and the next call hits;
+#  4. a database without pg_cachekit whose owner made a look-alike schema
+#     "cachekit" with an _invalidate() trigger function: nothing is served
+#     there (its "watched" table would never be invalidated).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 db=cachekit_transparent
@@ -94,3 +97,20 @@ got=$(psql -X -q -At -d "$db" -c "SET cachekit.transparent = 'all'" -c "SET cach
 [ "$got" = "${want}hit " ] || fail "after the lease holder's end: got '$got', want '${want}hit '"
 ((elapsed < 15000)) || fail "the waiter took ${elapsed} ms: it waited for a dead lease"
 echo "ok - a terminated lease holder does not hold up the waiter (${elapsed} ms), whose result is then a hit"
+
+# 4. The look-alike schema.
+fake=cachekit_transparent_fake
+dropdb --if-exists --force "$fake" >/dev/null 2>&1 || true
+createdb "$fake"
+psql -X -q -v ON_ERROR_STOP=1 -d "$fake" >/dev/null <<'SQL'
+CREATE SCHEMA cachekit;
+CREATE FUNCTION cachekit._invalidate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TABLE t (id int PRIMARY KEY, v int);
+INSERT INTO t VALUES (1, 1);
+CREATE TRIGGER cachekit_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON t
+    FOR EACH STATEMENT EXECUTE FUNCTION cachekit._invalidate();
+SQL
+plan=$(psql -X -q -At -d "$fake" -c "SET cachekit.transparent = 'all'" -c "EXPLAIN (COSTS OFF) SELECT v FROM t WHERE id = 1")
+dropdb --force "$fake"
+[[ $plan != *cachekit* ]] || fail "a look-alike schema made a table count as watched: $plan"
+echo "ok - no transparent caching where pg_cachekit is not installed, whatever a database owner names \"cachekit\""
