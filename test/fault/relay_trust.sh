@@ -92,10 +92,12 @@ echo "ok - fake outboxes (trigger, view) in databases without the extension: no 
 # 2. The real extension: a forged row and a rule that would match every key.
 health() { q "$db_x" "SELECT cachekit.health() -> 'invalidation' $1"; }
 failures_before=$(health "->> 'delivery_failures'")
+# The key exists before the row is committed: the relay may process the row
+# at once.
+r set cachekit:trust:k1 v >/dev/null
 q "$db_x" "INSERT INTO cachekit.outbox (payload, created_at) VALUES
   ('{\"channel\": \"\", \"patterns\": [\"*\"], \"keys\": [\"cachekit:trust:k1\"]}', now() - interval '1 hour'),
   ('{\"channel\": \"\", \"patterns\": [\"?x*\", \"[a-z]*\", \"\\\\*\", \"\"]}', now() - interval '1 hour')"
-r set cachekit:trust:k1 v >/dev/null
 for _ in $(seq 1 300); do
 	[ "$(q "$db_x" "SELECT count(*) FROM cachekit.outbox")" = "0" ] && break
 	sleep 0.1
@@ -135,12 +137,12 @@ echo "ok - flush-everything skips a key rule whose pattern has no literal prefix
 # a superuser swapped the member out, as only a superuser could) is never
 # read or written; the relay treats the database as one without the
 # extension and leaves.
+r set cachekit:trust:k2 v >/dev/null
 q "$db_x" "ALTER EXTENSION pg_cachekit DROP TABLE cachekit.outbox;
 ALTER TABLE cachekit.outbox RENAME TO outbox_member;
 CREATE TABLE cachekit.outbox (LIKE cachekit.outbox_member INCLUDING DEFAULTS);
 INSERT INTO cachekit.outbox (payload, created_at)
   VALUES ('{\"channel\": \"\", \"keys\": [\"cachekit:trust:k2\"]}', now() - interval '1 hour')"
-r set cachekit:trust:k2 v >/dev/null
 q "$db_x" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
            WHERE backend_type = 'pg_cachekit outbox relay' AND datname = '$db_x'" >/dev/null
 seen=0
