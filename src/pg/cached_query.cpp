@@ -359,7 +359,7 @@ Datum cached_query(FunctionCallInfo fcinfo, Mode mode) {
       }
       if (use_cache && too_large) {
         c.bypass(Bypass::kTooLarge);
-      } else if (use_cache && plan_invalidations() != invalidations_before) {
+      } else if (use_cache && plan_changed_since(invalidations_before, q)) {
         // The key (analysed query, dependencies) came from the plan prepared
         // before; the rows maybe from a new one (a view now reading another
         // table). Stored, they could be hit by a key that misses the new

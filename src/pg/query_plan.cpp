@@ -76,14 +76,32 @@ std::vector<std::unique_ptr<PreparedQuery>> retired;
 
 bool prepared_stale = false;  // set by invalidation callbacks, acted on at next use
 uint64 invalidations_seen = 0;
+// For plan_changed_since: the count at the last invalidation of each
+// relation, and at the last one that concerns every plan. Bounded: past
+// kMaxTracked relations the map is emptied and the event counts for all.
+uint64 all_changed_at = 0;
+std::unordered_map<Oid, uint64> relation_changed_at;
+constexpr size_t kMaxTracked = 1024;
 
-void mark_stale(Datum, Oid) {
+// Called by Postgres' invalidation code: nothing may escape.
+void mark_stale(Datum, Oid relid) noexcept {
   prepared_stale = true;
   ++invalidations_seen;
+  if (relid == InvalidOid || relation_changed_at.size() >= kMaxTracked) {
+    relation_changed_at.clear();
+    all_changed_at = invalidations_seen;
+    return;
+  }
+  try {
+    relation_changed_at[relid] = invalidations_seen;
+  } catch (...) {
+    all_changed_at = invalidations_seen;
+  }
 }
-void mark_stale_syscache(Datum, int, uint32) {
+void mark_stale_syscache(Datum, int, uint32) noexcept {
   prepared_stale = true;
   ++invalidations_seen;
+  all_changed_at = invalidations_seen;
 }
 
 void free_entry(PreparedQuery &q) {
@@ -495,6 +513,9 @@ void prepare_into(PreparedQuery &q, const std::string &text, const std::vector<O
   CachedPlan *cplan = pg_call([&] { return SPI_plan_get_cached_plan(q.plan); });
   const PlannedStmt *stmt = linitial_node(PlannedStmt, cplan->stmt_list);
   try {
+    ListCell *lc;
+    foreach (lc, source->relationOids) q.relations.push_back(lfirst_oid(lc));
+    foreach (lc, stmt->relationOids) q.relations.push_back(lfirst_oid(lc));
     analyse_plan(q, linitial_node(Query, source->query_list), stmt, analysed, depends_on);
   } catch (...) {
     pg_call([&] { ReleaseCachedPlan(cplan, CurrentResourceOwner); });
@@ -606,6 +627,15 @@ void check_execute_privileges(const PreparedQuery &q) {
 }
 
 uint64_t plan_invalidations() { return invalidations_seen; }
+
+bool plan_changed_since(uint64_t before, const PreparedQuery &q) {
+  if (all_changed_at > before) return true;
+  for (Oid rel : q.relations) {
+    auto it = relation_changed_at.find(rel);
+    if (it != relation_changed_at.end() && it->second > before) return true;
+  }
+  return false;
+}
 
 size_t prepared_query_count() { return prepared.size() + retired.size(); }
 

@@ -46,6 +46,9 @@ struct PreparedQuery {
   std::vector<Oid> param_types;
   std::vector<Oid> result_types;
   std::vector<Oid> deps;  // tables, with their ancestors
+  // Every relation (views too) whose relcache invalidation makes the plan
+  // cache re-analyse or re-plan it: the plan source's and the plan's.
+  std::vector<Oid> relations;
   // Per dependency: keyed on value buckets or on the whole table, and why
   // (value_plan.h). Expressions it keeps live in `memory`.
   std::shared_ptr<const ValueScope> values;
@@ -104,10 +107,15 @@ void check_privileges(const PreparedQuery &q);
 void check_execute_privileges(const PreparedQuery &q);
 
 // Counts the invalidations that can change a prepared query (relcache,
-// functions, roles, schemas) seen by this backend. A call compares it before
-// and after running its query: a change means the plan it ran may not be the
-// one its key was built from.
+// functions, roles, schemas) seen by this backend. A call reads it before
+// running its query and asks plan_changed_since afterwards: true means the
+// plan it ran may not be the one its key was built from.
 uint64_t plan_invalidations();
+// Whether an invalidation since `before` could have made the plan cache
+// re-analyse q: one of q.relations, or one that concerns every plan (a
+// function, role or schema change, a relcache reset). Another table's
+// (autovacuum updating its statistics) does not count.
+bool plan_changed_since(uint64_t before, const PreparedQuery &q);
 
 // Entries held by this backend (including retired ones not yet freed), and
 // as the JSON object health() shows: {"count": n, "max": m}.
