@@ -139,6 +139,16 @@ void add_settings(KeyMaterial &km, bool row_security) {
   }
 }
 
+// CacheCall::context from the settings part of a key: compared in this
+// backend only, so the bytes themselves, not a digest.
+std::string context_of(const KeyMaterial &set) {
+  KeyMaterial km;
+  km.add_u64('U', GetUserId());
+  km.add_u64('L', GetSessionUserId());
+  km.add('Z', set.bytes());
+  return km.bytes();
+}
+
 // Prepared transactions left from before a restart were never seen by this
 // server's PREPARE callback: register them all as in doubt (coarse: the whole
 // database, never late).
@@ -261,18 +271,19 @@ void build_query_key(CacheCall &c, const PreparedQuery &q,
   // the counters of those values' buckets (value_plan.h).
   c.call.scope = add_dependency_generations(q, params, gens) ? 'v' : 't';
   km.add('G', gens.bytes());
-  add_settings(km, q.row_security || q.reads_settings);
+  // Read once, for the key and the context.
+  KeyMaterial set;
+  add_settings(set, q.row_security || q.reads_settings);
+  km.add('Z', set.bytes());
   c.key = build_key(settings.key_prefix, keyspace::kQuery, sha256_hex(km.bytes()));
-  if (c.lenient) c.context = key_context(q);
+  if (c.lenient) c.context = context_of(set);
   c.call.generations_digest = std::hash<std::string>{}(gens.bytes());
 }
 
 std::string key_context(const PreparedQuery &q) {
-  KeyMaterial km;
-  km.add_u64('U', GetUserId());
-  km.add_u64('L', GetSessionUserId());
-  add_settings(km, q.row_security || q.reads_settings);
-  return sha256_hex(km.bytes());
+  KeyMaterial set;
+  add_settings(set, q.row_security || q.reads_settings);
+  return context_of(set);
 }
 
 namespace {

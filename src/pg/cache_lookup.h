@@ -30,8 +30,8 @@ struct CacheCall {
   // because of the cache (unless cachekit.strict). cached_query raises.
   bool lenient = false;
   // What the key holds besides generations and parameters (role, session
-  // user, settings), as a digest: a store checks it is unchanged (a cursor's
-  // rows are read after its key was built, maybe under another SET).
+  // user, settings), as key material: a store checks it is unchanged (a
+  // cursor's rows are read after its key was built, maybe under another SET).
   std::string context;
   CacheCall() = default;
   CacheCall(const CacheCall &) = delete;
@@ -61,7 +61,7 @@ void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve
 // Step 7: the result under the key, in Redis and L1, for ttl seconds.
 void store_result(CacheCall &c, const std::string &value, int ttl);
 
-// The digest CacheCall::context holds, for the current role and settings.
+// What CacheCall::context holds, for the current role and settings.
 std::string key_context(const PreparedQuery &q);
 
 // The ttl a result is stored for: given, else the namespace's, else
