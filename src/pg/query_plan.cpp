@@ -87,6 +87,13 @@ constexpr size_t kMaxTracked = 1024;
 void mark_stale(Datum, Oid relid) noexcept {
   prepared_stale = true;
   ++invalidations_seen;
+  if (relid != InvalidOid) {
+    auto it = relation_changed_at.find(relid);
+    if (it != relation_changed_at.end()) {
+      it->second = invalidations_seen;
+      return;
+    }
+  }
   if (relid == InvalidOid || relation_changed_at.size() >= kMaxTracked) {
     relation_changed_at.clear();
     all_changed_at = invalidations_seen;
@@ -646,9 +653,13 @@ std::string prepared_queries_health() {
 
 void install_plan_cache_callbacks() {
   CacheRegisterRelcacheCallback(mark_stale, 0);
-  CacheRegisterSyscacheCallback(PROCOID, mark_stale_syscache, 0);
-  CacheRegisterSyscacheCallback(AUTHOID, mark_stale_syscache, 0);
-  CacheRegisterSyscacheCallback(NAMESPACEOID, mark_stale_syscache, 0);
+  // Those for which the plan cache re-analyses every plan (ResetPlanCache:
+  // a new operator can resolve the same text to another function), and
+  // functions and roles. Not TYPEOID: every CREATE TABLE sends one, and the
+  // plan cache only re-plans (domain checks) on it.
+  for (int cache :
+       {PROCOID, AUTHOID, NAMESPACEOID, OPEROID, AMOPOPID, FOREIGNSERVEROID, FOREIGNDATAWRAPPEROID})
+    CacheRegisterSyscacheCallback(cache, mark_stale_syscache, 0);
 }
 
 }  // namespace cachekit::pg

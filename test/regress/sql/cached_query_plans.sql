@@ -62,6 +62,32 @@ SELECT * FROM cachekit.cached_query('SELECT pq_flip()') AS r(v text);
 SELECT * FROM cachekit.cached_query('SELECT v FROM pq_v') AS r(v text);
 RESET cachekit.uncacheable;
 
+-- a new operator earlier in search_path: Postgres re-analyses every plan
+-- (the same text now calls another function); so must the prepared query,
+-- whose key holds the analysed form. Without it the next call hit the
+-- result of the old operator. The functions exist before, so that only the
+-- operator's invalidation is new.
+CREATE SCHEMA pq_s;
+CREATE FUNCTION public.pq_eq(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+CREATE FUNCTION pq_s.pq_ne(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 <> $2';
+CREATE OPERATOR public.=== (FUNCTION = public.pq_eq, LEFTARG = int, RIGHTARG = int);
+CREATE TABLE pq_o (id int PRIMARY KEY);
+INSERT INTO pq_o SELECT generate_series(1, 5);
+SELECT cachekit.watch('pq_o');
+SET search_path = pq_s, public;
+SELECT * FROM cachekit.cached_query('SELECT count(*) FROM pq_o WHERE id === 1') AS r(n bigint);
+SELECT * FROM cachekit.cached_query('SELECT count(*) FROM pq_o WHERE id === 1') AS r(n bigint);
+SELECT cachekit.last_outcome();
+CREATE OPERATOR pq_s.=== (FUNCTION = pq_s.pq_ne, LEFTARG = int, RIGHTARG = int);
+SELECT count(*) AS direct FROM pq_o WHERE id === 1;
+SELECT * FROM cachekit.cached_query('SELECT count(*) FROM pq_o WHERE id === 1') AS r(n bigint);
+SELECT cachekit.last_outcome();
+RESET search_path;
+DROP SCHEMA pq_s CASCADE;
+DROP OPERATOR public.=== (int, int);
+DROP FUNCTION public.pq_eq(int, int);
+DROP TABLE pq_o;
+
 DROP VIEW pq_v;
 DROP TABLE pq_t, pq_a, pq_b;
 DROP FUNCTION pq_inner(int), pq_flip();

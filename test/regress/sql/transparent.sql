@@ -292,6 +292,33 @@ SET cachekit.transparent = registered;
 SELECT query, calls > 0 AS called, hits > 0 AS hit, misses > 0 AS missed, bypasses > 0 AS bypassed
 FROM cachekit.caches ORDER BY query;
 
+-- a new operator earlier in search_path: the same text now calls another
+-- function; simple and prepared statements are planned again (miss, the
+-- new result), never served the old operator's result
+CREATE SCHEMA tr_s;
+CREATE FUNCTION public.tr_eq(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+CREATE FUNCTION tr_s.tr_ne(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 <> $2';
+CREATE OPERATOR public.=== (FUNCTION = public.tr_eq, LEFTARG = int, RIGHTARG = int);
+SET cachekit.transparent = 'all';
+SET search_path = tr_s, public;
+SELECT count(*) FROM tr_items WHERE id === 1;
+SELECT count(*) FROM tr_items WHERE id === 1;
+SELECT cachekit.last_outcome();
+PREPARE tr_op AS SELECT count(*) FROM tr_items WHERE id === 1;
+EXECUTE tr_op;
+SELECT cachekit.last_outcome();
+CREATE OPERATOR tr_s.=== (FUNCTION = tr_s.tr_ne, LEFTARG = int, RIGHTARG = int);
+SELECT count(*) AS expected FROM tr_items WHERE id <> 1;
+SELECT count(*) FROM tr_items WHERE id === 1;
+SELECT cachekit.last_outcome();
+EXECUTE tr_op;
+SELECT cachekit.last_outcome();
+DEALLOCATE tr_op;
+RESET search_path;
+DROP SCHEMA tr_s CASCADE;
+DROP OPERATOR public.=== (int, int);
+DROP FUNCTION public.tr_eq(int, int);
+
 RESET cachekit.transparent;
 SELECT cachekit.drop_cache(query) FROM cachekit.caches ORDER BY query;
 DROP TABLE tr_docs;
