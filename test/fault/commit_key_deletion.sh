@@ -27,6 +27,7 @@ now_ms() { date +%s%3N; }
 cleanup() {
 	test/sandbox redis-start >/dev/null 2>&1 || true
 	qpg "ALTER SYSTEM RESET cachekit.redis_retry_interval_ms" >/dev/null 2>&1 || true
+	qpg "ALTER SYSTEM RESET cachekit.redis_url" >/dev/null 2>&1 || true
 	qpg "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	wait 2>/dev/null || true
 	dropdb --if-exists "$db" >/dev/null 2>&1 || true
@@ -107,8 +108,8 @@ wait_gone ckk:1 30 || fail "after SIGCONT the key was never deleted"
 echo "ok - Redis paused: COMMIT returned in ${a_ms} ms (timeout 3000), the lock it held was free after ${b_ms} ms, the key went after SIGCONT"
 
 # 3. Redis killed while the committing session waits for the reply. The
-# relay retries only every 5 s, so the key set on the restarted Redis is
-# there before the relay delivers.
+# relay retries only every 5 s; and is pointed at a closed port while Redis
+# restarts, until the key is set again on it (the restarted Redis is empty).
 qpg "ALTER SYSTEM SET cachekit.redis_retry_interval_ms = 5000" >/dev/null
 qpg "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
@@ -128,8 +129,13 @@ c_ms=$(($(now_ms) - start))
 ((c_ms < 5000)) || fail "COMMIT took ${c_ms} ms after Redis died"
 [ "$(q "SELECT delivery_failures FROM cachekit.invalidation_stats")" -gt "$failures_before" ] ||
 	fail "the lost reply was not counted as a failed delivery"
+qpg "ALTER SYSTEM SET cachekit.redis_url = 'redis://127.0.0.1:1/0'" >/dev/null
+qpg "SELECT pg_reload_conf()" >/dev/null
+sleep 1  # the relay reads settings every cycle (250 ms); no query shows it
 test/sandbox redis-start
 rc set ckk:2 old >/dev/null
+qpg "ALTER SYSTEM RESET cachekit.redis_url" >/dev/null
+qpg "SELECT pg_reload_conf()" >/dev/null
 wait_gone ckk:2 30 || fail "the relay never deleted the key after Redis came back"
 echo "ok - Redis killed before the reply: COMMIT returned ${c_ms} ms later, the relay deleted the key once Redis was back"
 
