@@ -6,7 +6,8 @@
 // rows: the planned range table's privileges and EXECUTE on the functions
 // the plan calls.
 //
-// Entries are dropped on relcache, function, role and schema invalidations,
+// Entries are dropped on relcache, function, role, schema and operator
+// invalidations (those for which Postgres re-analyses its own plans),
 // and beyond cachekit.max_prepared_queries (least recently used first). An
 // entry a call in progress uses (nested calls: a cached query calling a
 // function that calls cached_query) is never freed under it: it is retired
