@@ -8,6 +8,7 @@
 #include <list>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/error.h"
@@ -139,6 +140,7 @@ std::string without_locations(const std::string &text) {
 // ---- the registry -----------------------------------------------------
 
 std::unordered_map<uint64_t, Registration> registry;
+std::unordered_set<uint16_t> registry_outlines;  // the fingerprints' top 16 bits
 bool registry_valid = false;
 Oid registry_oid = InvalidOid;
 
@@ -167,6 +169,7 @@ struct RegistryRow {
 // of any role consults it.
 void load_registry() {
   registry.clear();
+  registry_outlines.clear();
   registry_oid = InvalidOid;
   ExtensionObjects o = pg_call([] { return find_extension_objects(); });
   if (!OidIsValid(o.caches)) {
@@ -202,6 +205,7 @@ void load_registry() {
     if (!row->ttl_null) r.ttl = row->ttl;
     if (row->ns) r.ns = row->ns;
     registry[static_cast<uint64_t>(row->fingerprint)] = r;
+    registry_outlines.insert(static_cast<uint16_t>(static_cast<uint64_t>(row->fingerprint) >> 48));
   }
   registry_oid = relid;
   registry_valid = true;
@@ -539,6 +543,11 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
                                  ParamListInfo bound_params) {
   if (!may_wrap(parse)) return next_planner(parse, query_string, cursor_options, bound_params);
   return cpp_entry([&]() -> PlannedStmt * {
+    // Most statements of an application are not registered: tell them
+    // apart by their outline before copying and jumbling the tree.
+    if (settings.transparent != kTransparentAll && !outline_registered(shape_outline(parse)))
+      return pg_call(
+          [&] { return next_planner(parse, query_string, cursor_options, bound_params); });
     // Before planning: the planner scribbles on its input.
     uint64_t fp = statement_fingerprint(parse);
     std::optional<Registration> reg = find_registration(fp);
@@ -623,7 +632,7 @@ PlannedStmt *transparent_planner(Query *parse, const char *query_string, int cur
 }  // namespace
 
 uint64_t statement_fingerprint(Query *query) {
-  return pg_call([&] {
+  uint64_t jumbled = pg_call([&] {
     auto *marked =
         reinterpret_cast<Query *>(params_as_constants(reinterpret_cast<Node *>(query), nullptr));
     JumbleState *js = JumbleQuery(marked, "");
@@ -634,6 +643,37 @@ uint64_t statement_fingerprint(Query *query) {
     }
     return marked->queryId;
   });
+  return (static_cast<uint64_t>(shape_outline(query)) << 48) | (jumbled & 0xFFFFFFFFFFFFULL);
+}
+
+uint16_t shape_outline(const Query *query) {
+  // Only what JumbleQuery hashes (or what follows from it: hasAggs from the
+  // target list and HAVING), so that one shape always has one outline.
+  const uint64_t parts[] = {
+      static_cast<uint64_t>(query->commandType),
+      static_cast<uint64_t>(list_length(query->rtable)),
+      static_cast<uint64_t>(list_length(query->targetList)),
+      static_cast<uint64_t>(list_length(query->groupClause)),
+      static_cast<uint64_t>(list_length(query->groupingSets)),
+      static_cast<uint64_t>(list_length(query->windowClause)),
+      static_cast<uint64_t>(list_length(query->distinctClause)),
+      static_cast<uint64_t>(list_length(query->sortClause)),
+      static_cast<uint64_t>(list_length(query->cteList)),
+      static_cast<uint64_t>(query->limitOption),
+      static_cast<uint64_t>(query->hasAggs) |
+          static_cast<uint64_t>(query->havingQual != nullptr) << 1 |
+          static_cast<uint64_t>(query->limitCount != nullptr) << 2 |
+          static_cast<uint64_t>(query->limitOffset != nullptr) << 3 |
+          static_cast<uint64_t>(query->setOperations != nullptr) << 4 |
+          static_cast<uint64_t>(query->jointree != nullptr && query->jointree->quals != nullptr)
+              << 5,
+  };
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a over the parts
+  for (uint64_t part : parts) {
+    h ^= part;
+    h *= 1099511628211ULL;
+  }
+  return static_cast<uint16_t>(h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48));
 }
 
 std::shared_ptr<TransparentPlan> analyse_shape(const std::string &text, const char *caller) {
@@ -690,11 +730,24 @@ std::shared_ptr<TransparentPlan> analyse_shape(const std::string &text, const ch
   return tp;
 }
 
-std::optional<Registration> find_registration(uint64_t fingerprint) {
+namespace {
+
+void ensure_registry() {
   if (!registry_valid || (registry_oid == InvalidOid && OidIsValid(pg_call([] {
                             return get_extension_oid("pg_cachekit", true);
                           }))))
     load_registry();
+}
+
+}  // namespace
+
+bool outline_registered(uint16_t outline) {
+  ensure_registry();
+  return registry_outlines.count(outline) > 0;
+}
+
+std::optional<Registration> find_registration(uint64_t fingerprint) {
+  ensure_registry();
   auto it = registry.find(fingerprint);
   if (it == registry.end()) return std::nullopt;
   return it->second;

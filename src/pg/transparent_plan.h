@@ -46,8 +46,14 @@ struct TransparentPlan {
 };
 
 // The fingerprint of an analysed, rewritten SELECT (constants and parameters
-// ignored). Reads `query`, changes nothing.
+// ignored). Reads `query`, changes nothing. Its top 16 bits are the
+// statement's outline (shape_outline), the rest Postgres' query jumbling.
 uint64_t statement_fingerprint(Query *query);
+// A few counts and flags of the statement's top level that the jumbling
+// covers (lists' lengths, clauses present): equal fingerprints have equal
+// outlines, so a statement whose outline no registered shape has is not
+// registered, found without copying and jumbling its tree.
+uint16_t shape_outline(const Query *query);
 
 // A statement given as text (create_cache, drop_cache, explain), analysed
 // as the transparent path would analyse it when the application sends it:
@@ -63,6 +69,9 @@ struct Registration {
   std::string ns;
 };
 std::optional<Registration> find_registration(uint64_t fingerprint);
+// False when no registered shape has this outline (so the statement is not
+// registered); true when one may.
+bool outline_registered(uint16_t outline);
 
 // The ttl of a registered shape stored without one: its namespace's
 // (cachekit.namespace_ttls, read directly: the application's role need not
