@@ -50,9 +50,9 @@ struct TransparentPlan {
 // statement's outline (shape_outline), the rest Postgres' query jumbling.
 uint64_t statement_fingerprint(Query *query);
 // A few counts and flags of the statement's top level that the jumbling
-// covers (lists' lengths, clauses present): equal fingerprints have equal
-// outlines, so a statement whose outline no registered shape has is not
-// registered, found without copying and jumbling its tree.
+// covers (lists' lengths, clauses present). Part of the fingerprint, so a
+// statement whose outline no registered shape has is not registered: found
+// without copying and jumbling its tree.
 uint16_t shape_outline(const Query *query);
 
 // A statement given as text (create_cache, drop_cache, explain), analysed

@@ -20,6 +20,15 @@ SELECT cachekit.create_cache('SELECT owner, sum(amount) AS total, count(*) FROM 
 SELECT cachekit.create_cache('SELECT id FROM tr_items WHERE amount > $1 ORDER BY id LIMIT $2')
      = cachekit.create_cache('SELECT id FROM tr_items WHERE amount > 40 ORDER BY id LIMIT 3') AS same_shape;
 SELECT cachekit.drop_cache('SELECT id FROM tr_items WHERE amount > $1 ORDER BY id LIMIT $2');
+-- LIMIT and OFFSET, DISTINCT and ORDER BY: jumbled alike by Postgres 15,
+-- told apart by the fingerprint's outline
+SELECT cachekit.create_cache('SELECT id FROM tr_items ORDER BY id LIMIT $1')
+     = cachekit.create_cache('SELECT id FROM tr_items ORDER BY id OFFSET $1') AS same_shape,
+       cachekit.create_cache('SELECT DISTINCT id FROM tr_items')
+     = cachekit.create_cache('SELECT id FROM tr_items ORDER BY id') AS same_shape_too;
+SELECT cachekit.drop_cache(q) FROM unnest(ARRAY['SELECT id FROM tr_items ORDER BY id LIMIT $1',
+    'SELECT id FROM tr_items ORDER BY id OFFSET $1', 'SELECT DISTINCT id FROM tr_items',
+    'SELECT id FROM tr_items ORDER BY id']) q;
 SELECT query, ttl, namespace, calls FROM cachekit.caches ORDER BY query;
 
 -- statements that could never be served are refused, with the reason
