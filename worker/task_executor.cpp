@@ -9,10 +9,11 @@
 //
 // A task, in transactions:
 //
-//   claim  The highest-priority runnable row (FOR UPDATE SKIP LOCKED, so two
-//          executors never take the same row) becomes `running`, with its
-//          attempt counted and this run's claim token; the queue's place is
-//          reserved in shared memory (per-queue concurrency and rate limit).
+//   claim  The queue of the highest-priority runnable row gets a place
+//          reserved in shared memory (per-queue concurrency and rate limit),
+//          then that queue's highest-priority row (FOR UPDATE SKIP LOCKED, so
+//          two executors never take the same row) becomes `running`, with its
+//          attempt counted and this run's claim token.
 //   run    The task, as the role that enqueued it (below), then its outcome
 //          in the same transaction: `succeeded` with its result (and the
 //          chained task enqueued), `failed` with a retry time, or `dead`. So
@@ -309,22 +310,16 @@ ClaimResult claim(const Tables &t, Claimed *out) {
     next_due = rate_wait;
     return ClaimResult::kNothing;
   }
-  std::vector<Row> rows = sql(
-      "UPDATE " + t.tasks +
-          " t SET state = 'running', attempts = t.attempts + 1, started_at = clock_timestamp(), "
-          "finished_at = NULL, claim = $2 "
-          "WHERE t.id = (SELECT c.id FROM " +
-          t.tasks +
-          " c WHERE c.state IN ('queued', 'failed') AND c.run_at <= now() AND c.queue = ANY ($1) "
-          "ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-          "RETURNING t.id, t.queue, t.kind, t.task, t.func, t.args, t.next, t.role, "
-          "t.role_could_login, t.attempts, t.max_attempts, "
-          "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8, "
-          "CASE WHEN t.attempts = 1 THEN extract(epoch FROM t.started_at - "
-          "greatest(t.created_at, t.run_at))::float8 END",
-      {TEXTARRAYOID, INT8OID, FLOAT8OID},
-      {eligible, std::to_string(claim_token), std::to_string(settings.task_default_timeout_s)});
-  if (rows.empty()) {
+  // The queue's place is taken before its row is chosen: two executors that
+  // chose rows first (SKIP LOCKED) and took places after could start a
+  // lower-priority task of a one-at-a-time queue while the higher one was
+  // locked by the other executor, which then found the place gone.
+  const std::string runnable = " c WHERE c.state IN ('queued', 'failed') AND c.run_at <= now() ";
+  const std::string order = " ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1";
+  std::vector<Row> candidate =
+      sql("SELECT c.id, c.queue FROM " + t.tasks + runnable + "AND c.queue = ANY ($1)" + order,
+          {TEXTARRAYOID}, {eligible});
+  if (candidate.empty()) {
     std::vector<Row> due =
         sql("SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::int8 FROM " + t.tasks +
                 " WHERE state IN ('queued', 'failed') AND queue = ANY ($1)",
@@ -334,6 +329,31 @@ ClaimResult claim(const Tables &t, Claimed *out) {
       next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
     if (rate_wait != 0 && (next_due == 0 || rate_wait < next_due)) next_due = rate_wait;
     return ClaimResult::kNothing;
+  }
+  const std::string queue_name = *candidate[0][1];
+  const Queue *q = queue_named(queue_name);
+  // Another executor took the queue's last place meanwhile: choose again.
+  if (!q || !reserve_queue(exec_db, exec_index, std::stoll(*candidate[0][0]), queue_name.c_str(),
+                           q->concurrency, q->rate, GetCurrentTimestamp()))
+    return ClaimResult::kRetry;
+  std::vector<Row> rows = sql(
+      "UPDATE " + t.tasks +
+          " t SET state = 'running', attempts = t.attempts + 1, started_at = clock_timestamp(), "
+          "finished_at = NULL, claim = $2 "
+          "WHERE t.id = (SELECT c.id FROM " +
+          t.tasks + runnable + "AND c.queue = $1" + order +
+          " FOR UPDATE SKIP LOCKED) "
+          "RETURNING t.id, t.queue, t.kind, t.task, t.func, t.args, t.next, t.role, "
+          "t.role_could_login, t.attempts, t.max_attempts, "
+          "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8, "
+          "CASE WHEN t.attempts = 1 THEN extract(epoch FROM t.started_at - "
+          "greatest(t.created_at, t.run_at))::float8 END",
+      {TEXTOID, INT8OID, FLOAT8OID},
+      {queue_name, std::to_string(claim_token), std::to_string(settings.task_default_timeout_s)});
+  if (rows.empty()) {
+    // Taken by an executor holding another of the queue's places.
+    release_queue(exec_db, exec_index);
+    return ClaimResult::kRetry;
   }
   const Row &r = rows[0];
   Claimed c;
@@ -350,19 +370,7 @@ ClaimResult claim(const Tables &t, Claimed *out) {
   c.max_attempts = std::stoi(*r[10]);
   c.timeout_ms = std::stoll(*r[11]);
   c.wait_s = r[12] ? std::max(0.0, strtod(r[12]->c_str(), nullptr)) : -1;
-  const Queue *q = queue_named(c.queue);
-  if (!q || !reserve_queue(exec_db, exec_index, c.id, c.queue.c_str(), q->concurrency, q->rate,
-                           GetCurrentTimestamp())) {
-    // Another executor took the queue's last place meanwhile. In a claim of
-    // its own the caller rolls back; in the transaction of the previous task
-    // (see run_one()) the row is put back as it was: a queued task has no
-    // attempts yet, a failed one has.
-    sql("UPDATE " + t.tasks +
-            " SET state = CASE WHEN attempts = 1 THEN 'queued' ELSE 'failed' END, "
-            "attempts = attempts - 1, claim = NULL WHERE id = $1 AND claim = $2",
-        {INT8OID, INT8OID}, {std::to_string(c.id), std::to_string(claim_token)});
-    return ClaimResult::kRetry;
-  }
+  set_reserved_task(exec_db, exec_index, c.id);
   *out = std::move(c);
   return ClaimResult::kClaimed;
 }

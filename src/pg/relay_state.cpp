@@ -827,6 +827,13 @@ void release_queue(Oid dbid, int index) {
   }
 }
 
+void set_reserved_task(Oid dbid, int index, int64_t task_id) {
+  if (!rs) return;
+  Locked lock(rs->registry_lock, LW_EXCLUSIVE);
+  RelaySlot *s = slot_find(dbid);
+  if (s && s->execs[index].pid == MyProcPid) s->execs[index].task_id = task_id;
+}
+
 void pause_executors(Oid dbid, int64_t until) {
   if (!rs) return;
   Locked lock(rs->registry_lock, LW_EXCLUSIVE);

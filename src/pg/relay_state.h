@@ -153,6 +153,9 @@ bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_pe
 bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
                    double rate_per_s, int64_t now);
 void release_queue(Oid dbid, int index);
+// The task a reserved place runs, once its row is claimed (cancel_task finds
+// the executor by it).
+void set_reserved_task(Oid dbid, int index, int64_t task_id);
 // A running task whose claim token is not among `live` but lower than the
 // next one to be issued (same incarnation), or of another incarnation, was
 // claimed by an executor that is gone.
