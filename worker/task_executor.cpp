@@ -46,6 +46,7 @@
 // is the safety net. SIGTERM (shutdown, pg_terminate_backend, DROP DATABASE)
 // cancels the running task, which goes back to the queue as a failed attempt
 // to be retried at once, and the executor exits; a second SIGTERM is die().
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -294,7 +295,7 @@ TimestampTz next_due = 0;
 ClaimResult claim(const Tables &t, Claimed *out) {
   load_queues(t);
   TimestampTz now = GetCurrentTimestamp();
-  std::string eligible = "{";
+  std::vector<std::string> eligible;
   TimestampTz rate_wait = 0;
   for (const Queue &q : queues) {
     int64_t retry_at = 0;
@@ -302,58 +303,70 @@ ClaimResult claim(const Tables &t, Claimed *out) {
       if (retry_at > 0 && (rate_wait == 0 || retry_at < rate_wait)) rate_wait = retry_at;
       continue;
     }
-    if (eligible.size() > 1) eligible += ",";
-    eligible += json_quote(q.name);  // "..." quoting is also array-literal quoting
+    eligible.push_back(q.name);
   }
-  eligible += "}";
-  if (eligible == "{}") {
-    next_due = rate_wait;
-    return ClaimResult::kNothing;
-  }
+  auto as_array = [](const std::vector<std::string> &names) {
+    std::string a = "{";
+    for (const std::string &n : names) {
+      if (a.size() > 1) a += ",";
+      a += json_quote(n);  // "..." quoting is also array-literal quoting
+    }
+    return a + "}";
+  };
   // The queue's place is taken before its row is chosen: two executors that
   // chose rows first (SKIP LOCKED) and took places after could start a
   // lower-priority task of a one-at-a-time queue while the higher one was
-  // locked by the other executor, which then found the place gone.
+  // locked by the other executor, which then found the place gone. A queue
+  // whose place is gone, or whose runnable rows are all locked (by another
+  // executor, or by an application's transaction), is left out and the
+  // choice made again among the others.
   const std::string runnable = " c WHERE c.state IN ('queued', 'failed') AND c.run_at <= now() ";
   const std::string order = " ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1";
-  std::vector<Row> candidate =
-      sql("SELECT c.id, c.queue FROM " + t.tasks + runnable + "AND c.queue = ANY ($1)" + order,
-          {TEXTARRAYOID}, {eligible});
-  if (candidate.empty()) {
+  std::vector<std::string> due_queues = eligible;
+  std::vector<Row> rows;
+  while (!eligible.empty()) {
+    std::vector<Row> candidate =
+        sql("SELECT c.queue FROM " + t.tasks + runnable + "AND c.queue = ANY ($1)" + order,
+            {TEXTARRAYOID}, {as_array(eligible)});
+    if (candidate.empty()) break;
+    const std::string queue_name = *candidate[0][0];
+    eligible.erase(std::remove(eligible.begin(), eligible.end(), queue_name), eligible.end());
+    const Queue *q = queue_named(queue_name);
+    RateTaken rate;
+    if (!q || !reserve_queue(exec_db, exec_index, 0, queue_name.c_str(), q->concurrency, q->rate,
+                             GetCurrentTimestamp(), &rate))
+      continue;
+    rows = sql(
+        "UPDATE " + t.tasks +
+            " t SET state = 'running', attempts = t.attempts + 1, started_at = clock_timestamp(), "
+            "finished_at = NULL, claim = $2 "
+            "WHERE t.id = (SELECT c.id FROM " +
+            t.tasks + runnable + "AND c.queue = $1" + order +
+            " FOR UPDATE SKIP LOCKED) "
+            "RETURNING t.id, t.queue, t.kind, t.task, t.func, t.args, t.next, t.role, "
+            "t.role_could_login, t.attempts, t.max_attempts, "
+            "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8, "
+            "CASE WHEN t.attempts = 1 THEN extract(epoch FROM t.started_at - "
+            "greatest(t.created_at, t.run_at))::float8 END",
+        {TEXTOID, INT8OID, FLOAT8OID},
+        {queue_name, std::to_string(claim_token), std::to_string(settings.task_default_timeout_s)});
+    if (!rows.empty()) break;
+    // Its runnable rows are locked: the place and the rate step go back.
+    release_queue(exec_db, exec_index, &rate);
+  }
+  if (rows.empty()) {
     std::vector<Row> due =
         sql("SELECT (extract(epoch FROM min(run_at) - now()) * 1000)::int8 FROM " + t.tasks +
                 " WHERE state IN ('queued', 'failed') AND queue = ANY ($1)",
-            {TEXTARRAYOID}, {eligible});
+            {TEXTARRAYOID}, {as_array(due_queues)});
     next_due = 0;
     if (!due.empty() && due[0][0])
       next_due = now + std::max<int64>(0, std::stoll(*due[0][0])) * 1000;
     if (rate_wait != 0 && (next_due == 0 || rate_wait < next_due)) next_due = rate_wait;
+    // Rows due now but locked or in full queues: look again at the next
+    // poll, not at once (a lock can be held for long).
+    if (next_due != 0 && next_due <= now) next_due = 0;
     return ClaimResult::kNothing;
-  }
-  const std::string queue_name = *candidate[0][1];
-  const Queue *q = queue_named(queue_name);
-  // Another executor took the queue's last place meanwhile: choose again.
-  if (!q || !reserve_queue(exec_db, exec_index, std::stoll(*candidate[0][0]), queue_name.c_str(),
-                           q->concurrency, q->rate, GetCurrentTimestamp()))
-    return ClaimResult::kRetry;
-  std::vector<Row> rows = sql(
-      "UPDATE " + t.tasks +
-          " t SET state = 'running', attempts = t.attempts + 1, started_at = clock_timestamp(), "
-          "finished_at = NULL, claim = $2 "
-          "WHERE t.id = (SELECT c.id FROM " +
-          t.tasks + runnable + "AND c.queue = $1" + order +
-          " FOR UPDATE SKIP LOCKED) "
-          "RETURNING t.id, t.queue, t.kind, t.task, t.func, t.args, t.next, t.role, "
-          "t.role_could_login, t.attempts, t.max_attempts, "
-          "(extract(epoch FROM coalesce(t.timeout, make_interval(secs => $3))) * 1000)::int8, "
-          "CASE WHEN t.attempts = 1 THEN extract(epoch FROM t.started_at - "
-          "greatest(t.created_at, t.run_at))::float8 END",
-      {TEXTOID, INT8OID, FLOAT8OID},
-      {queue_name, std::to_string(claim_token), std::to_string(settings.task_default_timeout_s)});
-  if (rows.empty()) {
-    // Taken by an executor holding another of the queue's places.
-    release_queue(exec_db, exec_index);
-    return ClaimResult::kRetry;
   }
   const Row &r = rows[0];
   Claimed c;

@@ -797,7 +797,7 @@ bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_pe
 }
 
 bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
-                   double rate_per_s, int64_t now) {
+                   double rate_per_s, int64_t now, RateTaken *rate) {
   if (!rs) return false;
   Locked lock(rs->registry_lock, LW_EXCLUSIVE);
   RelaySlot *s = slot_find(dbid);
@@ -809,7 +809,9 @@ bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int 
     int64 step = static_cast<int64>(USECS_PER_SEC / rate_per_s);
     // One start per step, no burst: a queue idle for a while starts one
     // task now and the next a step later.
+    if (rate) rate->before = r->next_at;
     r->next_at = std::max<int64>(r->next_at, now) + step;
+    if (rate) rate->after = r->next_at;
   }
   ExecutorSlot &e = s->execs[index];
   strlcpy(e.queue, queue, sizeof e.queue);
@@ -817,11 +819,15 @@ bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int 
   return true;
 }
 
-void release_queue(Oid dbid, int index) {
+void release_queue(Oid dbid, int index, const RateTaken *rate) {
   if (!rs) return;
   Locked lock(rs->registry_lock, LW_EXCLUSIVE);
   RelaySlot *s = slot_find(dbid);
   if (s && s->execs[index].pid == MyProcPid) {
+    if (rate && rate->after != 0 && s->execs[index].queue[0] != '\0') {
+      RateState *r = rate_of(*s, s->execs[index].queue, false);
+      if (r && r->next_at == rate->after) r->next_at = rate->before;
+    }
     s->execs[index].queue[0] = '\0';
     s->execs[index].task_id = 0;
   }

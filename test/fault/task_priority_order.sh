@@ -2,7 +2,8 @@
 # A queue that runs one task at a time runs its tasks in priority order
 # (then enqueue order), with every executor of the database competing for
 # them: 20 rounds of 12 tasks with 5 priorities, enqueued while the queue is
-# paused, then resumed (which wakes every executor at once). Before the
+# paused, then resumed (executors see it at their next poll, and hand the
+# queue's place over from task to task). Before the
 # executors reserved the queue's place before choosing its row, two of them
 # could each lock a row and the one that lost the place put its row back
 # after the other had started a later one (1 round in 15 on a 2-core box).
@@ -27,6 +28,8 @@ for _ in $(seq 300); do
 	[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cachekit task executor' AND datname = current_database()")" -ge 2 ] && break
 	sleep 0.1
 done
+running=$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cachekit task executor' AND datname = current_database()")
+[ "$running" -ge 2 ] || fail "only $running task executors started in 30 s"
 rounds=20
 for round in $(seq 1 $rounds); do
 	q "TRUNCATE runs"
