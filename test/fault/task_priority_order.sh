@@ -44,3 +44,40 @@ for round in $(seq 1 $rounds); do
 	[ "$got" = "$want" ] || fail "round $round: ran $got, priority order is $want"
 done
 echo "ok - a one-at-a-time queue ran $rounds × 12 tasks in priority order with $workers executors competing"
+
+# A queue whose only runnable row is locked by an application's transaction
+# (SELECT ... FOR UPDATE, as cancel_task takes): the other queues' tasks
+# still run, and the executors wait for their next poll instead of trying
+# that queue again at once (before: a busy loop, and the other queues
+# starved, since the locked row stayed the best candidate).
+q "SELECT cachekit.create_queue('other', 1)" >/dev/null
+q "TRUNCATE runs"
+q "SELECT cachekit.pause_queue('serial')" >/dev/null
+locked=$(q "SELECT cachekit.enqueue('serial', 'rec', '{\"n\": 1, \"p\": 9}', priority => 9)")
+psql -X -q -d "$db" -c "BEGIN" -c "SELECT 1 FROM cachekit._tasks WHERE id = $locked FOR UPDATE" \
+	-c "SELECT pg_sleep(5)" -c "COMMIT" >/dev/null &
+holder=$!
+for _ in $(seq 50); do
+	[ "$(q "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	        WHERE a.query LIKE '%pg_sleep(5)%' AND l.locktype = 'transactionid'")" -ge 1 ] && break
+	sleep 0.1
+done
+q "SELECT cachekit.resume_queue('serial')" >/dev/null
+sleep 1.5 # the queue resumed, its row locked, seen by the executors' polls
+pids=$(q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+          WHERE backend_type = 'pg_cachekit task executor' AND datname = current_database()")
+cpu() { local t=0 p; for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+t1=$(cpu)
+q "SELECT cachekit.enqueue('other', 'rec', '{\"n\": 2, \"p\": 0}')" >/dev/null
+for _ in $(seq 20); do [ "$(q "SELECT count(*) FROM runs WHERE n = 2")" = 1 ] && break; sleep 0.1; done
+[ "$(q "SELECT count(*) FROM runs WHERE n = 2")" = 1 ] || fail "a task of another queue did not run within 2 s while a row of 'serial' was locked"
+sleep 1
+ticks=$(($(cpu) - t1))
+hz=$(getconf CLK_TCK)
+# About 2.5 s measured: a busy loop would be most of it on each executor.
+((ticks * 4 < hz)) || fail "the task executors used $ticks CPU ticks ($hz a second) while a row was locked"
+[ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 0 ] || fail "the locked task ran while locked"
+wait "$holder"
+for _ in $(seq 50); do [ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 1 ] && break; sleep 0.1; done
+[ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 1 ] || fail "the locked task did not run within 5 s of the lock's end"
+echo "ok - a locked row of one queue: another queue's task ran, executors idle ($ticks ticks), the row ran once unlocked"
