@@ -287,7 +287,7 @@ struct Claimed {
   double wait_s = -1;  // first attempts: due -> started (cachekit_task_wait_seconds)
 };
 
-enum class ClaimResult { kClaimed, kNothing, kRetry, kNoExtension };
+enum class ClaimResult { kClaimed, kNothing, kNoExtension };
 
 // Nothing to do until this time (TimestampTz), at the latest.
 TimestampTz next_due = 0;
@@ -333,7 +333,7 @@ ClaimResult claim(const Tables &t, Claimed *out) {
     eligible.erase(std::remove(eligible.begin(), eligible.end(), queue_name), eligible.end());
     const Queue *q = queue_named(queue_name);
     RateTaken rate;
-    if (!q || !reserve_queue(exec_db, exec_index, 0, queue_name.c_str(), q->concurrency, q->rate,
+    if (!q || !reserve_queue(exec_db, exec_index, queue_name.c_str(), q->concurrency, q->rate,
                              GetCurrentTimestamp(), &rate))
       continue;
     rows = sql(
@@ -733,7 +733,6 @@ void store_result_in_redis(int64 id, const std::string &result) {
   }
 }
 
-// True when a task ran (or a claim must be retried at once).
 // The next task, claimed in the transaction that recorded the last one.
 std::optional<Claimed> claimed_next;
 
@@ -749,7 +748,7 @@ ClaimResult claim_alone(Claimed *c) {
     got = as_owner(*tables, [&] { return claim(*tables, c); });
   });
   if (got != ClaimResult::kClaimed) {
-    end_transaction(got != ClaimResult::kRetry);
+    end_transaction(true);
     if (got == ClaimResult::kNoExtension) proc_exit(0);
     return got;
   }
@@ -855,6 +854,7 @@ void give_back_claimed_next() {
   wake_executors(exec_db, 1);
 }
 
+// True when a task ran (loop again at once); false: wait for work.
 bool run_one() {
   MemoryContextReset(task_cxt);
   Claimed c;
@@ -865,7 +865,7 @@ bool run_one() {
     got = ClaimResult::kClaimed;
   } else {
     got = claim_alone(&c);
-    if (got != ClaimResult::kClaimed) return got == ClaimResult::kRetry;
+    if (got != ClaimResult::kClaimed) return false;
   }
   return run_claimed(c);
 }

@@ -796,8 +796,8 @@ bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_pe
   return true;
 }
 
-bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
-                   double rate_per_s, int64_t now, RateTaken *rate) {
+bool reserve_queue(Oid dbid, int index, const char *queue, int concurrency, double rate_per_s,
+                   int64_t now, RateTaken *rate) {
   if (!rs) return false;
   Locked lock(rs->registry_lock, LW_EXCLUSIVE);
   RelaySlot *s = slot_find(dbid);
@@ -815,7 +815,7 @@ bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int 
   }
   ExecutorSlot &e = s->execs[index];
   strlcpy(e.queue, queue, sizeof e.queue);
-  e.task_id = task_id;
+  e.task_id = 0;
   return true;
 }
 

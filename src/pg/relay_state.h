@@ -148,16 +148,16 @@ void wake_executors(Oid dbid, int n);
 // rate limit says no, *retry_at says when it will say yes.
 bool queue_has_room(Oid dbid, const char *queue, int concurrency, double rate_per_s, int64_t now,
                     int64_t *retry_at);
-// The same check, and the place taken, atomically; the claim that asked for
-// it is rolled back when it says no.
 // What a reservation did to its queue's rate state, so that a place given
 // back unused gives its step back too.
 struct RateTaken {
   int64_t before = 0;  // next_at before the reservation
   int64_t after = 0;   // next_at it set; 0: no rate limit
 };
-bool reserve_queue(Oid dbid, int index, int64_t task_id, const char *queue, int concurrency,
-                   double rate_per_s, int64_t now, RateTaken *rate = nullptr);
+// The same check, and the place taken, atomically (for no task yet: see
+// set_reserved_task); when it says no, the claim tries another queue.
+bool reserve_queue(Oid dbid, int index, const char *queue, int concurrency, double rate_per_s,
+                   int64_t now, RateTaken *rate = nullptr);
 // With `rate`: the place was not used, and its rate step is given back
 // unless another reservation of the queue took a step since.
 void release_queue(Oid dbid, int index, const RateTaken *rate = nullptr);
