@@ -33,8 +33,8 @@ const std::vector<MetricFamily> &metric_catalog() {
       {"cachekit_query_cache_bytes_total", kCounter,
        "Bytes of the results cached_query returned (hits and misses)."},
       {"cachekit_query_cache_coalesced_total", kCounter,
-       "cached_query misses that waited for another session's run of the same key and took its "
-       "result."},
+       "cached_query misses that took another session's result of the same key instead of "
+       "running the query."},
       {"cachekit_l1_lookups_total", kCounter,
        "cached_query lookups in the L1 tier (shared memory, before Redis) by result (hit, miss)."},
       {"cachekit_l1_inserts_total", kCounter,

@@ -346,18 +346,24 @@ void look_up(CacheCall &c, const std::function<bool(const std::string &)> &serve
   // (bounded), then look again; otherwise this call runs the query and
   // holds the key's lease until it has stored the result (leases.h).
   if (c.use_cache && c.call.outcome == Outcome::kMiss && settings.coalesce_wait_ms > 0) {
+    debug_pause(kPauseBeforeLease);
     LeaseOutcome lo = take_lease(key);
+    auto serve_again = [&] {
+      if ((c.l1_on && serve_l1()) || (serve_redis() && c.call.outcome == Outcome::kHit))
+        count_coalesced();
+    };
     if (lo == LeaseOutcome::kOwner) {
       c.lease_held = true;
+    } else if (lo == LeaseOutcome::kOwnerLookAgain) {
+      c.lease_held = true;
+      serve_again();
+      if (c.call.outcome == Outcome::kHit) c.release();  // waiters find it too
     } else if (lo == LeaseOutcome::kWait) {
       const int wait_ms = settings.coalesce_wait_ms;
       const char *k = key.c_str();
       // No C++ objects in the frame a query cancel would longjmp over.
       bool released = pg_call([&] { return wait_for_lease(k, wait_ms); });
-      if (released) {
-        if ((c.l1_on && serve_l1()) || (serve_redis() && c.call.outcome == Outcome::kHit))
-          count_coalesced();
-      }
+      if (released) serve_again();
     }
   }
 }

@@ -174,6 +174,7 @@ const struct config_enum_entry pause_options[] = {
     {"after_generations", kPauseAfterGenerations, false},
     {"before_store", kPauseBeforeStore, false},
     {"before_generations", kPauseBeforeGenerations, false},
+    {"before_lease", kPauseBeforeLease, false},
     {nullptr, 0, false},
 };
 

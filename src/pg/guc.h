@@ -107,7 +107,8 @@ enum DebugPausePoint {
   kPauseNone,
   kPauseAfterGenerations,
   kPauseBeforeStore,
-  kPauseBeforeGenerations
+  kPauseBeforeGenerations,
+  kPauseBeforeLease
 };
 
 extern Settings settings;

@@ -24,6 +24,9 @@ struct Slot {
   slock_t mutex;
   int owner;  // pid; 0: free
   unsigned char digest[kDigestBytes];
+  // The key whose lease was released last: a session that missed before
+  // that holder stored, and takes the lease after it released, looks again.
+  unsigned char released_digest[kDigestBytes];
   ConditionVariable released;
 };
 
@@ -71,6 +74,7 @@ void leases_shmem_startup() {
   for (Slot &s : leases->slots) {
     SpinLockInit(&s.mutex);
     s.owner = 0;
+    memset(s.released_digest, 0, kDigestBytes);
     ConditionVariableInit(&s.released);
   }
 }
@@ -90,14 +94,15 @@ LeaseOutcome take_lease(const std::string &key) {
   if (s.owner == 0) {
     s.owner = MyProcPid;
     memcpy(s.digest, d, kDigestBytes);
-    out = LeaseOutcome::kOwner;
+    out = memcmp(s.released_digest, d, kDigestBytes) == 0 ? LeaseOutcome::kOwnerLookAgain
+                                                          : LeaseOutcome::kOwner;
   } else if (memcmp(s.digest, d, kDigestBytes) == 0 && s.owner != MyProcPid) {
     out = LeaseOutcome::kWait;
   } else {
     out = LeaseOutcome::kNone;
   }
   SpinLockRelease(&s.mutex);
-  if (out == LeaseOutcome::kOwner) held = i;
+  if (out == LeaseOutcome::kOwner || out == LeaseOutcome::kOwnerLookAgain) held = i;
   return out;
 }
 
@@ -128,7 +133,10 @@ void release_lease() {
   held = -1;
   SpinLockAcquire(&s.mutex);
   bool mine = s.owner == MyProcPid;
-  if (mine) s.owner = 0;
+  if (mine) {
+    s.owner = 0;
+    memcpy(s.released_digest, s.digest, kDigestBytes);
+  }
   SpinLockRelease(&s.mutex);
   if (mine) ConditionVariableBroadcast(&s.released);
 }

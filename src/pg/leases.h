@@ -29,10 +29,13 @@ Size leases_shmem_size();
 void leases_shmem_request();
 void leases_shmem_startup();
 
-enum class LeaseOutcome { kOwner, kWait, kNone };
+enum class LeaseOutcome { kOwner, kOwnerLookAgain, kWait, kNone };
 
 // Tries to take the lease of `key` (a cache key). kOwner: this backend runs
-// the query and must call release_lease(); kWait: another backend runs it;
+// the query and must call release_lease(); kOwnerLookAgain: the same, but
+// the last lease released in the slot was this key's, so its holder may have
+// stored the result after this backend's lookup missed: look again before
+// running (a miss counted twice otherwise); kWait: another backend runs it;
 // kNone: no coalescing (table busy or missing).
 LeaseOutcome take_lease(const std::string &key);
 
