@@ -766,8 +766,16 @@ ClaimResult claim_alone(Claimed *c) {
 // next task is claimed (one commit a task when there is work, and that
 // claim is durable with it).
 bool run_claimed(const Claimed &c) {
-  if (cancel_flag) pg_atomic_write_u64(cancel_flag, 0);
   running_task = c.id;
+  if (cancel_flag) {
+    // A cancel_task() of this task between its claim and here signalled
+    // while no task ran (on_sigint ignored it): its request is still in
+    // cancel_for. One for an earlier task is dropped.
+    uint64 wanted = pg_atomic_read_u64(cancel_flag);
+    if (wanted != 0 && wanted != static_cast<uint64>(c.id))
+      pg_atomic_compare_exchange_u64(cancel_flag, &wanted, 0);
+    if (pg_atomic_read_u64(cancel_flag) == static_cast<uint64>(c.id)) cancel_running_task_now();
+  }
   pgstat_report_activity(STATE_RUNNING,
                          ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
   Outcome o;
@@ -779,6 +787,11 @@ bool run_claimed(const Claimed &c) {
     o = run_task(c, task_cxt);
     run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     running_task = 0;
+    // A cancel the task did not consume (an http or email exchange is not
+    // interrupted; one that came as a function returned) was for the task:
+    // its outcome is recorded below (cancelled, when cancel_task asked), not
+    // thrown at the recording, which would lose the attempt and run it again.
+    QueryCancelPending = false;
     if (ShutdownRequestPending && o.kind == Outcome::kFailed && o.sqlstate == "57014") {
       o.message = "the task executor was stopped while the task ran";
       o.detail = "Server shutdown or pg_terminate_backend(); the task is tried again at once.";

@@ -69,7 +69,9 @@ start_varnish() {
 		-s malloc,32m -p ban_lurker_sleep=0.01 \
 		>"$dir/varnishd.log" 2>&1 &
 	echo $! >"$dir/varnishd.pid"
-	for ((i = 0; i < 200; i++)); do
+	# Up to 60 s: the VCL is compiled with cc first, slow on a loaded machine.
+	local deadline=$((SECONDS + 60))
+	while ((SECONDS < deadline)); do
 		if ! kill -0 "$(cat "$dir/varnishd.pid")" 2>/dev/null; then
 			echo "start_varnish: varnishd exited:" >&2
 			cat "$dir/varnishd.log" >&2
@@ -82,7 +84,7 @@ start_varnish() {
 		fi
 		sleep 0.05
 	done
-	echo "start_varnish: varnishd did not answer on 127.0.0.1:$port in 10 s" >&2
+	echo "start_varnish: varnishd did not answer on 127.0.0.1:$port in 60 s" >&2
 	cat "$dir/varnishd.log" >&2
 	stop_varnish "$dir"
 	return 1
@@ -96,7 +98,9 @@ stop_varnish() {
 	pid=$(cat "$dir/varnishd.pid")
 	if kill -0 "$pid" 2>/dev/null; then
 		kill "$pid" 2>/dev/null || true
-		for ((i = 0; i < 200; i++)); do
+		# Up to 60 s: the VCL is compiled with cc first, slow on a loaded machine.
+	local deadline=$((SECONDS + 60))
+	while ((SECONDS < deadline)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.05
 		done

@@ -9,7 +9,7 @@ data_dir="$CACHEKIT_SANDBOX_DIR/data"
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1" | grep -v "^$" || true; }
 read_v() { q "SELECT v || ' ' || cachekit.last_outcome() FROM cachekit.cached_query('SELECT v FROM epoch_t WHERE id = 1') AS r(v text)"; }
-wait_ready() { for _ in $(seq 1 100); do pg_isready -q && return 0; sleep 0.1; done; echo "server did not come back"; return 1; }
+wait_ready() { for _ in $(seq 1 600); do pg_isready -q && return 0; sleep 0.1; done; echo "server did not come back"; return 1; }
 fail() { echo "not ok - $*"; exit 1; }
 
 dropdb --if-exists "$db" >/dev/null 2>&1
@@ -43,8 +43,13 @@ check_after_restart "a clean restart" "after-restart"
 q "UPDATE epoch_t SET v = 'before'"         # generation 2
 q "SELECT cachekit.invalidate_all()"
 [ "$(read_v)" = "before miss" ] || fail "read before crash"
-victim=$(psql -X -At -d "$db" -c "SELECT pg_backend_pid(), pg_sleep(30)" >/dev/null 2>&1 & sleep 0.5; \
-	psql -X -At -d "$db" -c "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backend_pid(), pg_sleep%' AND pid <> pg_backend_pid() LIMIT 1")
+psql -X -At -d "$db" -c "SELECT pg_backend_pid(), pg_sleep(30)" >/dev/null 2>&1 &
+victim=
+for _ in $(seq 1 100); do
+	victim=$(psql -X -At -d "$db" -c "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backend_pid(), pg_sleep%' AND pid <> pg_backend_pid() LIMIT 1")
+	[ -n "$victim" ] && break
+	sleep 0.1
+done
 [ -n "$victim" ] || fail "no backend to kill"
 kill -9 "$victim"
 sleep 1

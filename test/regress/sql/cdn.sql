@@ -19,8 +19,7 @@ RESET ROLE;
 ALTER SYSTEM SET cachekit.cdn_enabled = on;
 ALTER SYSTEM SET cachekit.cdn_provider = 'http, cloudfront';
 ALTER SYSTEM SET cachekit.cdn_base_url = 'https://cdn.example.com/';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SHOW cachekit.cdn_provider;
 -- A setting with an unknown provider is refused.
 ALTER SYSTEM SET cachekit.cdn_provider = 'akamai';
@@ -53,8 +52,7 @@ SELECT regress.error_of($$SELECT cachekit.cdn_purge(ARRAY[ARRAY['/a'], ARRAY['/b
 SELECT regress.error_of($$SELECT cachekit.cdn_purge_tags(ARRAY['product-1'])$$);
 RESET ROLE;
 ALTER SYSTEM SET cachekit.cdn_http_method = 'BAN';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SET ROLE regress_cdn;
 SELECT cachekit.cdn_purge_tags(ARRAY['product-1', 'product-1', 'cat:shoes']) AS tag_request \gset
 SELECT provider, kind, source, paths FROM cachekit.cdn_requests WHERE request_id = :tag_request ORDER BY provider;
@@ -142,13 +140,11 @@ SELECT count(*) AS replica_request FROM cachekit.cdn_requests
  WHERE source = 'product pages' AND paths @> '{/p/replica.html}';
 -- Disabled: writes go on and queue nothing.
 ALTER SYSTEM SET cachekit.cdn_enabled = off;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 UPDATE public.cdn_products SET slug = 'while-disabled' WHERE id = 1;
 SELECT count(*) AS disabled_requests FROM cachekit.cdn_requests WHERE paths @> '{/p/while-disabled.html}';
 ALTER SYSTEM SET cachekit.cdn_enabled = on;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 -- A row whose path cannot be built (too long once percent-encoded) does not
 -- fail the write: the rule purges the template's literal prefix, with a
 -- WARNING.
@@ -185,8 +181,7 @@ SELECT count(*) AS rules_left FROM cachekit.cdn_rules WHERE name = 'gone rule';
 -- cdn_status(): providers listed, nothing sent yet; configured once their
 -- ids are set.
 ALTER SYSTEM SET cachekit.cdn_cloudfront_distribution_id = 'E2EXAMPLE';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SET ROLE regress_cdn;
 SELECT key AS provider, value -> 'configured' AS configured, value -> 'reachable' AS reachable,
        (value ->> 'queued_items')::int > 0 AS has_queued
@@ -226,16 +221,13 @@ SELECT cachekit.dns_prefetch('cdn.example.com'), cachekit.dns_prefetch('https://
 SELECT regress.error_of($$SELECT cachekit.dns_prefetch('a"><script>')$$);
 RESET ROLE;
 ALTER SYSTEM SET cachekit.cdn_auto_version = off;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SELECT cachekit.cdn_url('/static/app.js') AS unversioned;
 ALTER SYSTEM SET cachekit.cdn_enabled = off;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SELECT cachekit.cdn_url('/static/app.js') AS local, cachekit.asset_url('/static/app.js') AS local_asset;
 ALTER SYSTEM RESET cachekit.cdn_auto_version;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SELECT cachekit.asset_url('/static/app.js') AS local_versioned;
 
 -- prune_tasks() also deletes finished CDN requests older than

@@ -90,10 +90,10 @@ SELECT (cachekit.health() -> 'l1' ->> 'too_large')::int - :too_large_before AS t
 RESET cachekit.l1_max_entry;
 
 -- ttl: an entry does not outlive its ttl in L1
-SELECT pg_temp.sum_to(30, 1);
-SELECT pg_temp.sum_to(30, 1);
-SELECT pg_sleep(1.2);
-SELECT pg_temp.sum_to(30, 1);
+SELECT pg_temp.sum_to(30, 3);
+SELECT pg_temp.sum_to(30, 3);
+SELECT pg_sleep(3.2);
+SELECT pg_temp.sum_to(30, 3);
 -- nor the Redis entry it was filled from: 4 s in Redis, read after 2 s, so
 -- L1 keeps it for the remaining 2 s only (not 4)
 SET cachekit.l1 = off;

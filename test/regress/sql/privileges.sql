@@ -36,8 +36,7 @@ RESET ROLE;
 -- Give Redis a password, connect through it, then check who sees what.
 SELECT set_config('regress.redis_url', current_setting('cachekit.redis_url'), false) IS NOT NULL AS saved;
 ALTER SYSTEM SET cachekit.redis_url = 'redis://:Very-Secret-Pw@127.0.0.1:1/0';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SHOW cachekit.redis_url;                               -- superuser: redacted
 SELECT current_setting('cachekit.redis_url') LIKE '%Very-Secret-Pw%' AS superuser_sees_password;
 SELECT setting FROM pg_settings WHERE name = 'cachekit.redis_url';
@@ -56,8 +55,7 @@ RESET cachekit.strict;
 RESET ROLE;
 
 ALTER SYSTEM RESET cachekit.redis_url;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.3);
+\i test/regress/sql/reload_conf.sql
 SELECT current_setting('cachekit.redis_url') = current_setting('regress.redis_url') AS restored;
 
 SELECT cachekit.cache_delete('regress:priv');

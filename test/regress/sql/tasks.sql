@@ -25,6 +25,22 @@ BEGIN
     RETURN s;
 END $$;
 
+-- The same for a failed task, returned locked (FOR UPDATE; claims skip
+-- locked rows): its retry cannot start while the test looks at it.
+CREATE FUNCTION regress.lock_failed_task(id bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    s text;
+BEGIN
+    FOR i IN 1..600 LOOP
+        SELECT t.state INTO s FROM cachekit._tasks t
+         WHERE t.id = lock_failed_task.id AND t.state IN ('failed', 'dead') FOR UPDATE SKIP LOCKED;
+        EXIT WHEN s IS NOT NULL;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN s;
+END $$;
+
 CREATE TABLE regress_tasks.runs (task text, who text, session_who text, args jsonb,
                                  at timestamptz DEFAULT clock_timestamp());
 GRANT INSERT, SELECT ON regress_tasks.runs TO PUBLIC;
@@ -103,13 +119,15 @@ SET ROLE regress_task_b;
 SELECT cachekit.enqueue('default', 'regress_tasks.run_sql', '{"sql": "SELECT secret FROM regress_tasks.b_only"}') AS b_reads \gset
 RESET ROLE;
 SELECT regress.wait_task(:as_a) AS as_a, regress.wait_task(:b_reads) AS b_reads;
-SELECT regress.wait_task(:read_b, '{failed,dead}') AS a_reads_b;
+BEGIN;
+SELECT regress.lock_failed_task(:read_b) AS a_reads_b;
 SELECT who, session_who FROM regress_tasks.runs WHERE task = 'as_a';
 SELECT cachekit.task_result(:as_a) AS result_a, cachekit.task_result(:b_reads) AS result_b;
 SELECT state, attempts, last_error ->> 'sqlstate' AS sqlstate, last_error ->> 'message' AS message,
        run_at > now() AS retry_later
   FROM cachekit.tasks WHERE id = :read_b;
 SELECT cachekit.cancel_task(:read_b);
+COMMIT;
 
 -- No way out of the role: SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION
 -- (also through set_config) fail; a SET does not outlive its task.
@@ -163,7 +181,7 @@ RESET ROLE;
 SET ROLE regress_task_a;
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "low"}', priority => -5) AS low \gset
 SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "high"}', priority => 10) AS high \gset
-SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "later"}', run_at => now() + interval '3 s', priority => 100) AS later \gset
+SELECT cachekit.enqueue('regress_serial', 'regress_tasks.record', '{"name": "later"}', run_at => now() + interval '6 s', priority => 100) AS later \gset
 RESET ROLE;
 SELECT state, count(*) FROM cachekit.tasks WHERE queue = 'regress_serial' GROUP BY state ORDER BY state;
 SELECT cachekit.resume_queue('regress_serial');
@@ -205,9 +223,11 @@ SELECT cachekit.resume_queue('regress_serial');
 SET ROLE regress_task_a;
 SELECT cachekit.enqueue('default', 'regress_tasks.run_sql', '{"sql": "SELECT pg_sleep(10)::text"}', timeout => '200 ms') AS slow \gset
 RESET ROLE;
-SELECT regress.wait_task(:slow, '{failed,dead}') AS slow;
+BEGIN;
+SELECT regress.lock_failed_task(:slow) AS slow;
 SELECT last_error ->> 'sqlstate' AS sqlstate, last_error ->> 'message' AS message FROM cachekit.tasks WHERE id = :slow;
 SELECT cachekit.cancel_task(:slow);
+COMMIT;
 
 -- Cancelling a running task interrupts it and rolls its effects back.
 SET ROLE regress_task_a;
@@ -288,7 +308,7 @@ SELECT regress.error_of($$SELECT cachekit.unschedule('regress_tick')$$);
 RESET ROLE;
 DO $$
 BEGIN
-    FOR i IN 1..200 LOOP
+    FOR i IN 1..600 LOOP
         EXIT WHEN (SELECT count(*) FROM regress_tasks.runs WHERE task = 'tick') >= 2;
         PERFORM pg_sleep(0.05);
     END LOOP;

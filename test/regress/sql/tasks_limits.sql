@@ -67,7 +67,7 @@ SELECT count(*) AS overlapping_pairs
 -- A queue that allows both executors does run two at once.
 SELECT cachekit.create_queue('regress_two', 2);
 SET ROLE regress_limits;
-SELECT count(cachekit.enqueue('regress_two', 'regress_limits.nap', '{"queue": "regress_two", "seconds": 0.5}'))
+SELECT count(cachekit.enqueue('regress_two', 'regress_limits.nap', '{"queue": "regress_two", "seconds": 2}'))
   FROM generate_series(1, 2);
 RESET ROLE;
 SELECT regress_limits.wait_runs('regress_two', 2) AS runs;
@@ -83,7 +83,7 @@ SELECT count(cachekit.enqueue('regress_rate', 'regress_limits.nap', '{"queue": "
 RESET ROLE;
 SELECT regress_limits.wait_runs('regress_rate', 6) AS runs;
 SELECT max(started) - min(started) >= interval '1.1 s' AS spaced,
-       min(gap) >= interval '0.15 s' AS no_burst
+       min(gap) >= interval '0.1 s' AS no_burst
   FROM (SELECT started, started - lag(started) OVER (ORDER BY started) AS gap
           FROM regress_limits.runs WHERE queue = 'regress_rate') s;
 
@@ -96,7 +96,7 @@ SELECT cachekit.schedule('regress_skip', '1 second', 'regress_sched', 'regress_l
 SELECT cachekit.schedule('regress_queue', '1 second', 'regress_sched', 'regress_limits.nap',
                          '{"queue": "queue", "seconds": 2.5}', overlap => 'queue') IS NOT NULL AS scheduled;
 RESET ROLE;
-SELECT regress_limits.wait_runs('skip', 2) AS skip_runs, regress_limits.wait_runs('queue', 2) AS queue_runs;
+SELECT regress_limits.wait_runs('skip', 2) >= 2 AS skip_runs, regress_limits.wait_runs('queue', 2) >= 2 AS queue_runs;
 SELECT name, skipped > 0 AS skipped_some FROM cachekit.schedules WHERE name LIKE 'regress%' ORDER BY name;
 SET ROLE regress_limits;
 SELECT cachekit.unschedule('regress_skip'), cachekit.unschedule('regress_queue');
