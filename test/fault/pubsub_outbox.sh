@@ -17,6 +17,7 @@ q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 fail() { echo "not ok - $*"; exit 1; }
 tmp=$(mktemp -d)
 sub_pid=
+sub_file=
 cleanup() {
 	[ -n "$sub_pid" ] && kill "$sub_pid" 2>/dev/null
 	rm -rf "$tmp"
@@ -30,10 +31,21 @@ subscribe() {  # $1: output file
 	# Line-buffered: the file must hold every message when the subscriber is stopped.
 	stdbuf -oL redis-cli -p "$CACHEKIT_REDIS_PORT" --csv subscribe cachekit:invalidate >"$1" &
 	sub_pid=$!
+	sub_file=$1
 	for _ in $(seq 1 50); do grep -q subscribe "$1" 2>/dev/null && return 0; sleep 0.1; done
 	fail "subscriber did not start"
 }
-stop_subscriber() { sleep 0.3; kill "$sub_pid" 2>/dev/null; wait "$sub_pid" 2>/dev/null || true; sub_pid=; }
+# $1: how many messages (as messages counts them) to wait for: one Redis
+# published may not be in the file yet. After 30 s the comparison says what
+# is missing; once they are there, a moment more lets one too many show.
+stop_subscriber() {
+	local deadline=$((SECONDS + 30))
+	while (($(messages "$sub_file" 2>/dev/null | wc -l) < $1)) && ((SECONDS < deadline)); do sleep 0.1; done
+	sleep 0.3
+	kill "$sub_pid" 2>/dev/null
+	wait "$sub_pid" 2>/dev/null || true
+	sub_pid=
+}
 # The messages received, one JSON document per line (redis-cli --csv quotes
 # them), without flush-everything messages.
 messages() {
@@ -54,17 +66,24 @@ hold_delivery() {
 	q "ALTER SYSTEM SET cachekit.redis_url = 'redis://127.0.0.1:1/0'" >/dev/null
 	q "SELECT pg_reload_conf()" >/dev/null
 	# The relay reads the new setting at its next cycle (every 250 ms); no
-	# query can observe that, so give it several cycles.
-	sleep 1
+	# query can observe that, so give it many cycles (a loaded machine may
+	# not run it for a while).
+	sleep 3
 }
 release_delivery() {
 	q "ALTER SYSTEM RESET cachekit.redis_url" >/dev/null
 	q "SELECT pg_reload_conf()" >/dev/null
 }
 
+# The outbox and the relay's queue in shared memory (a failed delivery
+# without an outbox row): an entry leaves the queue once Redis took it.
+queue_entries() { q "SELECT cachekit.health() -> 'invalidation' -> 'relay' ->> 'queue_entries'"; }
 wait_outbox_empty() {
-	for _ in $(seq 1 300); do [ "$(q "SELECT count(*) FROM cachekit.outbox")" = "0" ] && return 0; sleep 0.1; done
-	fail "outbox not drained: $(q "SELECT count(*) FROM cachekit.outbox") rows left"
+	for _ in $(seq 1 300); do
+		[ "$(q "SELECT count(*) FROM cachekit.outbox")" = "0" ] && [ "$(queue_entries)" = "0" ] && return 0
+		sleep 0.1
+	done
+	fail "outbox not drained: $(q "SELECT count(*) FROM cachekit.outbox") rows and $(queue_entries) queue entries left"
 }
 
 dropdb --if-exists "$db" >/dev/null 2>&1
@@ -88,7 +107,7 @@ q "TRUNCATE notes"
 q "TRUNCATE accounts"
 q "INSERT INTO accounts VALUES (4, 1, 100)"
 wait_outbox_empty
-stop_subscriber
+stop_subscriber 8
 messages "$tmp/sub1.csv" >"$tmp/got1"
 cat >"$tmp/want1" <<'JSON'
 {"flush": false, "keys": ["acct:1", "owner:1:total"], "keys_overflow": false, "operations": ["UPDATE"], "rows": 1, "table": "accounts"}
@@ -146,7 +165,7 @@ release_delivery
 # A commit right after Redis is back must not overtake the four waiting ones.
 q "UPDATE accounts SET balance = 0 WHERE id = 6"
 wait_outbox_empty
-stop_subscriber
+stop_subscriber 5
 messages "$tmp/sub2.csv" >"$tmp/got2"
 { want_outage; echo '{"flush": false, "keys": ["acct:6", "owner:0:total"], "keys_overflow": false, "operations": ["UPDATE"], "rows": 1, "table": "accounts"}'; } >"$tmp/want2"
 diff -u "$tmp/want2" "$tmp/got2" || fail "after the outage the relay delivered other messages than committed"
@@ -175,7 +194,7 @@ subscribe "$tmp/sub3.csv"
 release_delivery
 wait_outbox_empty
 for _ in $(seq 1 50); do [ -z "$(app_keys_left)" ] && break; sleep 0.1; done
-stop_subscriber
+stop_subscriber 3 # and the flush before them, which messages leaves out
 python3 - "$tmp/sub3.csv" <<'PY' || fail "after the crash: no flush-everything message first"
 import csv, json, sys
 # Other databases' relays flush too after the crash: keep this database's messages.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Nothing committed is lost across a clean restart (issue 7, item 11).
 #
-# Redis is paused (CLIENT PAUSE ... ALL, for a few seconds), a commit changes a row with a key rule: its
-# key deletion after commit times out and goes to the relay's queue in shared
-# memory. Then the server restarts cleanly:
+# Redis is paused (CLIENT PAUSE ... ALL, for 15 s), a commit changes a row
+# with a key rule: its key deletion after commit times out and goes to the
+# relay's queue in shared memory. Then the server restarts cleanly:
 #  1. fast and smart shutdown: the relay, asked to stop, cannot deliver the
 #     queue and writes it to the outbox; after the restart the outbox row is
 #     there and, once Redis answers, the key is deleted;
@@ -39,8 +39,13 @@ wait_for() {  # $1: seconds, $2: description, rest: command that must succeed
 }
 caught_up() { [ "$(relay "$1" backlog)" = "false" ] && [ "$(relay "$1" running)" = "true" ]; }
 key_gone() { [ "$(r exists "$1")" = "0" ]; }
-# CLIENT UNPAUSE would itself wait for the pause to end: wait for it here.
-wait_unpaused() { timeout 10 redis-cli -p "$CACHEKIT_REDIS_PORT" ping >/dev/null; }
+# How long Redis stays paused: it must outlast the commit, the checks and a
+# stop and start of the server (about 2 s, much more on a loaded machine),
+# or the relay delivers before the outbox and the flush are checked. Nothing
+# ends a pause early (CLIENT UNPAUSE itself waits for the end of a PAUSE
+# ALL), so wait_unpaused waits out the rest of it.
+pause_ms=10000
+wait_unpaused() { timeout $((pause_ms / 1000 + 15)) redis-cli -p "$CACHEKIT_REDIS_PORT" ping >/dev/null; }
 restart() {  # $1: shutdown mode
 	as_postgres "$bindir/pg_ctl" -D "$data_dir" -m "$1" -w stop >/dev/null
 	as_postgres "$bindir/pg_ctl" -D "$data_dir" -l "$CACHEKIT_SANDBOX_DIR/postgres.log" -w start >/dev/null
@@ -57,7 +62,7 @@ commit_while_paused() {  # $1: database
 	# Not SIGSTOP: a stopped Redis would still run the UNLINK that the
 	# backend gave up on once it resumes; a paused one drops it with the
 	# connection, as a Redis that was really unreachable would.
-	r client pause 4000 all >/dev/null
+	r client pause "$pause_ms" all >/dev/null
 	q "$1" "UPDATE users SET name = name || 'x' WHERE id = 1"
 	[ "$(relay "$1" queue_entries)" -ge 1 ] || fail "the failed delivery did not go to the queue: $(relay "$1" queue_entries)"
 	[ "$(q "$1" "SELECT count(*) FROM cachekit.outbox")" = "0" ] || fail "the commit wrote an outbox row (Redis looked down already?)"

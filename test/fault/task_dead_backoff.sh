@@ -9,7 +9,9 @@
 # (SQLSTATE, message, detail, hint, attempt 4) and is not tried again.
 #
 # Each attempt records its start and the moment it fails through dblink:
-# the task's own transaction is rolled back by its failure.
+# the task's own transaction is rolled back by its failure. The moment is
+# taken by the dblink session, once connected (which can take a while on a
+# loaded machine); what remains until the failure is recorded is slack.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 db=cachekit_fault_task_backoff
@@ -32,7 +34,7 @@ q "CREATE FUNCTION fault.always_fails(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS
        PERFORM pg_sleep(0.5);
        PERFORM fault.dblink_exec(format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
                                         split_part(current_setting('unix_socket_directories'), ',', 1)),
-                                 format('INSERT INTO fault.attempts VALUES (%L, %L, %s)', started, clock_timestamp(), pg_backend_pid()));
+                                 format('INSERT INTO fault.attempts VALUES (%L, clock_timestamp(), %s)', started, pg_backend_pid()));
        RAISE EXCEPTION 'always fails (n=%)', a->>'n' USING ERRCODE = 'division_by_zero',
              DETAIL = 'The fault script wants it so.', HINT = 'Do not retry.';
    END \$\$"
@@ -50,14 +52,15 @@ got=$(q "SELECT count(*) FROM fault.attempts")
 # Gap n: from the failure of attempt n to the start of n + 1. Delay c(n) =
 # min(cap, n^4) in [0.9 c, min(1.1 c, cap)]; recording the failure and the
 # pickup add a little (the executors wake at the retry time, not at their
-# poll).
+# poll), up to 3 s on a loaded machine. Uncapped, gap 2 would be 14.4 s or
+# more, above the 13 s allowed.
 attempt_gaps="SELECT row_number() OVER (ORDER BY started_at) AS n,
                      extract(epoch FROM lead(started_at) OVER (ORDER BY started_at) - failed_at) AS gap
               FROM fault.attempts"
 gaps=$(q "SELECT string_agg(n || ':' || round(gap, 3), ' ' ORDER BY n) FROM ($attempt_gaps) g WHERE gap IS NOT NULL")
 echo "# gaps between attempts (s): $gaps (cap $cap s)"
 bad=$(q "SELECT string_agg(format('gap %s: %s s, expected %s to %s s', n, round(gap, 3), round(lo, 3), round(hi, 3)), '; ')
-         FROM (SELECT n, gap, 0.9 * c - 0.05 AS lo, least(1.1 * c, $cap) + 1.5 AS hi
+         FROM (SELECT n, gap, 0.9 * c - 0.05 AS lo, least(1.1 * c, $cap) + 3 AS hi
                FROM ($attempt_gaps) g,
                     LATERAL (SELECT least($cap, power(n, 4))::numeric AS c) c
                WHERE gap IS NOT NULL) x

@@ -214,9 +214,10 @@ set_setting cachekit.task_max_backoff 2
 stop_smtp
 id=$(enqueue '{"to": ["ann@example.com"], "subject": "after the outage", "text": "retried"}' "max_attempts => 10")
 wait_state "$id" failed
-# One read, while it is still failed (the retry comes about a second later).
+# The retry comes about a second later, maybe before this read (on a loaded
+# machine): running again then, with the failure's error still stored.
 row=$(col "$id" "state || ' ' || attempts || ' ' || (last_error->>'sqlstate')")
-[[ $row == "failed "[12]" 08001" ]] || fail "server down: $row, $(col "$id" last_error)"
+[[ $row =~ ^(failed|running)\ [123]\ 08001$ ]] || fail "server down: $row, $(col "$id" last_error)"
 start_smtp
 wait_state "$id" succeeded 15
 [ "$(col "$id" attempts)" -ge 2 ] || fail "after the outage: succeeded after $(col "$id" attempts) attempts"

@@ -38,12 +38,14 @@ echo "ok - a task whose executor was killed with SIGKILL ran again and succeeded
 
 # 2. Twenty short tasks, an executor killed while they drain: the one it
 # kills runs a longer task (run 21, first by priority), so that the kill
-# surely interrupts a claimed run.
+# surely interrupts a claimed run. The kill, a few psql calls after they
+# start, must come while the long one runs (10 s) and before half the short
+# ones are done (6 s: with 2 executors they drain one at a time).
 q "TRUNCATE fault.results"
 q "SELECT cachekit.create_queue('fault_kill', 3)" >/dev/null
 wait_executors "$(task_workers)" 30
-long=$(q_durable "SELECT cachekit.enqueue('fault_kill', 'fault.work', '{\"n\": 21, \"sleep\": 3}', priority => 10)")
-enqueue_work 20 0.3 fault_kill
+long=$(q_durable "SELECT cachekit.enqueue('fault_kill', 'fault.work', '{\"n\": 21, \"sleep\": 10}', priority => 10)")
+enqueue_work 20 0.6 fault_kill
 wait_for 10 "task $long to run" running_task "$long"
 flush_wal
 left=$(q "SELECT count(*) FROM cachekit.tasks WHERE queue = 'fault_kill' AND state <> 'succeeded'")

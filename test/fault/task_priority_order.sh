@@ -13,7 +13,8 @@ fail() { echo "not ok - $*"; exit 1; }
 [ -n "${CACHEKIT_SANDBOX_DIR:-}" ] || fail "run under tools/run-tests or after eval \"\$(test/sandbox start)\""
 db=cachekit_task_priority_order
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
-cleanup() { dropdb --if-exists "$db" >/dev/null 2>&1 || true; }
+# --force: a failure leaves the lock holder below connected for a minute.
+cleanup() { dropdb --if-exists --force "$db" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
 createdb "$db"
@@ -54,14 +55,18 @@ q "SELECT cachekit.create_queue('other', 1)" >/dev/null
 q "TRUNCATE runs"
 q "SELECT cachekit.pause_queue('serial')" >/dev/null
 locked=$(q "SELECT cachekit.enqueue('serial', 'rec', '{\"n\": 1, \"p\": 9}', priority => 9)")
+# Held until the checks below are done (then cancelled): a fixed length
+# could run out on a loaded machine while they still expect the lock. Its
+# stderr is the cancel's error; a lock that was never taken fails below.
 psql -X -q -d "$db" -c "BEGIN" -c "SELECT 1 FROM cachekit._tasks WHERE id = $locked FOR UPDATE" \
-	-c "SELECT pg_sleep(5)" -c "COMMIT" >/dev/null &
+	-c "SELECT pg_sleep(60)" -c "COMMIT" >/dev/null 2>&1 &
 holder=$!
-for _ in $(seq 50); do
+holder_locks() {
 	[ "$(q "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-	        WHERE a.query LIKE '%pg_sleep(5)%' AND l.locktype = 'transactionid'")" -ge 1 ] && break
-	sleep 0.1
-done
+	        WHERE a.query LIKE '%pg_sleep(60)%' AND l.locktype = 'transactionid'")" -ge 1 ]
+}
+for _ in $(seq 100); do holder_locks && break; sleep 0.1; done
+holder_locks || fail "the row lock of task $locked was not taken within 10 s"
 q "SELECT cachekit.resume_queue('serial')" >/dev/null
 sleep 1.5 # the queue resumed, its row locked, seen by the executors' polls
 pids=$(q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
@@ -77,7 +82,10 @@ hz=$(getconf CLK_TCK)
 # About 2.5 s measured: a busy loop would be most of it on each executor.
 ((ticks * 4 < hz)) || fail "the task executors used $ticks CPU ticks ($hz a second) while a row was locked"
 [ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 0 ] || fail "the locked task ran while locked"
-wait "$holder"
+holder_locks || fail "the row lock of task $locked ended before the checks"
+q "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+   WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$holder" || true
 for _ in $(seq 50); do [ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 1 ] && break; sleep 0.1; done
 [ "$(q "SELECT count(*) FROM runs WHERE n = 1")" = 1 ] || fail "the locked task did not run within 5 s of the lock's end"
 echo "ok - a locked row of one queue: another queue's task ran, executors idle ($ticks ticks), the row ran once unlocked"

@@ -32,6 +32,9 @@ wait_state() { # id state
 
 id=$(q "SELECT cachekit.enqueue('default', 'answer', '{\"n\": 1}')")
 wait_state "$id" succeeded
+# The executor stores the result in Redis after it committed the success:
+# wait for it (10 s at most; then the check below says what Redis holds).
+for _ in $(seq 100); do [ "$(r exists "ck:task:$dboid:$id")" = 1 ] && break; sleep 0.1; done
 stored=$(r get "ck:task:$dboid:$id")
 [ "$stored" = '{"n": 1}' ] || fail "Redis holds '$stored' for task $id, expected {\"n\": 1}"
 ttl=$(r ttl "ck:task:$dboid:$id")

@@ -220,11 +220,17 @@ echo "ok - a Redis outage under the relay is logged once when it starts and once
 # files, the server's stderr (pg_ctl -l) and the sandbox Redis' log; nor in
 # what the metrics endpoint and cachekit.metrics()/health() show (after the
 # failures above, with their errors stored).
-sleep 1.1 # a database's snapshot is refreshed at most once a second
-curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$sb/scrape-metrics.log" || fail "GET /metrics failed"
+# A database's snapshot is refreshed at most once a second, and /metrics
+# waits only 500 ms for a relay's first one: scrape about once a second until
+# the dead tasks show (20 s at most).
+scrape_deadline=$((SECONDS + 20))
+until curl -sf "http://127.0.0.1:$metrics_port/metrics" >"$sb/scrape-metrics.log" &&
+	grep -q '^cachekit_tasks_dead_total{database="'"$db"'",queue="default"} [1-9]' "$sb/scrape-metrics.log"; do
+	((SECONDS < scrape_deadline)) ||
+		fail "GET /metrics failed or does not show the dead tasks after 20 s: $(grep tasks_dead "$sb/scrape-metrics.log")"
+	sleep 1.1
+done
 curl -s "http://127.0.0.1:$metrics_port/health" >"$sb/scrape-health.log" || fail "GET /health failed"
-grep -q '^cachekit_tasks_dead_total{database="'"$db"'",queue="default"} [1-9]' "$sb/scrape-metrics.log" ||
-	fail "the scrape does not show the dead tasks: $(grep tasks_dead "$sb/scrape-metrics.log")"
 q "SELECT cachekit.metrics(), cachekit.health(), cachekit.cdn_status()" >"$sb/sql-metrics.log"
 logs=("$log_dir"/* "$sb"/*.log)
 for s in "${secrets[@]}"; do
