@@ -118,6 +118,10 @@ pg_atomic_uint64 *cancel_flag = nullptr;
 // The task this executor runs (0: none): its SIGINT and SIGTERM handlers
 // cancel only while there is one.
 volatile int64 running_task = 0;
+// Whether that task can be interrupted by a query cancel: SQL functions only.
+// An http or email exchange does not look (its timeout bounds it), and the
+// CDN dispatch would take the cancel as an error of its own bookkeeping.
+volatile sig_atomic_t running_interruptible = 0;
 
 void on_exit_unregister(int, Datum) { unregister_executor(exec_db, exec_index); }
 
@@ -143,9 +147,10 @@ void on_sigint(SIGNAL_ARGS) {
   int save_errno = errno;
   int64 task = running_task;
   uint64 wanted = cancel_flag ? pg_atomic_read_u64(cancel_flag) : 0;
-  if (task != 0 && (wanted == 0 || wanted == static_cast<uint64>(task) ||
-                    get_timeout_indicator(STATEMENT_TIMEOUT, false) ||
-                    get_timeout_indicator(LOCK_TIMEOUT, false)))
+  if (task != 0 && running_interruptible &&
+      (wanted == 0 || wanted == static_cast<uint64>(task) ||
+       get_timeout_indicator(STATEMENT_TIMEOUT, false) ||
+       get_timeout_indicator(LOCK_TIMEOUT, false)))
     cancel_running_task_now();
   SetLatch(MyLatch);
   errno = save_errno;
@@ -766,15 +771,19 @@ ClaimResult claim_alone(Claimed *c) {
 // next task is claimed (one commit a task when there is work, and that
 // claim is durable with it).
 bool run_claimed(const Claimed &c) {
+  const uint64 me = static_cast<uint64>(c.id);
+  running_interruptible = c.kind == "function";
   running_task = c.id;
+  // cancel_for names the task a cancel_task() meant. This task: it came
+  // between the claim and here, while on_sigint ignored signals (no task
+  // ran); the task is not started, its attempt is recorded as cancelled.
+  // Another task: stale (the run that consumed it cleared it, see below,
+  // unless the executor restarted), dropped.
+  bool cancelled_early = false;
   if (cancel_flag) {
-    // A cancel_task() of this task between its claim and here signalled
-    // while no task ran (on_sigint ignored it): its request is still in
-    // cancel_for. One for an earlier task is dropped.
     uint64 wanted = pg_atomic_read_u64(cancel_flag);
-    if (wanted != 0 && wanted != static_cast<uint64>(c.id))
-      pg_atomic_compare_exchange_u64(cancel_flag, &wanted, 0);
-    if (pg_atomic_read_u64(cancel_flag) == static_cast<uint64>(c.id)) cancel_running_task_now();
+    if (wanted != 0 && wanted != me) pg_atomic_compare_exchange_u64(cancel_flag, &wanted, 0);
+    cancelled_early = pg_atomic_read_u64(cancel_flag) == me;
   }
   pgstat_report_activity(STATE_RUNNING,
                          ("pg_cachekit task " + std::to_string(c.id) + ": " + c.task).c_str());
@@ -784,14 +793,21 @@ bool run_claimed(const Claimed &c) {
   double run_s = -1;
   transaction([&] {
     auto started = std::chrono::steady_clock::now();
-    o = run_task(c, task_cxt);
+    o = cancelled_early ? error_outcome("57014", "canceling statement due to user request",
+                                        "cancel_task() came before the task started.")
+                        : run_task(c, task_cxt);
     run_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     running_task = 0;
-    // A cancel the task did not consume (an http or email exchange is not
-    // interrupted; one that came as a function returned) was for the task:
-    // its outcome is recorded below (cancelled, when cancel_task asked), not
-    // thrown at the recording, which would lose the attempt and run it again.
+    running_interruptible = 0;
+    // A cancel or timeout the task did not consume (one that came as its
+    // function returned, or before a task that was not started) was for the
+    // task: its outcome is recorded below (cancelled, when cancel_task asked),
+    // not thrown at the recording, which would lose the attempt and run the
+    // task again; nor may a stale timeout indicator make on_sigint take the
+    // next task's cancel for its own.
     QueryCancelPending = false;
+    (void)get_timeout_indicator(STATEMENT_TIMEOUT, true);
+    (void)get_timeout_indicator(LOCK_TIMEOUT, true);
     if (ShutdownRequestPending && o.kind == Outcome::kFailed && o.sqlstate == "57014") {
       o.message = "the task executor was stopped while the task ran";
       o.detail = "Server shutdown or pg_terminate_backend(); the task is tried again at once.";
@@ -801,6 +817,13 @@ bool run_claimed(const Claimed &c) {
     std::optional<Tables> t = find_tables();
     if (!t) return;
     recorded = as_owner(*t, [&] { return record(*t, c, o, &chained, &chained_queue); });
+    // A cancel of this run is spent (recorded above: cancel_task() holds the
+    // row until it commits, and signals none once the row is not running).
+    // Left, it would cancel this task again after a retry_task().
+    if (cancel_flag) {
+      uint64 spent = me;
+      pg_atomic_compare_exchange_u64(cancel_flag, &spent, 0);
+    }
     if (recorded.empty() || (recorded == "cancelled" && c.kind == "function")) return;
     if (ShutdownRequestPending || exec_index >= settings.task_workers) return;
     // This task's place in its queue is free now; the next one takes one.

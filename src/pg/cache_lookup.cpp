@@ -208,7 +208,7 @@ void debug_pause(int point) {
 CacheCall::~CacheCall() { release(); }
 
 void CacheCall::release() {
-  if (lease_held) release_lease();
+  if (lease_held) release_lease(stored);
   lease_held = false;
 }
 
@@ -374,6 +374,7 @@ void store_result(CacheCall &c, const std::string &value, int ttl) {
   const int64_t sent = l1_clock_ms();
   auto reply = run(RedisTarget::kCache, {"SET", c.key, value, "EX", std::to_string(ttl)});
   if (reply && !reply_usable(c, *reply)) return;  // not stored: nor in L1
+  c.stored = reply.has_value();
   if (c.l1_on) l1_store(c.key, value, sent + int64_t{ttl} * 1000);
 }
 

@@ -25,6 +25,9 @@ struct CacheCall {
   // The lease of `key` (leases.h), released when the call ends however it
   // ends: waiters then look in Redis or run it themselves.
   bool lease_held = false;
+  // The result was stored in Redis: a session that missed before it and asks
+  // for the lease after it was released looks again (leases.h).
+  bool stored = false;
   // An error reply of Redis (LOADING, READONLY, MISCONF...) is a bypass, not
   // an error of the statement: the application's own SQL must not fail
   // because of the cache (unless cachekit.strict). cached_query raises.

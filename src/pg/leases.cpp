@@ -24,8 +24,10 @@ struct Slot {
   slock_t mutex;
   int owner;  // pid; 0: free
   unsigned char digest[kDigestBytes];
-  // The key whose lease was released last: a session that missed before
-  // that holder stored, and takes the lease after it released, looks again.
+  // The key whose lease was released last after a store: a session that
+  // missed before that holder stored, and takes the lease after it released,
+  // looks again. (Not after a release without a store: a result too large or
+  // refused would cost every later miss of the key a second lookup.)
   unsigned char released_digest[kDigestBytes];
   ConditionVariable released;
 };
@@ -127,7 +129,7 @@ bool wait_for_lease(const char *key, int timeout_ms) {
   return released;
 }
 
-void release_lease() {
+void release_lease(bool stored) {
   if (leases == nullptr || held < 0) return;
   Slot &s = leases->slots[held];
   held = -1;
@@ -135,7 +137,10 @@ void release_lease() {
   bool mine = s.owner == MyProcPid;
   if (mine) {
     s.owner = 0;
-    memcpy(s.released_digest, s.digest, kDigestBytes);
+    if (stored)
+      memcpy(s.released_digest, s.digest, kDigestBytes);
+    else if (memcmp(s.released_digest, s.digest, kDigestBytes) == 0)
+      memset(s.released_digest, 0, kDigestBytes);
   }
   SpinLockRelease(&s.mutex);
   if (mine) ConditionVariableBroadcast(&s.released);

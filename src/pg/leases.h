@@ -33,9 +33,10 @@ enum class LeaseOutcome { kOwner, kOwnerLookAgain, kWait, kNone };
 
 // Tries to take the lease of `key` (a cache key). kOwner: this backend runs
 // the query and must call release_lease(); kOwnerLookAgain: the same, but
-// the last lease released in the slot was this key's, so its holder may have
-// stored the result after this backend's lookup missed: look again before
-// running (a miss counted twice otherwise); kWait: another backend runs it;
+// the last lease released in the slot was this key's, released after its
+// holder stored the result, maybe after this backend's lookup missed: look
+// again before running (the query would run twice); kWait: another backend
+// runs it;
 // kNone: no coalescing (table busy or missing).
 LeaseOutcome take_lease(const std::string &key);
 
@@ -45,8 +46,9 @@ LeaseOutcome take_lease(const std::string &key);
 bool wait_for_lease(const char *key, int timeout_ms);
 
 // Releases this backend's lease, if it holds one; wakes the waiters. Never
-// raises an error (safe in destructors and abort callbacks).
-void release_lease();
+// raises an error (safe in destructors and abort callbacks). `stored`: the
+// result is in Redis now (the next owner of the key's lease looks again).
+void release_lease(bool stored = false);
 
 // Calls that took another backend's result after waiting (cluster-wide).
 void count_coalesced();

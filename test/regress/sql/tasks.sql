@@ -242,6 +242,23 @@ RESET ROLE;
 SELECT regress.wait_task(:long_one) AS long_one;
 SELECT count(*) AS interrupted_rows FROM regress_tasks.runs WHERE task = 'interrupted';
 SELECT finished_at - started_at < interval '10 s' AS interrupted_early FROM cachekit._tasks WHERE id = :long_one;
+-- Retried, a cancelled task runs again as new: the cancel was spent with the
+-- run it stopped (it sleeps only until 'again' is recorded).
+SET ROLE regress_task_a;
+SELECT cachekit.enqueue('default', 'regress_tasks.run_sql',
+       '{"sql": "SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM regress_tasks.runs WHERE task = ''again'') THEN 0 ELSE 20 END)::text"}') AS again \gset
+RESET ROLE;
+SELECT regress.wait_task(:again, '{running}') AS again;
+SET ROLE regress_task_a;
+SELECT cachekit.cancel_task(:again);
+RESET ROLE;
+SELECT regress.wait_task(:again) AS again;
+INSERT INTO regress_tasks.runs (task) VALUES ('again');
+SET ROLE regress_task_a;
+SELECT cachekit.retry_task(:again);
+RESET ROLE;
+SELECT regress.wait_task(:again) AS again_retried;
+SELECT state, attempts, last_error FROM cachekit._tasks WHERE id = :again;
 
 -- Chaining: the next task exists once the first one's success commits.
 CREATE FUNCTION regress.wait_named(name text) RETURNS text LANGUAGE plpgsql AS $$
